@@ -1,0 +1,19 @@
+"""The `multvae` command: every DVC stage's command, plus helpers for use outside the pipeline."""
+
+from __future__ import annotations
+
+import typer
+
+from stages.download import download
+from stages.prepare import prepare
+from stages.synthesize import synthesize
+
+app = typer.Typer(
+    help="Mult-VAE (Liang et al., WWW 2018) and its ablations as a reproducible DVC pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(download)
+app.command()(prepare)
+app.command()(synthesize)

@@ -1,0 +1,308 @@
+"""Typed configuration, read from params.yaml and validated once, before any work starts.
+
+A variant is the base configuration with the overrides it names under `variants.<name>`:
+it states only what it changes, so the ablation matrix reads as a list of differences.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+DATASETS = ("ml-20m", "ml-1m", "ml-latest-small", "ml-25m", "synthetic")
+SPLITS = ("heldout_users", "temporal")
+ACTIVATIONS = ("tanh", "relu")
+BETA_METHODS = ("anneal", "constant", "cyclical", "user_scaled")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A parameter is missing, unknown or out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and seed of the generated ratings (`data.dataset: synthetic`)."""
+
+    users: int = 2000
+    items: int = 1000
+    ratings_per_user: float = 60.0
+    tastes: int = 20
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["ml-20m", "ml-1m", "ml-latest-small", "ml-25m", "synthetic"] = "ml-20m"
+    source: str | None = None
+    min_rating: float = 4.0
+    min_user_positives: int = 5
+    split: Literal["heldout_users", "temporal"] = "heldout_users"
+    heldout_users: float = 10000
+    target_fraction: float = 0.2
+    seed: int = 98765
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden_dims: tuple[int, ...] = (600,)
+    latent_dim: int = 200
+    activation: Literal["tanh", "relu"] = "tanh"
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class BetaConfig:
+    method: Literal["anneal", "constant", "cyclical", "user_scaled"] = "anneal"
+    cap: float = 0.2
+    total_anneal_steps: int = 200000
+    cycles: int = 10
+    ratio: float = 0.5
+    gamma: float = 0.005
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 500
+    eval_batch_size: int = 2000
+    seeds: tuple[int, ...] = (98765,)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    ks: tuple[int, ...] = (20, 50, 100)
+    bootstrap_samples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    ease_lambdas: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    beta: BetaConfig = field(default_factory=BetaConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check one value against its annotated type; the error names the dotted key."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {_field_names(tp)}, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], key)
+    if origin is tuple:
+        (inner, _) = get_args(tp)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def _field_names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown key {where}{unknown[0]}; allowed keys{' under ' + prefix if prefix else ''}: "
+            f"{_field_names(cls)}"
+        )
+    kwargs = {
+        name: _convert(values[name], hints[name], f"{prefix}.{name}" if prefix else name)
+        for name in names
+        if name in values
+    }
+    return cls(**kwargs)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks that the types alone do not express."""
+    d, m, b, o, t, e = cfg.data, cfg.model, cfg.beta, cfg.optim, cfg.train, cfg.eval
+    _require(0 <= d.min_rating <= 5, "data.min_rating", f"expected 0..5, got {d.min_rating}")
+    _require(d.min_user_positives >= 2, "data.min_user_positives",
+             f"expected at least 2, got {d.min_user_positives}")
+    _require(d.heldout_users > 0, "data.heldout_users",
+             f"expected a positive count or a fraction in (0, 0.5), got {d.heldout_users}")
+    _require(d.heldout_users >= 1 or d.heldout_users < 0.5, "data.heldout_users",
+             f"a fraction must be below 0.5 (validation and test each take it), got {d.heldout_users}")
+    _require(d.heldout_users < 1 or float(d.heldout_users).is_integer(), "data.heldout_users",
+             f"a count must be a whole number, got {d.heldout_users}")
+    _require(0 < d.target_fraction < 1, "data.target_fraction",
+             f"expected a fraction in (0, 1), got {d.target_fraction}")
+    s = d.synthetic
+    _require(s.users >= 10, "data.synthetic.users", f"expected at least 10, got {s.users}")
+    _require(s.items >= 10, "data.synthetic.items", f"expected at least 10, got {s.items}")
+    _require(s.ratings_per_user >= 5, "data.synthetic.ratings_per_user",
+             f"expected at least 5, got {s.ratings_per_user}")
+    _require(1 <= s.tastes <= s.items, "data.synthetic.tastes",
+             f"expected 1..data.synthetic.items, got {s.tastes}")
+    _require(len(m.hidden_dims) > 0, "model.hidden_dims",
+             "expected a non-empty list of layer sizes such as [600]")
+    _require(all(h > 0 for h in m.hidden_dims), "model.hidden_dims",
+             f"layer sizes must be positive, got {list(m.hidden_dims)}")
+    _require(m.latent_dim > 0, "model.latent_dim", f"expected a positive size, got {m.latent_dim}")
+    _require(0 <= m.dropout < 1, "model.dropout", f"expected 0 <= dropout < 1, got {m.dropout}")
+    _require(b.cap >= 0, "beta.cap", f"must not be negative, got {b.cap}")
+    _require(b.gamma >= 0, "beta.gamma", f"must not be negative, got {b.gamma}")
+    _require(b.total_anneal_steps > 0, "beta.total_anneal_steps",
+             f"expected a positive number of updates, got {b.total_anneal_steps}")
+    _require(b.cycles >= 1, "beta.cycles", f"expected at least 1, got {b.cycles}")
+    _require(0 < b.ratio <= 1, "beta.ratio", f"expected 0 < ratio <= 1, got {b.ratio}")
+    _require(o.lr > 0, "optim.lr", f"must be positive, got {o.lr}")
+    _require(o.weight_decay >= 0, "optim.weight_decay", f"must not be negative, got {o.weight_decay}")
+    _require(t.epochs >= 1, "train.epochs", f"expected at least 1, got {t.epochs}")
+    _require(t.batch_size >= 1, "train.batch_size", f"expected at least 1, got {t.batch_size}")
+    _require(t.eval_batch_size >= 1, "train.eval_batch_size",
+             f"expected at least 1, got {t.eval_batch_size}")
+    _require(len(t.seeds) >= 1, "train.seeds", "expected a non-empty list of integer seeds")
+    _require(len(set(t.seeds)) == len(t.seeds), "train.seeds", f"seeds repeat: {list(t.seeds)}")
+    _require(t.threads >= 0, "train.threads", f"expected 0 (all cores) or more, got {t.threads}")
+    _require(len(e.ks) >= 1 and all(k >= 1 for k in e.ks), "eval.ks",
+             f"expected positive cut-offs, got {list(e.ks)}")
+    _require(e.bootstrap_samples >= 100, "eval.bootstrap_samples",
+             f"expected at least 100, got {e.bootstrap_samples}")
+    _require(0 < e.confidence < 1, "eval.confidence", f"expected a level in (0, 1), got {e.confidence}")
+    _require(len(cfg.baselines.ease_lambdas) >= 1 and all(v > 0 for v in cfg.baselines.ease_lambdas),
+             "baselines.ease_lambdas", "expected a non-empty list of positive values")
+    return cfg
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    return validate(_build(Config, values, ""))
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameters file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return values
+
+
+def variant_names(params: dict[str, Any]) -> list[str]:
+    variants = params.get("variants") or {}
+    if not isinstance(variants, dict):
+        raise ConfigError("variants: expected a mapping of variant name to overrides")
+    for name in variants:
+        if not isinstance(name, str) or not name or "." in name or "/" in name:
+            raise ConfigError(
+                f"variants.{name}: variant names may not contain '.' or '/' "
+                "(DVC reads dots in parameter paths as nesting); use '_' instead"
+            )
+    return list(variants)
+
+
+def load_config(path: Path, variant: str | None = None) -> Config:
+    """The base configuration of params.yaml, with `variant`'s overrides applied."""
+    params = read_params(path)
+    names = variant_names(params)
+    base = {k: v for k, v in params.items() if k != "variants"}
+    if variant is not None:
+        if variant not in names:
+            raise ConfigError(
+                f"variants.{variant}: no such variant in {path}; known: {', '.join(names) or 'none'}"
+            )
+        override = params["variants"][variant] or {}
+        if not isinstance(override, dict):
+            raise ConfigError(f"variants.{variant}: expected a mapping of overrides, got {override!r}")
+        base = _deep_merge(base, override)
+    try:
+        return from_dict(base)
+    except ConfigError as exc:
+        where = f" (variant {variant})" if variant else ""
+        raise ConfigError(f"{path}{where}: {exc}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-friendly form (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(cfg))

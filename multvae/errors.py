@@ -1,0 +1,9 @@
+"""The errors that mean bad input rather than a bug: the CLI prints them as one line, no traceback."""
+
+from multvae.config import ConfigError
+from multvae.data import DataError
+from multvae.download import DownloadError
+from multvae.ratings import RatingsError
+from multvae.split import SplitError
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, DownloadError, RatingsError, SplitError)

@@ -1,0 +1,120 @@
+"""Read MovieLens ratings and movie titles in either of the releases' formats into one schema.
+
+ML-1M/10M use `::`-separated `.dat` files without a header; the others use CSV with a header.
+Both may be gzipped. The result always has userId, movieId, rating and, when the file has one,
+timestamp, so that everything downstream is format-free.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+RATING_COLUMNS = ("userId", "movieId", "rating")
+
+
+class RatingsError(ValueError):
+    """A ratings or movies file cannot be read; the message names the file."""
+
+
+def _open_text_head(path: Path, n: int = 4096) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            return fh.read(n).decode("latin-1")
+    except (OSError, EOFError) as exc:
+        raise RatingsError(f"{path}: cannot be read ({exc})") from exc
+
+
+def read_ratings(path: Path | str) -> pd.DataFrame:
+    """userId, movieId (int64), rating (float32) and, if present, timestamp (int64)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RatingsError(f"{path}: ratings file not found")
+    head = _open_text_head(path)
+    if not head.strip():
+        raise RatingsError(f"{path}: the ratings file is empty")
+    first_line = head.splitlines()[0]
+    try:
+        if "::" in first_line:
+            frame = _read_dat(path)
+        else:
+            frame = _read_csv(path)
+    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
+    return _check_ratings(frame, path)
+
+
+def _read_dat(path: Path) -> pd.DataFrame:
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=["userId", "e1", "movieId", "e2", "rating",
+                                                     "e3", "timestamp"][: _dat_width(path)]),
+        parse_options=pacsv.ParseOptions(delimiter=":"),
+        convert_options=pacsv.ConvertOptions(column_types={"rating": pa.float64()}),
+    )
+    keep = [c for c in ("userId", "movieId", "rating", "timestamp") if c in table.column_names]
+    return table.select(keep).to_pandas()
+
+
+def _dat_width(path: Path) -> int:
+    """`a::b::c::d` splits on ':' into 7 fields (the empty ones between each '::' pair)."""
+    first = _open_text_head(path).splitlines()[0]
+    return len(first.split(":"))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(column_types={"rating": pa.float64()}),
+    )
+    header = [c.strip() for c in table.column_names]
+    table = table.rename_columns(header)
+    missing = [c for c in RATING_COLUMNS if c not in header]
+    if missing:
+        raise RatingsError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected a header with "
+            "userId,movieId,rating[,timestamp]"
+        )
+    keep = [c for c in ("userId", "movieId", "rating", "timestamp") if c in header]
+    return table.select(keep).to_pandas()
+
+
+def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    out = {}
+    for column in frame.columns:
+        values = frame[column]
+        if not (pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values)):
+            bad = values[pd.to_numeric(values, errors="coerce").isna()].iloc[:1].tolist()
+            raise RatingsError(f"{path}: column {column} must be numeric, found {bad[0]!r}")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise RatingsError(f"{path}: column {column} has a missing value at data row {row + 1}")
+        out[column] = values
+    result = pd.DataFrame({
+        "userId": out["userId"].astype(np.int64),
+        "movieId": out["movieId"].astype(np.int64),
+        "rating": out["rating"].astype(np.float32),
+    })
+    if "timestamp" in out:
+        result["timestamp"] = out["timestamp"].astype(np.int64)
+    return result
+
+
+def read_movies(path: Path | str) -> pd.DataFrame:
+    """movieId and title, from movies.csv or the latin-1 `::` movies.dat."""
+    path = Path(path)
+    if path.name.removesuffix(".gz").endswith(".dat"):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="latin-1") as fh:
+            rows = [line.rstrip("\n").split("::")[:2] for line in fh if line.strip()]
+        frame = pd.DataFrame(rows, columns=["movieId", "title"])
+        frame["movieId"] = frame["movieId"].astype(np.int64)
+        return frame
+    frame = pd.read_csv(path, usecols=["movieId", "title"], dtype={"movieId": np.int64, "title": str})
+    return frame

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create .venv and install multvae with its dependencies.
+# torch: a CPU build is installed only when the environment has no torch yet; an existing torch
+# (a CUDA build on a GPU machine, say) is kept. Override with TORCH_SPEC, e.g.
+#   TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124" ./setup.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null
+if ! python -c "import torch" 2>/dev/null; then
+  echo "setup: installing torch (${TORCH_SPEC:-CPU build})"
+  if [ -n "${TORCH_SPEC:-}" ]; then
+    # shellcheck disable=SC2086
+    python -m pip install -q $TORCH_SPEC
+  else
+    python -m pip install -q "torch==2.13.0+cpu" 2>/dev/null \
+      || python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+python -m pip install -q -e ".[dev]"
+echo "setup: done ($(python -c 'import torch; print("torch", torch.__version__)'))"

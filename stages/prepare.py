@@ -1,0 +1,36 @@
+"""DVC stage `prepare`: binarize the ratings and split them into Parquet tables under data/prepared/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from multvae.config import load_config
+from multvae.data import DataError, write_split
+from multvae.split import split
+from stages.common import ParamsOption, user_errors
+
+
+@user_errors
+def prepare(
+    params: ParamsOption = Path("params.yaml"),
+    raw: Annotated[Path, typer.Option(help="Output folder of the download stage.")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="Folder for the split tables.")] = Path("data/prepared"),
+    stats: Annotated[Path, typer.Option(help="Counts per split, as JSON.")] = Path("data/stats.json"),
+) -> None:
+    """Binarize (rating >= data.min_rating), drop sparse users, split by data.split."""
+    cfg = load_config(params)
+    ratings_path = raw / "ratings.parquet"
+    if not ratings_path.is_file():
+        raise DataError(f"{ratings_path} not found: run the download stage first (`dvc repro download`)")
+    ratings = pd.read_parquet(ratings_path)
+    movies = pd.read_parquet(raw / "movies.parquet")
+    result = split(ratings, cfg.data, movies)
+    write_split(result, out, stats)
+    s = result.stats
+    typer.echo(f"prepare ({cfg.data.split}): {s['users_kept']:,} users, {s['items']:,} items, "
+               f"{s['positives']:,} positives; train {s['train_users']:,} users, "
+               f"validation {s['validation_users']:,}, test {s['test_users']:,} -> {out}")
