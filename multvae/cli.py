@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from stages.download import download
+from stages.evaluate import evaluate
 from stages.prepare import prepare
 from stages.synthesize import synthesize
+from stages.train import train
 
 app = typer.Typer(
     help="Mult-VAE (Liang et al., WWW 2018) and its ablations as a reproducible DVC pipeline.",
@@ -16,4 +18,6 @@ app = typer.Typer(
 )
 app.command()(download)
 app.command()(prepare)
+app.command()(train)
+app.command()(evaluate)
 app.command()(synthesize)

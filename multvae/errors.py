@@ -3,7 +3,11 @@
 from multvae.config import ConfigError
 from multvae.data import DataError
 from multvae.download import DownloadError
+from multvae.evaluation import EvaluationError
 from multvae.ratings import RatingsError
 from multvae.split import SplitError
+from multvae.training import TrainingError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, DownloadError, RatingsError, SplitError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError, DataError, DownloadError, EvaluationError, RatingsError, SplitError, TrainingError,
+)

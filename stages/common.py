@@ -26,3 +26,8 @@ def user_errors(func: Callable) -> Callable:
             raise typer.Exit(1) from None
 
     return wrapper
+
+VariantArgument = Annotated[
+    str | None, typer.Argument(help="Variant name under `variants:` in params; none: the base configuration.")
+]
+DataOption = Annotated[Path, typer.Option(help="Folder written by the prepare stage.")]
