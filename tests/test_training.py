@@ -1,0 +1,144 @@
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from multvae.config import BetaConfig, Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
+from multvae.data import load_dataset, write_split
+from multvae.split import split
+from multvae.synthetic import PRESETS, generate
+from multvae.training import TrainingError, train_model
+
+SMALL = Config(
+    data=DataConfig(dataset="synthetic", heldout_users=30),
+    model=ModelConfig(hidden_dims=(32,), latent_dim=8),
+    beta=BetaConfig(total_anneal_steps=20),
+    train=TrainConfig(epochs=6, batch_size=50, device="cpu", threads=1),
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    ratings, movies = generate(PRESETS["tiny"])
+    root = tmp_path_factory.mktemp("prepared")
+    write_split(split(ratings, SMALL.data, movies), root / "prepared", root / "stats.json")
+    return load_dataset(root / "prepared")
+
+
+def test_same_seed_same_metrics(dataset):
+    a = train_model(SMALL, dataset, seed=1, log=lambda _: None)
+    b = train_model(SMALL, dataset, seed=1, log=lambda _: None)
+    c = train_model(SMALL, dataset, seed=2, log=lambda _: None)
+    cols = ["loss", "val_ndcg@100", "val_recall@20"]
+    pd.testing.assert_frame_equal(a.curves[cols], b.curves[cols])
+    assert a.best_epoch == b.best_epoch
+    assert not a.curves["loss"].equals(c.curves["loss"])
+
+
+def test_best_epoch_is_the_best_validation_ndcg(dataset):
+    result = train_model(SMALL, dataset, seed=3, log=lambda _: None)
+    best = result.curves.loc[result.curves["val_ndcg@100"].idxmax()]
+    assert result.best_epoch == best["epoch"]
+    assert result.best_validation["val_ndcg@100"] == best["val_ndcg@100"]
+
+
+def test_training_learns_beyond_its_first_epoch(dataset):
+    cfg = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL.train, epochs=15))
+    curves = train_model(cfg, dataset, seed=0, log=lambda _: None).curves
+    assert curves["val_ndcg@100"].iloc[-3:].max() > curves["val_ndcg@100"].iloc[0] + 0.02
+    assert curves["loss"].iloc[-1] < curves["loss"].iloc[0]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path):
+    full = train_model(SMALL, dataset, seed=5, log=lambda _: None)
+    ckpt = tmp_path / "ckpt.pt"
+
+    def stop_at_epoch_4(line):
+        # Raised while epoch 4 is reported, before its checkpoint: epochs 1-3 are saved.
+        if line.startswith("epoch   4/"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=stop_at_epoch_4)
+    lines = []
+    resumed = train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=lines.append)
+    assert lines[0].startswith("resuming") and "after epoch 3" in lines[0]
+    cols = ["epoch", "loss", "val_ndcg@100", "val_recall@50"]
+    pd.testing.assert_frame_equal(full.curves[cols], resumed.curves[cols])
+    assert full.best_epoch == resumed.best_epoch
+
+
+def test_checkpoint_of_other_parameters_is_not_resumed(dataset, tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=lambda _: None)
+    other = dataclasses.replace(SMALL, model=dataclasses.replace(SMALL.model, latent_dim=4))
+    lines = []
+    train_model(other, dataset, seed=5, checkpoint=ckpt, log=lines.append)
+    assert lines[0].startswith("ignoring")
+
+
+def test_non_finite_loss_names_epoch_and_batch(dataset):
+    cfg = dataclasses.replace(SMALL, optim=OptimConfig(name="sgd", lr=1e12))
+    with pytest.raises(TrainingError, match=r"epoch \d+, batch \d+ of \d+"):
+        train_model(cfg, dataset, seed=0, log=lambda _: None)
+
+
+PARAMS = """
+data: {dataset: synthetic, heldout_users: 30, synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}}
+model: {hidden_dims: [32], latent_dim: 8}
+beta: {total_anneal_steps: 20}
+train: {epochs: 40, batch_size: 20, device: cpu, threads: 1}
+variants:
+  original: {}
+"""
+
+
+def _cli(args, cwd, **kw):
+    exe = Path(sys.executable).with_name("multvae")
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_train_stage_killed_mid_run_resumes_to_same_metrics(tmp_path):
+    runs = {}
+    for name in ("killed", "straight"):
+        cwd = tmp_path / name
+        cwd.mkdir()
+        (cwd / "params.yaml").write_text(PARAMS)
+        for cmd in (["download"], ["prepare"]):
+            assert _cli(cmd, cwd).returncode == 0
+        runs[name] = cwd
+    cwd = runs["killed"]
+    exe = Path(sys.executable).with_name("multvae")
+    proc = subprocess.Popen([str(exe), "train", "original"], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = cwd / ".checkpoints" / "original" / "seed-98765.pt"
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    assert not (cwd / "models" / "original").exists()
+    resumed = _cli(["train", "original"], cwd)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
+    assert not ckpt.exists()
+    assert _cli(["train", "original"], runs["straight"]).returncode == 0
+    for cwd in runs.values():
+        assert _cli(["evaluate", "original"], cwd).returncode == 0
+    a, b = (pd.read_parquet(c / "metrics/per_user/original.parquet") for c in runs.values())
+    pd.testing.assert_frame_equal(a, b)
+    ca, cb = (pd.read_csv(c / "plots/curves/original.csv") for c in runs.values())
+    pd.testing.assert_frame_equal(ca.drop(columns="seconds"), cb.drop(columns="seconds"))
