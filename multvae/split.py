@@ -36,12 +36,41 @@ class Split:
 
 def binarize(ratings: pd.DataFrame, min_rating: float, min_user_positives: int) -> pd.DataFrame:
     """Positives (rating >= min_rating) of users with at least `min_user_positives` of them,
-    sorted by (userId, movieId) so that every later random draw is order-independent."""
-    pos = ratings.loc[ratings["rating"].to_numpy() >= min_rating]
-    pos = pos.drop(columns="rating").drop_duplicates(["userId", "movieId"])
-    counts = pos["userId"].map(pos["userId"].value_counts())
-    pos = pos.loc[counts.to_numpy() >= min_user_positives]
-    return pos.sort_values(["userId", "movieId"], kind="stable").reset_index(drop=True)
+    sorted by (userId, movieId) so that every later random draw is order-independent.
+    A pair rated twice counts once, with the columns of its first row."""
+    rows = np.flatnonzero(ratings["rating"].to_numpy() >= min_rating)
+    if rows.size:
+        user, movie = ratings["userId"].to_numpy()[rows], ratings["movieId"].to_numpy()[rows]
+        order = _argsort_by(user, movie)
+        user, movie = user[order], movie[order]
+        first = np.r_[True, (user[1:] != user[:-1]) | (movie[1:] != movie[:-1])]
+        order, user = order[first], user[first]
+        starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+        sizes = np.diff(np.r_[starts, user.size])
+        rows = rows[order[np.repeat(sizes >= min_user_positives, sizes)]]
+        del user, movie, order, first
+    # Column by column: one copy of the kept rows, not of every positive first.
+    return pd.DataFrame({c: ratings[c].to_numpy()[rows] for c in ratings.columns if c != "rating"})
+
+
+def _argsort_by(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """Stable order of rows by (major, minor): one int64 key sort when the ranges allow, else lexsort."""
+    lo_major, lo_minor = int(major.min()), int(minor.min())
+    span = int(minor.max()) - lo_minor + 1
+    if (int(major.max()) - lo_major + 1) * span >= 2**62:
+        return np.lexsort((minor, major))
+    key = major.astype(np.int64)  # in place from here: this runs on every positive of ML-20M
+    key -= lo_major
+    key *= span
+    key += minor
+    key -= lo_minor
+    return np.argsort(key, kind="stable")
+
+
+def _user_rows(user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by userId: the distinct ids (sorted) and each row's position in them."""
+    new = np.r_[True, user_ids[1:] != user_ids[:-1]]
+    return user_ids[new], np.cumsum(new, dtype=np.int32) - 1
 
 
 def _rank_within_user(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +80,13 @@ def _rank_within_user(user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     size = np.repeat(sizes, sizes)
     rank = np.arange(user.size) - np.repeat(starts, sizes)
     return rank, size
+
+
+def _item_codes(movie_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's position in the sorted `item_ids`, and whether its movie is there at all."""
+    item = np.searchsorted(item_ids, movie_ids).astype(np.int32)
+    known = item_ids[np.minimum(item, item_ids.size - 1)] == movie_ids
+    return item, known
 
 
 def _heldout_count(data: DataConfig, n_users: int) -> int:
@@ -78,94 +114,99 @@ def _index_frames(item_ids: np.ndarray, titles: pd.DataFrame,
     return users.reset_index(drop=True), items
 
 
-def _encode(frame: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
-    """(userId, movieId) pairs as dense (user, item) int32 indices, sorted by user then item."""
-    user = np.searchsorted(users["userId"].to_numpy(), frame["userId"].to_numpy()).astype(np.int32)
-    item = np.searchsorted(items["movieId"].to_numpy(), frame["movieId"].to_numpy()).astype(np.int32)
-    out = pd.DataFrame({"user": user, "item": item})
-    return out.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
+def _encode(rows: np.ndarray, user_row: np.ndarray, user_index: np.ndarray,
+            item: np.ndarray) -> pd.DataFrame:
+    """The selected rows of the (userId, movieId)-sorted positives as dense (user, item) int32
+    indices; both indices keep the ids' order, so the result is sorted by user then item."""
+    return pd.DataFrame({"user": user_index[user_row[rows]], "item": item[rows]})
 
 
 def split_heldout_users(pos: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> Split:
     """Liang et al.'s strong generalization: held-out users, their items split fold-in/target."""
     rng = np.random.default_rng(data.seed)
-    all_users = pos["userId"].unique()
+    all_users, user_row = _user_rows(pos["userId"].to_numpy())
     n = _heldout_count(data, all_users.size)
-    perm = all_users[rng.permutation(all_users.size)]
-    val_ids, test_ids, train_ids = np.sort(perm[:n]), np.sort(perm[n:2 * n]), np.sort(perm[2 * n:])
+    perm = rng.permutation(all_users.size)
+    role_of_user = np.zeros(all_users.size, dtype=np.int8)  # 0 train, 1 validation, 2 test
+    role_of_user[perm[:n]], role_of_user[perm[n:2 * n]] = 1, 2
+    role = role_of_user[user_row]
 
-    uid = pos["userId"].to_numpy()
-    train_pos = pos.loc[np.isin(uid, train_ids)]
-    item_ids = np.sort(train_pos["movieId"].unique())
+    movie_ids = pos["movieId"].to_numpy()
+    item_ids = np.sort(pd.unique(movie_ids[role == 0]))
+    item, known = _item_codes(movie_ids, item_ids)
 
-    heldout = pos.loc[~np.isin(uid, train_ids) & np.isin(pos["movieId"].to_numpy(), item_ids)]
-    heldout = heldout.assign(_key=rng.random(len(heldout)))
-    heldout = heldout.sort_values(["userId", "_key"], kind="stable")
-    rank, size = _rank_within_user(heldout["userId"].to_numpy())
-    enough = size >= 2
+    # A held-out user's items in a random order; the first target_fraction of them are targets.
+    heldout = np.flatnonzero((role > 0) & known)
+    order = np.lexsort((rng.random(heldout.size), user_row[heldout]))
+    rank, size = _rank_within_user(user_row[heldout[order]])
     n_target = np.maximum(1, np.floor(data.target_fraction * size)).astype(np.int64)
-    is_target = rank < n_target
-    heldout = heldout.loc[enough]
-    is_target = is_target[enough]
+    is_target, enough = np.empty(heldout.size, dtype=bool), np.empty(heldout.size, dtype=bool)
+    is_target[order], enough[order] = rank < n_target, size >= 2
+    heldout, is_target = heldout[enough], is_target[enough]
 
-    dropped = {
-        role: int(ids.size - heldout.loc[np.isin(heldout["userId"].to_numpy(), ids), "userId"].nunique())
-        for role, ids in (("validation", val_ids), ("test", test_ids))
-    }
-    kept = heldout["userId"].unique()
-    roles = {"train": train_ids, "validation": np.intersect1d(val_ids, kept),
-             "test": np.intersect1d(test_ids, kept)}
+    kept = np.zeros(all_users.size, dtype=bool)
+    kept[user_row[heldout]] = True
+    dropped = {"validation": int(((role_of_user == 1) & ~kept).sum()),
+               "test": int(((role_of_user == 2) & ~kept).sum())}
+    roles = {"train": all_users[role_of_user == 0], "validation": all_users[(role_of_user == 1) & kept],
+             "test": all_users[(role_of_user == 2) & kept]}
     users, items = _index_frames(item_ids, titles, roles)
-    in_val = np.isin(heldout["userId"].to_numpy(), roles["validation"])
+    user_index = np.searchsorted(users["userId"].to_numpy(), all_users).astype(np.int32)
+    in_val = role[heldout] == 1
     parts = {
-        "train": train_pos,
-        "validation_foldin": heldout.loc[in_val & ~is_target],
-        "validation_target": heldout.loc[in_val & is_target],
-        "test_foldin": heldout.loc[~in_val & ~is_target],
-        "test_target": heldout.loc[~in_val & is_target],
+        "train": np.flatnonzero(role == 0),
+        "validation_foldin": heldout[in_val & ~is_target],
+        "validation_target": heldout[in_val & is_target],
+        "test_foldin": heldout[~in_val & ~is_target],
+        "test_target": heldout[~in_val & is_target],
     }
-    encoded = {name: _encode(frame, users, items) for name, frame in parts.items()}
+    encoded = {name: _encode(rows, user_row, user_index, item) for name, rows in parts.items()}
     extra = {"heldout_users_requested": n, "heldout_users_dropped": dropped,
-             "heldout_items_outside_train": int((~np.isin(
-                 pos.loc[~np.isin(uid, train_ids), "movieId"].to_numpy(), item_ids)).sum())}
+             "heldout_items_outside_train": int(((role > 0) & ~known).sum())}
     return Split(users=users, items=items, stats=_stats(pos, users, items, encoded, data, extra), **encoded)
 
 
 def split_temporal(pos: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> Split:
-    """Each user's positives in time order: first 80% train, next 10% validation, last 10% test."""
+    """Each user's positives in time order: first 80% train, next 10% validation, last 10% test.
+    Users with fewer than 3 positives keep them all for training (nothing would be left to fold in)."""
     if "timestamp" not in pos.columns:
         raise SplitError(
             "data.split=temporal needs timestamps, but the ratings have no timestamp column; "
             "use data.split: heldout_users, or a release with timestamps"
         )
-    pos = pos.sort_values(["userId", "timestamp", "movieId"], kind="stable").reset_index(drop=True)
-    rank, size = _rank_within_user(pos["userId"].to_numpy())
-    holdout = np.maximum(1, np.round(0.1 * size)).astype(np.int64)
+    all_users, user_row = _user_rows(pos["userId"].to_numpy())
+    # Time order within each user (ties by movieId, the order of `pos`).
+    order = _argsort_by(user_row, pos["timestamp"].to_numpy())
+    rank, size = _rank_within_user(user_row[order])
+    holdout = np.where(size >= 3, np.maximum(1, np.round(0.1 * size)), 0).astype(np.int64)
     n_train = size - 2 * holdout
-    phase = np.where(rank < n_train, 0, np.where(rank < n_train + holdout, 1, 2))
-    train_pos = pos.loc[phase == 0]
-    item_ids = np.sort(train_pos["movieId"].unique())
-    known = np.isin(pos["movieId"].to_numpy(), item_ids)
-    val_target = pos.loc[(phase == 1) & known]
-    test_target = pos.loc[(phase == 2) & known]
-    all_users = np.sort(pos["userId"].unique())
-    roles = {"train": all_users, "validation": np.array([], dtype=all_users.dtype),
-             "test": np.array([], dtype=all_users.dtype)}
+    phase = np.empty(len(pos), dtype=np.int8)
+    phase[order] = np.where(rank < n_train, 0, np.where(rank < n_train + holdout, 1, 2))
+    del order, rank, size, holdout, n_train
+
+    movie_ids = pos["movieId"].to_numpy()
+    train = phase == 0
+    item_ids = np.sort(pd.unique(movie_ids[train]))
+    item, known = _item_codes(movie_ids, item_ids)
+    val_target = (phase == 1) & known
+    test_target = (phase == 2) & known
+    has_val, has_test = np.zeros(all_users.size, dtype=bool), np.zeros(all_users.size, dtype=bool)
+    has_val[user_row[val_target]] = True
+    has_test[user_row[test_target]] = True
+    roles = {"train": all_users, "validation": all_users[:0], "test": all_users[:0]}
     users, items = _index_frames(item_ids, titles, roles)
-    val_users = val_target["userId"].unique()
-    test_users = test_target["userId"].unique()
-    uid = pos["userId"].to_numpy()
+    user_index = np.searchsorted(users["userId"].to_numpy(), all_users).astype(np.int32)
     parts = {
-        "train": train_pos,
-        "validation_foldin": pos.loc[(phase == 0) & np.isin(uid, val_users)],
-        "validation_target": val_target,
-        "test_foldin": pos.loc[(phase <= 1) & known & np.isin(uid, test_users)],
-        "test_target": test_target,
+        "train": np.flatnonzero(train),
+        "validation_foldin": np.flatnonzero(train & has_val[user_row]),
+        "validation_target": np.flatnonzero(val_target),
+        "test_foldin": np.flatnonzero((phase <= 1) & known & has_test[user_row]),
+        "test_target": np.flatnonzero(test_target),
     }
-    encoded = {name: _encode(frame, users, items) for name, frame in parts.items()}
+    encoded = {name: _encode(rows, user_row, user_index, item) for name, rows in parts.items()}
     extra = {"target_items_outside_train": int(((phase > 0) & ~known).sum()),
-             "validation_users_without_target": int(all_users.size - val_users.size),
-             "test_users_without_target": int(all_users.size - test_users.size)}
+             "validation_users_without_target": int(all_users.size - has_val.sum()),
+             "test_users_without_target": int(all_users.size - has_test.sum())}
     return Split(users=users, items=items, stats=_stats(pos, users, items, encoded, data, extra), **encoded)
 
 
