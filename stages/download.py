@@ -15,11 +15,12 @@ from stages.common import ParamsOption, user_errors
 @user_errors
 def download(
     params: ParamsOption = Path("params.yaml"),
-    out: Annotated[Path, typer.Option(help="Folder for ratings.parquet and movies.parquet.")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="Folder for ratings.parquet and movies.parquet.")] = Path(
+        "data/raw"),
     progress: Annotated[bool, typer.Option(help="Show a download progress bar.")] = True,
 ) -> None:
     """Fetch and verify the release named by data.dataset, or read data.source; write data/raw/."""
     cfg = load_config(params)
     info = materialize(cfg.data, out, show_progress=progress)
-    typer.echo(f"download: {info['ratings']:,} ratings of {info['users']:,} users on {info['movies']:,} movies "
-               f"-> {out}")
+    typer.echo(f"download: {info['ratings']:,} ratings of {info['users']:,} users "
+               f"on {info['movies']:,} movies -> {out}")
