@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from stages.baselines import ease, popularity
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
@@ -20,4 +21,6 @@ app.command()(download)
 app.command()(prepare)
 app.command()(train)
 app.command()(evaluate)
+app.command()(popularity)
+app.command()(ease)
 app.command()(synthesize)
