@@ -40,24 +40,39 @@ def read_ratings(path: Path | str) -> pd.DataFrame:
     if not head.strip():
         raise RatingsError(f"{path}: the ratings file is empty")
     first_line = head.splitlines()[0]
+    reader = _read_dat if "::" in first_line else _read_csv
     try:
-        if "::" in first_line:
-            frame = _read_dat(path)
-        else:
-            frame = _read_csv(path)
-    except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as exc:
+        frame = reader(path)
+    except pa.ArrowInvalid as exc:
+        # Mostly a value that is not a number; read every column as text to name the column.
+        try:
+            frame = reader(path, as_text=True)
+        except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError):
+            raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
     return _check_ratings(frame, path)
 
 
-def _read_dat(path: Path) -> pd.DataFrame:
+def _text_types(names: list[str]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True)
+
+
+def _read_dat(path: Path, as_text: bool = False) -> pd.DataFrame:
+    names = ["userId", "e1", "movieId", "e2", "rating", "e3", "timestamp"][: _dat_width(path)]
     table = pacsv.read_csv(
         path,
-        read_options=pacsv.ReadOptions(column_names=["userId", "e1", "movieId", "e2", "rating",
-                                                     "e3", "timestamp"][: _dat_width(path)]),
+        read_options=pacsv.ReadOptions(column_names=names),
         parse_options=pacsv.ParseOptions(delimiter=":"),
-        convert_options=pacsv.ConvertOptions(column_types={"rating": pa.float64()}),
+        convert_options=_text_types(names) if as_text else pacsv.ConvertOptions(
+            column_types={"rating": pa.float64()}),
     )
+    missing = [c for c in RATING_COLUMNS if c not in table.column_names]
+    if missing:
+        raise RatingsError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected lines of "
+            "userId::movieId::rating[::timestamp]"
+        )
     keep = [c for c in ("userId", "movieId", "rating", "timestamp") if c in table.column_names]
     return table.select(keep).to_pandas()
 
@@ -68,10 +83,12 @@ def _dat_width(path: Path) -> int:
     return len(first.split(":"))
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, as_text: bool = False) -> pd.DataFrame:
+    raw_header = _open_text_head(path).splitlines()[0].split(",")
     table = pacsv.read_csv(
         path,
-        convert_options=pacsv.ConvertOptions(column_types={"rating": pa.float64()}),
+        convert_options=_text_types(raw_header) if as_text else pacsv.ConvertOptions(
+            column_types={"rating": pa.float64()}),
     )
     header = [c.strip() for c in table.column_names]
     table = table.rename_columns(header)
@@ -86,12 +103,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if frame.empty:
+        raise RatingsError(f"{path}: the ratings file has no data rows")
     out = {}
     for column in frame.columns:
         values = frame[column]
         if not (pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values)):
-            bad = values[pd.to_numeric(values, errors="coerce").isna()].iloc[:1].tolist()
-            raise RatingsError(f"{path}: column {column} must be numeric, found {bad[0]!r}")
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = values[numeric.isna() & values.notna()]
+            if len(bad):
+                raise RatingsError(f"{path}: column {column} must be numeric, found {bad.iloc[0]!r} "
+                                   f"at data row {bad.index[0] + 1}")
+            values = numeric
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise RatingsError(f"{path}: column {column} has a missing value at data row {row + 1}")
@@ -109,12 +132,14 @@ def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 def read_movies(path: Path | str) -> pd.DataFrame:
     """movieId and title, from movies.csv or the latin-1 `::` movies.dat."""
     path = Path(path)
-    if path.name.removesuffix(".gz").endswith(".dat"):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="latin-1") as fh:
-            rows = [line.rstrip("\n").split("::")[:2] for line in fh if line.strip()]
-        frame = pd.DataFrame(rows, columns=["movieId", "title"])
-        frame["movieId"] = frame["movieId"].astype(np.int64)
-        return frame
-    frame = pd.read_csv(path, usecols=["movieId", "title"], dtype={"movieId": np.int64, "title": str})
-    return frame
+    try:
+        if path.name.removesuffix(".gz").endswith(".dat"):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="latin-1") as fh:
+                rows = [line.rstrip("\n").split("::")[:2] for line in fh if line.strip()]
+            frame = pd.DataFrame(rows, columns=["movieId", "title"])
+            frame["movieId"] = frame["movieId"].astype(np.int64)
+            return frame
+        return pd.read_csv(path, usecols=["movieId", "title"], dtype={"movieId": np.int64, "title": str})
+    except (OSError, EOFError, ValueError) as exc:
+        raise RatingsError(f"{path}: not a readable movies file with movieId and title ({exc})") from exc
