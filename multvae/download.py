@@ -7,11 +7,13 @@ same pair of Parquet files, so the prepare stage never sees where the data came 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -83,11 +85,18 @@ def fetch(url: str, dest: Path, dataset: str, show_progress: bool = True) -> str
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), TimeRemainingColumn(), disable=not show_progress) as bar:
             task = bar.add_task(f"download {PurePosixPath(url).name}", total=total)
-            while chunk := response.read(CHUNK):
+            while chunk := _read_chunk(response, url, dataset):
                 out.write(chunk)
                 digest.update(chunk)
                 bar.advance(task, len(chunk))
     return digest.hexdigest()
+
+
+def _read_chunk(response, url: str, dataset: str) -> bytes:
+    try:
+        return response.read(CHUNK)
+    except (OSError, http.client.HTTPException) as exc:
+        raise DownloadError(f"{url}: the download broke off ({exc!r}); {_offline_hint(dataset)}") from exc
 
 
 def file_md5(path: Path) -> str:
@@ -98,7 +107,7 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, actual: str, expected: str) -> None:
+def verify(path: Path | str, actual: str, expected: str) -> None:
     if actual != expected:
         raise DownloadError(
             f"{path}: checksum mismatch (MD5 {actual}, the release publishes {expected}); "
@@ -128,7 +137,7 @@ def safe_extract(archive: Path, members: list[str], target: Path) -> dict[str, P
                     shutil.copyfileobj(src, dst, CHUNK)
                 out[member] = dest
             return out
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
         raise DownloadError(f"{archive}: corrupt or truncated archive ({exc})") from exc
     except OSError as exc:
         if "CRC" in str(exc) or "Bad" in str(exc):
@@ -196,17 +205,14 @@ def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> 
                     info["verified"] = True
                 ratings, movies = _read_archive(source, work_dir)
             else:
-                try:
-                    ratings = read_ratings(source)
-                except RatingsError as exc:
-                    raise DownloadError(str(exc)) from exc
+                ratings = read_ratings(source)  # a RatingsError names the file and the column
                 movies = _sibling_movies(source)
         else:
             assert release is not None
             archive = work_dir / PurePosixPath(release.url).name
             expected = published_md5(release, data.dataset)
             actual = fetch(release.url, archive, data.dataset, show_progress)
-            verify(archive, actual, expected)
+            verify(release.url, actual, expected)  # `archive` is a temporary copy: name the URL
             info.update(url=release.url, md5=actual, verified=True)
             ratings, movies = _read_archive(archive, work_dir)
         if ratings.empty:
