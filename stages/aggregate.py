@@ -1,0 +1,45 @@
+"""DVC stage `aggregate`: every variant and baseline in one table (Markdown, CSV) and three figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from multvae.config import load_config, read_params, variant_names
+from multvae.metrics import metric_names
+from multvae.report import label, load_results, write_report
+from stages.common import ParamsOption, user_errors
+
+
+@user_errors
+def aggregate(
+    params: ParamsOption = Path("params.yaml"),
+    metrics_dir: Annotated[Path, typer.Option(help="Folder of <variant>.json test metrics.")] = Path(
+        "metrics/variants"),
+    per_user_dir: Annotated[Path, typer.Option(help="Folder of <variant>.parquet per-user metrics.")] = Path(
+        "metrics/per_user"),
+    curves_dir: Annotated[Path, typer.Option(help="Folder of <variant>.csv training logs.")] = Path(
+        "plots/curves"),
+    table: Annotated[Path, typer.Option(help="Comparison table, as Markdown.")] = Path("metrics/table.md"),
+    csv: Annotated[Path, typer.Option(help="Comparison table, as CSV.")] = Path("metrics/table.csv"),
+    plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
+) -> None:
+    """Test metrics with bootstrap intervals, paired tests against `original`, curves and β schedules."""
+    cfg = load_config(params)
+    metrics = metric_names(cfg.eval.ks)
+    order = variant_names(read_params(params))
+    results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, order)
+    for name in order:
+        if not (metrics_dir / f"{name}.json").is_file():
+            typer.echo(f"aggregate: no {metrics_dir / f'{name}.json'}: {label(name)} left out of the table")
+    for r in results:
+        if r.per_user is None:
+            typer.echo(f"aggregate: no {per_user_dir / f'{r.name}.parquet'}: {label(r.name)} "
+                       "without intervals")
+        if r.kind == "vae" and r.curves is None:
+            typer.echo(f"aggregate: no {curves_dir / f'{r.name}.csv'}: {label(r.name)} not in the curves")
+    frame = write_report(results, metrics, cfg.eval, table, csv, plots_dir)
+    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}; figures comparison.png, "
+               f"validation_curves.png, beta_schedules.png -> {plots_dir}")

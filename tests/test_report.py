@@ -1,0 +1,232 @@
+"""The aggregate stage on fixture results: every row, the right significance marks, CSV, figures,
+and errors that name the missing input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from multvae.config import EvalConfig
+from multvae.report import build_table, load_results
+from stages.aggregate import aggregate
+
+METRICS = ["ndcg@100", "recall@20", "recall@50"]
+EVAL = EvalConfig(bootstrap_samples=200, confidence=0.95, seed=0)
+USERS = 300
+PNG = b"\x89PNG\r\n\x1a\n"
+VARIANTS = ["original", "latent_300", "two_hidden_layers", "relu", "sgd", "cyclical_cap_1",
+            "cyclical_cap_0_2", "user_scaled"]
+# name: (kind, planted shift of every metric against the original, training seeds)
+SYSTEMS = {
+    "original": ("vae", 0.0, [1]),
+    "latent_300": ("vae", 0.0, [1]),
+    "two_hidden_layers": ("vae", -0.03, [1]),
+    "relu": ("vae", -0.05, [1]),
+    "sgd": ("vae", -0.15, [1]),
+    "cyclical_cap_1": ("vae", 0.0005, [1]),  # within the noise: 0.05 < p < 0.95
+    "cyclical_cap_0_2": ("vae", -0.02, [1]),
+    "user_scaled": ("vae", 0.01, [1, 2]),
+    "most_popular": ("baseline", -0.2, [0]),
+    "ease": ("baseline", 0.02, [0]),
+    "my_extra": ("vae", 0.0, [1]),
+}
+WITHOUT_PER_USER = {"sgd"}
+NOT_SIGNIFICANT = {"latent_300", "cyclical_cap_1", "my_extra"}
+SIGNIFICANT = {"two_hidden_layers", "relu", "cyclical_cap_0_2", "user_scaled", "most_popular", "ease"}
+
+
+def _beta(name: str, epochs: np.ndarray) -> np.ndarray:
+    if name.startswith("cyclical"):
+        cap = 1.0 if name == "cyclical_cap_1" else 0.2
+        return cap * np.minimum(1.0, (epochs % 4) / 2)
+    if name == "user_scaled":
+        return np.full(epochs.size, 0.6)
+    return np.minimum(0.2, 0.02 * epochs)
+
+
+def make_inputs(root: Path) -> dict[str, Path]:
+    """Per-user metrics = a shared base + the planted shift + noise centred to mean zero, so a zero
+    shift has a mean difference of exactly zero and any other shift is unmistakable."""
+    rng = np.random.default_rng(0)
+    dirs = {"metrics": root / "metrics/variants", "per_user": root / "metrics/per_user",
+            "curves": root / "plots/curves"}
+    for d in dirs.values():
+        d.mkdir(parents=True)
+    base = {m: rng.uniform(0.3, 0.6, size=USERS) for m in METRICS}
+    for name, (kind, shift, seeds) in SYSTEMS.items():
+        frames = []
+        for seed in seeds:
+            frame = pd.DataFrame({"user": np.arange(USERS) + 1000, "seed": seed})
+            for m in METRICS:
+                noise = rng.normal(0, 0.01, size=USERS)
+                frame[m] = base[m] + shift + noise - noise.mean()
+            frames.append(frame)
+        per_user = pd.concat(frames, ignore_index=True)
+        summary = {"variant": name, "kind": kind, "val_ndcg@100": 0.4 + shift, "test_users": USERS}
+        summary.update({m: float(per_user[m].mean()) for m in METRICS})
+        if kind == "vae":
+            summary.update(best_epoch=7, train_seconds=12.5, seeds={
+                str(seed): {**{m: float(f[m].mean()) for m in METRICS}, "best_epoch": 7,
+                            "val_ndcg@100": 0.4 + shift} for seed, f in zip(seeds, frames, strict=True)})
+            epochs = np.arange(10)
+            curve = pd.concat([pd.DataFrame({
+                "seed": seed, "epoch": epochs, "beta": _beta(name, epochs),
+                "loss": 1.0, "nll": 1.0, "kl": 0.1,
+                **{f"val_{m}": 0.4 + shift - 0.2 * np.exp(-epochs / 3) + 0.005 * i for m in METRICS},
+                "seconds": 1.0}) for i, seed in enumerate(seeds)])
+            curve.to_csv(dirs["curves"] / f"{name}.csv", index=False)
+        (dirs["metrics"] / f"{name}.json").write_text(json.dumps(summary))
+        if name not in WITHOUT_PER_USER:
+            per_user.to_parquet(dirs["per_user"] / f"{name}.parquet", index=False)
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "eval": {"bootstrap_samples": EVAL.bootstrap_samples, "confidence": EVAL.confidence,
+                 "seed": EVAL.seed},
+        "variants": {name: {} for name in VARIANTS},
+    }, sort_keys=False))
+    dirs["params"] = params
+    return dirs
+
+
+def run_stage(root: Path, dirs: dict[str, Path]):
+    app = typer.Typer()
+    app.command()(aggregate)
+    return CliRunner().invoke(app, [
+        "--params", str(dirs["params"]), "--metrics-dir", str(dirs["metrics"]),
+        "--per-user-dir", str(dirs["per_user"]), "--curves-dir", str(dirs["curves"]),
+        "--table", str(root / "metrics/table.md"), "--csv", str(root / "metrics/table.csv"),
+        "--plots-dir", str(root / "plots"),
+    ])
+
+
+def markdown_rows(text: str) -> dict[str, list[str]]:
+    """Cells of each table row by its first cell; '\\|' inside a cell is not a column break."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| Experiment"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows[cells[0]] = cells
+    return rows
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    return make_inputs(tmp_path)
+
+
+def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    assert "sgd.parquet" in result.output  # the row without intervals is reported
+
+    text = (tmp_path / "metrics/table.md").read_text()
+    rows = markdown_rows(text)
+    labels = ["Original model", "Latent 300", "Two hidden layers [600, 400]", "ReLU", "Gradient descent",
+              "Cyclical β (cap 1.0)", "Cyclical β (cap 0.2)", "β = γ·|x_u|", "my_extra", "Most popular",
+              "EASE"]
+    assert list(rows) == labels
+    header = text.splitlines()[2]
+    assert header.startswith("| Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50 | Δ NDCG@100")
+    assert len({len(cells) for cells in rows.values()}) == 1
+    by_name = dict(zip([*VARIANTS, "my_extra", "most_popular", "ease"], rows.values(), strict=True))
+    delta = 4
+    for name in SIGNIFICANT:
+        assert by_name[name][delta].endswith("*"), name
+    for name in NOT_SIGNIFICANT:
+        assert "*" not in by_name[name][delta] and float(by_name[name][delta + 1]) > 0.05, name
+    assert by_name["original"][delta] == "(reference)"
+    assert "[" not in by_name["sgd"][1] and by_name["sgd"][delta] == ""
+    assert re.fullmatch(r"0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]", by_name["relu"][1])
+    assert "±" in by_name["user_scaled"][-1] and by_name["relu"][-1] == ""
+    assert "percentile bootstrap" in text and "paired t-test" in text and "* marks p < 0.05" in text
+
+    table = pd.read_csv(tmp_path / "metrics/table.csv")
+    for m in METRICS:
+        assert {m, f"{m}_low", f"{m}_high", f"{m}_seeds_mean", f"{m}_seeds_std"} <= set(table.columns)
+    assert {"variant", "label", "kind", "diff_ndcg@100", "diff_ndcg@100_low", "diff_ndcg@100_high",
+            "p_value", "significant", "best_epoch", "seeds", "test_users"} <= set(table.columns)
+    assert len(table) == len(SYSTEMS)
+    assert table.set_index("variant")["ndcg@100_low"].isna().sum() == 1  # sgd only
+
+    for name in ("comparison", "validation_curves", "beta_schedules"):
+        data = (tmp_path / f"plots/{name}.png").read_bytes()
+        assert data.startswith(PNG) and len(data) > 10_000, name
+
+
+def test_table_values(inputs):
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
+    table = build_table(results, METRICS, EVAL).set_index("variant")
+    for m in METRICS:
+        known = table[f"{m}_low"].notna()
+        assert ((table.loc[known, f"{m}_low"] < table.loc[known, m])
+                & (table.loc[known, m] < table.loc[known, f"{m}_high"])).all()
+    relu = table.loc["relu"]
+    assert relu["diff_ndcg@100"] == pytest.approx(-0.05)
+    assert relu["diff_ndcg@100_high"] < 0 and relu["p_value"] < 1e-6 and relu["significant"]
+    assert table.loc["latent_300", "p_value"] > 0.99 and not table.loc["latent_300", "significant"]
+    assert 0.1 < table.loc["cyclical_cap_1", "p_value"] < 0.9
+    assert not table.loc["cyclical_cap_1", "significant"]
+    assert pd.isna(table.loc["original", "p_value"]) and pd.isna(table.loc["sgd", "significant"])
+    seeds = json.loads((inputs["metrics"] / "user_scaled.json").read_text())["seeds"]
+    per_seed = [s["recall@20"] for s in seeds.values()]
+    assert table.loc["user_scaled", "recall@20_seeds_std"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert table.loc["user_scaled", "seeds"] == 2 and pd.isna(table.loc["relu", "recall@20_seeds_std"])
+    assert table.loc["relu", "best_epoch"] == 7 and pd.isna(table.loc["ease", "best_epoch"])
+
+
+def test_without_original_the_table_has_no_comparison(tmp_path, inputs):
+    (inputs["metrics"] / "original.json").unlink()
+    (inputs["per_user"] / "original.parquet").unlink()
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    assert "original.json" in result.output
+    text = (tmp_path / "metrics/table.md").read_text()
+    assert "Δ" not in text.splitlines()[2] and "Original model" not in markdown_rows(text)
+    assert "p_value" not in pd.read_csv(tmp_path / "metrics/table.csv").columns
+
+
+@pytest.mark.parametrize("missing", ["metrics", "per_user", "curves"])
+def test_a_missing_input_folder_is_named(tmp_path, inputs, missing):
+    for path in inputs[missing].iterdir():
+        path.unlink()
+    inputs[missing].rmdir()
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 1
+    assert f"{inputs[missing]} not found" in result.output
+    assert not (tmp_path / "metrics/table.md").exists()
+
+
+def test_unreadable_or_inconsistent_inputs_are_named(tmp_path, inputs):
+    relu = inputs["metrics"] / "relu.json"
+    relu.write_text("{not json")
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 1 and str(relu) in result.output
+
+    relu.unlink()
+    frame = pd.read_parquet(inputs["per_user"] / "ease.parquet")
+    frame.drop(columns="recall@50").to_parquet(inputs["per_user"] / "ease.parquet")
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 1 and "ease.parquet" in result.output and "recall@50" in result.output
+
+    frame.assign(**{"ndcg@100": frame["ndcg@100"] + 0.01}).to_parquet(inputs["per_user"] / "ease.parquet")
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 1 and "ease.parquet" in result.output and "disagrees" in result.output
+
+    frame.assign(user=frame["user"] + 1).to_parquet(inputs["per_user"] / "ease.parquet")
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 1 and "different test users" in result.output
+
+
+def test_an_empty_metrics_folder_is_an_error(tmp_path, inputs):
+    for path in inputs["metrics"].iterdir():
+        path.unlink()
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 1 and str(inputs["metrics"]) in result.output
