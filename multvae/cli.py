@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from stages.aggregate import aggregate
 from stages.baselines import ease, popularity
 from stages.download import download
 from stages.evaluate import evaluate
@@ -23,4 +24,5 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(popularity)
 app.command()(ease)
+app.command()(aggregate)
 app.command()(synthesize)
