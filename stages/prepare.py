@@ -24,11 +24,7 @@ def prepare(
 ) -> None:
     """Binarize (rating >= data.min_rating), drop sparse users, split by data.split."""
     cfg = load_config(params)
-    ratings_path = raw / "ratings.parquet"
-    if not ratings_path.is_file():
-        raise DataError(f"{ratings_path} not found: run the download stage first (`dvc repro download`)")
-    ratings = pd.read_parquet(ratings_path)
-    movies = pd.read_parquet(raw / "movies.parquet")
+    ratings, movies = (_read_raw(raw / name) for name in ("ratings.parquet", "movies.parquet"))
     # Arrow's allocator keeps the decoded Parquet buffers (about 0.6 GB at ML-20M) after the
     # conversion to pandas; hand them back before the split, which is where the peak is.
     pa.default_memory_pool().release_unused()
@@ -38,3 +34,13 @@ def prepare(
     typer.echo(f"prepare ({cfg.data.split}): {s['users_kept']:,} users, {s['items']:,} items, "
                f"{s['positives']:,} positives; train {s['train_users']:,} users, "
                f"validation {s['validation_users']:,}, test {s['test_users']:,} -> {out}")
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the download stage first (`dvc repro download`)")
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc}); run the download stage again "
+                        "(`dvc repro -f download`)") from exc

@@ -138,6 +138,12 @@ def bad_prepare(kind, tmp_path, params_file, tiny):
     if kind == "too-many-heldout-users":
         raw_folder(tmp_path, ratings, movies)
         return params_file(heldout_users=150), "data.heldout_users=150 asks for 150 validation and 150 test"
+    if kind == "no-titles":
+        (raw_folder(tmp_path, ratings, movies) / "movies.parquet").unlink()
+        return params_file(heldout_users=20), "movies.parquet not found: run the download stage first"
+    if kind == "corrupt-parquet":
+        (raw_folder(tmp_path, ratings, movies) / "ratings.parquet").write_bytes(b"PAR1 cut off")
+        return params_file(heldout_users=20), "ratings.parquet: not a readable Parquet file"
     if kind == "nothing-positive":
         raw_folder(tmp_path, ratings.assign(rating=np.float32(2.0)), movies)
         return params_file(heldout_users=20), "nothing is left to train on"
@@ -147,7 +153,8 @@ def bad_prepare(kind, tmp_path, params_file, tiny):
 
 @pytest.mark.parametrize(("command", "kind"), [
     ("download", "unknown-dataset"), ("download", "non-numeric-rating"), ("download", "corrupt-archive"),
-    ("prepare", "no-raw-data"), ("prepare", "too-many-heldout-users"), ("prepare", "nothing-positive"),
+    ("prepare", "no-raw-data"), ("prepare", "no-titles"), ("prepare", "corrupt-parquet"),
+    ("prepare", "too-many-heldout-users"), ("prepare", "nothing-positive"),
     ("prepare", "temporal-without-timestamps"),
 ])
 def test_bad_input_exits_1_with_one_error_line_and_writes_nothing(tiny, tmp_path, params_file, command, kind):
