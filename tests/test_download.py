@@ -15,9 +15,10 @@ import pytest
 from conftest import make_zip, write_dat
 
 from multvae import download
-from multvae.config import DataConfig
+from multvae.config import DataConfig, SyntheticConfig
 from multvae.download import DownloadError, Release, materialize
 from multvae.ratings import RatingsError
+from multvae.synthetic import generate
 
 
 def md5_of(path) -> str:
@@ -241,3 +242,14 @@ def test_missing_local_source_names_data_source(tmp_path, out):
     with pytest.raises(DownloadError, match=r"data\.source: .*absent\.zip does not exist"):
         materialize(DataConfig(dataset="ml-20m", source=str(tmp_path / "absent.zip")), out,
                     show_progress=False)
+
+
+def test_synthetic_dataset_writes_the_seeded_generator_output(out):
+    cfg = SyntheticConfig(users=50, items=40, ratings_per_user=10, tastes=4, seed=7)
+    info = materialize(DataConfig(dataset="synthetic", synthetic=cfg), out, show_progress=False)
+    ratings, movies = generate(cfg)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), ratings)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), movies)
+    assert info["generator"] == "multvae.synthetic" and info["users"] == 50
+    other = generate(SyntheticConfig(users=50, items=40, ratings_per_user=10, tastes=4, seed=8))[0]
+    assert not ratings.equals(other)
