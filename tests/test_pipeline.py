@@ -1,0 +1,93 @@
+"""The whole pipeline through real `dvc repro` / `dvc exp run` in a throw-away git repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def run(args, cwd):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("pipeline")
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, repo / name)
+    for folder in ("multvae", "stages"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(dataset="synthetic", heldout_users=40,
+                          synthetic={"users": 400, "items": 150, "ratings_per_user": 30.0, "tastes": 5, "seed": 0})
+    params["model"].update(hidden_dims=[32], latent_dim=8)
+    params["beta"]["total_anneal_steps"] = 20
+    params["train"].update(epochs=3, batch_size=50, device="cpu", threads=1)
+    params["eval"]["bootstrap_samples"] = 200
+    params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.email", "ci@example.com"], repo)
+    run(["git", "config", "user.name", "ci"], repo)
+    run(["dvc", "init", "-q"], repo)
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline run"], repo)
+    return repo
+
+
+def metrics(repo, name):
+    return json.loads((repo / "metrics" / "variants" / f"{name}.json").read_text())
+
+
+def test_repro_writes_every_variant_table_and_plots(repo):
+    for name in ("original", "relu"):
+        m = metrics(repo, name)
+        assert {"ndcg@100", "recall@20", "recall@50", "best_epoch", "val_ndcg@100"} <= set(m)
+        assert 1 <= m["best_epoch"] <= 3
+        assert 0 < m["ndcg@100"] <= 1
+    table = (repo / "metrics" / "table.md").read_text()
+    assert "ReLU" in table and "Original" in table
+    for png in ("comparison.png", "validation_curves.png", "beta_schedules.png"):
+        assert (repo / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_second_repro_is_cached(repo):
+    out = run(["dvc", "repro"], repo)
+    assert "Running stage" not in out
+
+
+def test_metrics_show_lists_every_variant(repo):
+    out = run(["dvc", "metrics", "show"], repo)
+    for name in ("original", "relu"):
+        assert f"metrics/variants/{name}.json" in out
+
+
+def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo):
+    before = metrics(repo, "original")
+    out = run(["dvc", "exp", "run", "-S", "beta.method=user_scaled"], repo)
+    assert "train@original" in out
+    after = metrics(repo, "original")
+    assert after["ndcg@100"] != before["ndcg@100"]
+    diff = run(["dvc", "metrics", "diff", "--json"], repo)
+    changed = json.loads(diff)["metrics/variants/original.json"]
+    assert changed["ndcg@100"]["diff"] == pytest.approx(after["ndcg@100"] - before["ndcg@100"])
+
+
+def test_plots_show_renders_the_curves(repo):
+    out = json.loads(run(["dvc", "plots", "show", "--json"], repo))
+    assert any("plots/curves/original.csv" in key for key in out["data"])
