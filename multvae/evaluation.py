@@ -21,7 +21,8 @@ def evaluate_variant(name: str, model_dir: Path, data: Dataset, ks: tuple[int, .
     """(summary for metrics/variants/<name>.json, per-user test metrics with a seed column)."""
     paths = sorted(model_dir.glob("seed-*.pt"))
     if not paths:
-        raise EvaluationError(f"{model_dir}: no trained model (seed-*.pt); run `dvc repro train@{name}` first")
+        raise EvaluationError(
+            f"{model_dir}: no trained model (seed-*.pt); run `dvc repro train@{name}` first")
     names = metric_names(ks)
     dev = resolve_device(device)
     per_user, seeds = [], {}

@@ -30,5 +30,6 @@ def evaluate(
                                       cfg.train.eval_batch_size, cfg.train.device)
     write_parquet(per_user / f"{name}.parquet", users)
     write_json(metrics / f"{name}.json", summary)
-    shown = "  ".join(f"{k} {summary[k]:.4f}" for k in summary if "@" in k and not k.startswith("val_"))
+    shown = "  ".join(f"{k} {summary[k]:.4f}" for k in summary
+                      if "@" in k and not k.startswith("val_"))
     typer.echo(f"evaluate {name}: {shown}  (best epoch {summary['best_epoch']}, {summary['test_users']:,} users)")

@@ -21,9 +21,10 @@ def train(
     variant: VariantArgument = None,
     params: ParamsOption = Path("params.yaml"),
     data: DataOption = Path("data/prepared"),
-    models: Annotated[Path, typer.Option(help="Folder of trained models (one sub-folder per variant).")] = Path(
+    models: Annotated[Path, typer.Option(help="Folder of trained models, a sub-folder per variant.")] = Path(
         "models"),
-    curves: Annotated[Path, typer.Option(help="Folder of per-epoch logs (<variant>.csv).")] = Path("plots/curves"),
+    curves: Annotated[Path, typer.Option(help="Folder of per-epoch logs (<variant>.csv).")] = Path(
+        "plots/curves"),
     checkpoints: Annotated[Path, typer.Option(help="Where per-epoch checkpoints for resuming live.")] = Path(
         ".checkpoints"),
 ) -> None:

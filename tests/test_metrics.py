@@ -68,7 +68,9 @@ def test_per_user_rows_and_batches_agree():
     heldout = _heldout(foldin, target, items)
     scores = rng.random((n, items))
 
-    def scorer(batch, offset=[0]):
+    offset = [0]
+
+    def scorer(batch):
         out = torch.tensor(scores[offset[0]: offset[0] + batch.shape[0]])
         offset[0] += batch.shape[0]
         return out

@@ -31,8 +31,8 @@ def repo(tmp_path_factory):
     for folder in ("multvae", "stages"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"].update(dataset="synthetic", heldout_users=40,
-                          synthetic={"users": 400, "items": 150, "ratings_per_user": 30.0, "tastes": 5, "seed": 0})
+    synthetic = {"users": 400, "items": 150, "ratings_per_user": 30.0, "tastes": 5, "seed": 0}
+    params["data"].update(dataset="synthetic", heldout_users=40, synthetic=synthetic)
     params["model"].update(hidden_dims=[32], latent_dim=8)
     params["beta"]["total_anneal_steps"] = 20
     params["train"].update(epochs=3, batch_size=50, device="cpu", threads=1)

@@ -94,7 +94,10 @@ def test_non_finite_loss_names_epoch_and_batch(dataset):
 
 
 PARAMS = """
-data: {dataset: synthetic, heldout_users: 30, synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}}
+data:
+  dataset: synthetic
+  heldout_users: 30
+  synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}
 model: {hidden_dims: [32], latent_dim: 8}
 beta: {total_anneal_steps: 20}
 train: {epochs: 40, batch_size: 20, device: cpu, threads: 1}
