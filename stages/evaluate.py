@@ -32,4 +32,5 @@ def evaluate(
     write_json(metrics / f"{name}.json", summary)
     shown = "  ".join(f"{k} {summary[k]:.4f}" for k in summary
                       if "@" in k and not k.startswith("val_"))
-    typer.echo(f"evaluate {name}: {shown}  (best epoch {summary['best_epoch']}, {summary['test_users']:,} users)")
+    typer.echo(f"evaluate {name}: {shown}  (best epoch {summary['best_epoch']}, "
+               f"{summary['test_users']:,} users)")
