@@ -1,0 +1,206 @@
+"""Top-N movies from a trained variant, for a user of the split or for movies a person likes.
+
+Recommending is the evaluation's fold-in: the known items go through the encoder and the
+decoder's logits at the posterior mean rank every other item; the known items themselves are never
+returned. Only what an answer needs is read (the model, the item table, the user table when asked
+for a user, and that one user's rows), so once the model is loaded an answer takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from multvae.config import ConfigError, read_params, variant_names
+from multvae.data import DataError
+from multvae.metrics import top_k
+from multvae.training import load_model, make_scorer
+
+# Where a user's known items are: a held-out user's fold-in, a training user's training rows.
+INPUT_TABLE = {"validation": "validation_foldin", "test": "test_foldin", "train": "train"}
+CANDIDATES_SHOWN = 5
+
+
+class RecommendError(ValueError):
+    """Bad input to `recommend` (unknown user, movie, title, variant or seed); the message names it."""
+
+
+@dataclass
+class Recommendations:
+    """A ranked answer with what it was computed from, for the table and the JSON output."""
+
+    top: pd.DataFrame  # rank, movieId, title, score (the decoder's logit), best first
+    given: pd.DataFrame  # movieId, title: the input, none of which is in `top`
+    user: int | None = None  # MovieLens userId, when the input is a user's items
+    role: str | None = None  # that user's role in the split: train | validation | test
+    ignored: list[int] = field(default_factory=list)  # given movieIds outside the item index
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user, "role": self.role,
+            "given": self.given.to_dict(orient="records"), "ignored": self.ignored,
+            "recommendations": self.top.to_dict(orient="records"),
+        }
+
+
+class Recommender:
+    """One trained model and its item table, loaded once, answering any number of queries."""
+
+    def __init__(self, variant: str = "original", models: Path = Path("models"),
+                 data: Path = Path("data/prepared"), seed: int | None = None,
+                 params: Path = Path("params.yaml")):
+        self.variant = variant
+        self.data = Path(data)
+        self.path = _model_path(Path(models), variant, seed, Path(params))
+        self.model, saved = load_model(self.path, "cpu")
+        self.seed = int(saved["seed"])
+        self.items = _read(self.data, "items", columns=["item", "movieId", "title"]).sort_values(
+            "item", ignore_index=True)
+        if saved["n_items"] != len(self.items):
+            raise RecommendError(
+                f"{self.path} was trained on {saved['n_items']:,} items but {self.data / 'items.parquet'} "
+                f"has {len(self.items):,}: the split changed since; run `{_train_command(variant)}`")
+        self._movie_index = pd.Index(self.items["movieId"].to_numpy())
+        self._score = make_scorer(self.model, torch.device("cpu"))
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @cached_property
+    def _users(self) -> pd.DataFrame:
+        """userId -> (user, role); read on the first user query only."""
+        return _read(self.data, "users", columns=["user", "userId", "role"]).set_index("userId")
+
+    @cached_property
+    def _lower_titles(self) -> np.ndarray:
+        return self.items["title"].str.lower().to_numpy(dtype=object)
+
+    def for_user(self, user_id: int, n: int = 10) -> Recommendations:
+        """Top `n` for a user of the split, from a held-out user's fold-in or a training user's
+        training items (the MovieLens `userId`)."""
+        if user_id not in self._users.index:
+            raise RecommendError(
+                f"user {user_id} is not in {self.data / 'users.parquet'}: no such userId, or the split "
+                "dropped the user (too few positives, or no fold-in and target left)")
+        user, role = self._users.loc[user_id, ["user", "role"]]
+        rows = _read(self.data, INPUT_TABLE[role], columns=["item"], filters=[("user", "==", int(user))])
+        answer = self._recommend(rows["item"].to_numpy(), n)
+        answer.user, answer.role = int(user_id), str(role)
+        return answer
+
+    def for_items(self, movies: Sequence[int | str], n: int = 10) -> Recommendations:
+        """Top `n` for a new user who likes `movies`: movieIds (a number, int or str, is an id) or
+        titles. Ids outside the item index are ignored (listed in the answer) unless all are."""
+        if not movies:
+            raise RecommendError("no movies given: name at least one movieId or title")
+        items: list[int] = []
+        ignored: list[int] = []
+        for movie in movies:
+            movie_id = _as_movie_id(movie)
+            if movie_id is None:
+                items.append(self._match_title(str(movie)))
+            elif (item := int(self._movie_index.get_indexer([movie_id])[0])) >= 0:
+                items.append(item)
+            else:
+                ignored.append(movie_id)
+        if not items:
+            ids = ", ".join(str(m) for m in ignored)
+            raise RecommendError(
+                f"none of the given movies is known to the model: movieId {ids} "
+                f"{'is' if len(ignored) == 1 else 'are'} not among its {self.n_items:,} items "
+                "(movies no training user rated positively)")
+        answer = self._recommend(np.asarray(items), n)
+        answer.ignored = ignored
+        return answer
+
+    def _match_title(self, text: str) -> int:
+        """The item of a title: the exact title (case-insensitive), else the one title containing it."""
+        query = text.strip().lower()
+        titles = self._lower_titles
+        hits = np.flatnonzero(titles == query)
+        kind = "exactly"
+        if hits.size == 0:
+            hits = np.flatnonzero([query in title for title in titles])
+            kind = "by substring"
+        if hits.size == 1:
+            return int(hits[0])
+        if hits.size == 0:
+            raise RecommendError(
+                f"no movie title matches '{text}' (case-insensitive) among the model's {self.n_items:,} "
+                "movies; give another part of the title or the movieId")
+        # Shortest first: the closest matches to what was typed.
+        order = hits[np.argsort([len(titles[i]) for i in hits], kind="stable")]
+        shown = "; ".join(f"{self.items.at[i, 'title']} [movieId {self.items.at[i, 'movieId']}]"
+                          for i in order[:CANDIDATES_SHOWN])
+        more = f"; and {hits.size - CANDIDATES_SHOWN} more" if hits.size > CANDIDATES_SHOWN else ""
+        raise RecommendError(f"'{text}' matches {hits.size} titles {kind}: {shown}{more}; "
+                             "give the full title or the movieId")
+
+    def _recommend(self, items: np.ndarray, n: int) -> Recommendations:
+        if n < 1:
+            raise RecommendError(f"asked for {n} movies; ask for at least 1")
+        items = np.unique(items)
+        if items.size == 0:
+            raise RecommendError("the user has no items the model knows: nothing to fold in")
+        foldin = sp.csr_matrix((np.ones(items.size, dtype=np.float32), (np.zeros(items.size, dtype=np.int64),
+                                                                        items)), shape=(1, self.n_items))
+        k = min(n, self.n_items - items.size)
+        with torch.inference_mode():
+            scores = self._score(foldin)
+            top = top_k(scores, foldin, k)[0]
+            best = scores[0, top].numpy()
+        picked = self.items.iloc[top.numpy()]
+        table = pd.DataFrame({"rank": np.arange(1, k + 1), "movieId": picked["movieId"].to_numpy(),
+                              "title": picked["title"].to_numpy(), "score": best.astype(float)})
+        given = self.items.iloc[items][["movieId", "title"]].reset_index(drop=True)
+        return Recommendations(top=table, given=given)
+
+
+def _as_movie_id(movie: int | str) -> int | None:
+    if isinstance(movie, int | np.integer):
+        return int(movie)
+    text = movie.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _read(data: Path, name: str, **kwargs: Any) -> pd.DataFrame:
+    path = data / f"{name}.parquet"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
+    return pd.read_parquet(path, **kwargs)
+
+
+def _train_command(variant: str) -> str:
+    return "multvae train" if variant == "base" else f"dvc repro train@{variant}"
+
+
+def _model_path(models: Path, variant: str, seed: int | None, params: Path) -> Path:
+    """The seed's model of the variant (the lowest seed by default), or an error saying what to run."""
+    folder = models / variant
+    named = {p.stem.removeprefix("seed-"): p for p in folder.glob("seed-*.pt")}
+    seeds = {int(name): p for name, p in named.items() if name.isdigit()}
+    if not seeds:
+        try:
+            known = variant_names(read_params(params))
+        except ConfigError:
+            known = [variant]  # no readable params to check the name against
+        if variant not in known and variant != "base":
+            raise RecommendError(f"unknown variant '{variant}': not under `variants:` in {params} "
+                                 f"(known: {', '.join(known)})")
+        raise RecommendError(f"variant '{variant}' has no trained model ({folder}/seed-*.pt not found); "
+                             f"run `{_train_command(variant)}` first")
+    if seed is None:
+        return seeds[min(seeds)]
+    if seed not in seeds:
+        raise RecommendError(f"{folder}/seed-{seed}.pt not found; trained seeds of '{variant}': "
+                             f"{', '.join(str(s) for s in sorted(seeds))}")
+    return seeds[seed]
