@@ -9,6 +9,7 @@ from stages.baselines import ease, popularity
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
+from stages.recommend import recommend
 from stages.synthesize import synthesize
 from stages.train import train
 
@@ -25,4 +26,5 @@ app.command()(evaluate)
 app.command()(popularity)
 app.command()(ease)
 app.command()(aggregate)
+app.command()(recommend)
 app.command()(synthesize)

@@ -5,9 +5,11 @@ from multvae.data import DataError
 from multvae.download import DownloadError
 from multvae.evaluation import EvaluationError
 from multvae.ratings import RatingsError
+from multvae.recommend import RecommendError
 from multvae.split import SplitError
 from multvae.training import TrainingError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, DataError, DownloadError, EvaluationError, RatingsError, SplitError, TrainingError,
+    ConfigError, DataError, DownloadError, EvaluationError, RatingsError, RecommendError, SplitError,
+    TrainingError,
 )

@@ -10,17 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
-import stages.common
+from multvae.cli import app
 from multvae.config import Config, DataConfig, ModelConfig, TrainConfig
 from multvae.data import load_dataset, write_split
 from multvae.recommend import Recommender, RecommendError
 from multvae.split import split
 from multvae.synthetic import PRESETS, generate
 from multvae.training import load_model, make_scorer, save_model, train_model
-from stages.recommend import recommend
 
 TINY = Config(
     data=DataConfig(dataset="synthetic", heldout_users=30),
@@ -169,14 +167,11 @@ def test_a_model_of_another_split_is_refused(root, tmp_path):
 
 
 @pytest.fixture
-def cli(root, monkeypatch):
-    """Run the command with the tiny split's folders; errors print as one line once registered."""
-    monkeypatch.setattr(stages.common, "USER_ERRORS", (*stages.common.USER_ERRORS, RecommendError))
-    app = typer.Typer()
-    app.command()(recommend)
+def cli(root):
+    """Run `multvae recommend` with the tiny split's folders."""
     folders = ["--models", str(root / "models"), "--data", str(root / "prepared"),
                "--params", str(root / "params.yaml")]
-    return lambda *args: CliRunner().invoke(app, [*args, *folders])
+    return lambda *args: CliRunner().invoke(app, ["recommend", *args, *folders])
 
 
 def test_cli_prints_a_ranked_table(root, cli):
