@@ -2,17 +2,21 @@
 
 The input is a sparse batch of users' item sets. The first encoder layer is a sparse × dense
 product over the batch's non-zeros, and L2 normalisation and dropout act on those non-zeros
-only: a dense users × items batch is never built on the input side. This is the same function
-as the dense formulation (a test checks loss and gradients against it) at a fraction of the cost.
+only: a dense users × items batch is never built on the input side, in either direction (the
+weight's gradient is the transposed sparse product). The multinomial likelihood needs one pass
+of exp over the logits forward and one multiply backward. This is the same function as the dense
+formulation (tests/test_model.py checks loss and gradients against it) at a fraction of the cost.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from multvae.config import ModelConfig
 
@@ -50,6 +54,61 @@ class SparseBatch:
         return dense
 
 
+class SparseRows:
+    """A CSR matrix of binary user rows held as tensors on one device, from which batches of rows
+    are gathered there: no scipy indexing and no host-to-device copy of the data per batch."""
+
+    def __init__(self, matrix, device: torch.device | str = "cpu"):
+        self.indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(device)
+        self.indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(device)
+        self.n_items = matrix.shape[1]
+        self._counts = np.diff(matrix.indptr).astype(np.int64)  # on the host: batch sizes without a sync
+
+    def batch(self, users: np.ndarray) -> SparseBatch:
+        """The rows `users` (in that order) as a SparseBatch on this matrix's device."""
+        device = self.indptr.device
+        counts_host = self._counts[users]
+        nnz = int(counts_host.sum())
+        counts = torch.from_numpy(counts_host).to(device)
+        indptr = torch.zeros(len(users) + 1, dtype=torch.int64, device=device)
+        torch.cumsum(counts, 0, out=indptr[1:])
+        rows = torch.repeat_interleave(torch.arange(len(users), device=device), counts, output_size=nnz)
+        # A non-zero's position in the whole matrix: its rank within the batch, shifted by how far
+        # its row starts there from where it starts in the batch.
+        shift = self.indptr[torch.from_numpy(np.asarray(users, dtype=np.int64)).to(device)] - indptr[:-1]
+        positions = torch.arange(nnz, device=device) + shift[rows]
+        return SparseBatch(indptr=indptr, indices=self.indices[positions], rows=rows, n_items=self.n_items)
+
+
+class _SparseMatmul(torch.autograd.Function):
+    """x @ W for a batch x in CSR form (offsets, indices, values) and a dense items × d weight W.
+
+    Forward sums the weight rows of each user's items (embedding_bag). Backward does the same over
+    the transposed batch: the weight's gradient row of item i sums the output-gradient rows of the
+    users holding i. Both touch only the non-zeros, and the weight's gradient is written once
+    (nn.EmbeddingBag's own backward zero-fills it and scatters into it: about twice the time).
+    """
+
+    @staticmethod
+    def forward(ctx, weight, indices, offsets, rows, values):
+        ctx.save_for_backward(indices, rows, values)
+        ctx.n_items = weight.shape[0]
+        return F.embedding_bag(indices, weight, offsets, mode="sum", per_sample_weights=values)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        indices, rows, values = ctx.saved_tensors
+        grad_weight = None
+        if ctx.needs_input_grad[0]:
+            by_item = torch.argsort(indices, stable=True)  # the CSR of x^T: non-zeros grouped by item
+            item_offsets = torch.zeros(ctx.n_items, dtype=indices.dtype, device=indices.device)
+            torch.cumsum(torch.bincount(indices, minlength=ctx.n_items)[:-1], 0, out=item_offsets[1:])
+            grad_weight = F.embedding_bag(rows[by_item], grad_out.contiguous(), item_offsets, mode="sum",
+                                          per_sample_weights=values[by_item].to(grad_out.dtype))
+        return grad_weight, None, None, None, None
+
+
 def _mlp(dims: list[int], activation: str) -> nn.Sequential:
     """Linear layers with the activation between them (none after the last)."""
     layers: list[nn.Module] = []
@@ -84,12 +143,13 @@ class MultVAE(nn.Module):
 
     def _first_layer(self, batch: SparseBatch) -> torch.Tensor:
         """enc_in(dropout(normalize(x))) computed over the non-zeros only."""
-        norm = torch.rsqrt(batch.counts.clamp(min=1).to(torch.float32))
+        norm = torch.rsqrt(batch.counts.clamp(min=1).to(self.enc_in.weight.dtype))
         values = norm[batch.rows]
         if self.training and self.dropout > 0:
             keep = torch.rand_like(values) >= self.dropout
             values = values * keep / (1.0 - self.dropout)
-        return self.enc_in(batch.indices, batch.indptr[:-1], per_sample_weights=values) + self.enc_in_bias
+        out = _SparseMatmul.apply(self.enc_in.weight, batch.indices, batch.indptr[:-1], batch.rows, values)
+        return out + self.enc_in_bias
 
     def encode(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(self.act(self._first_layer(batch)))
@@ -98,18 +158,67 @@ class MultVAE(nn.Module):
     def forward(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits over items, and the posterior's mean and log-variance."""
         mu, logvar = self.encode(batch)
+        return self.decode(self.sample(mu, logvar)), mu, logvar
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z ~ N(mu, exp(logvar)) by reparameterisation in training; the mean in eval mode."""
         if self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        else:
-            z = mu
-        return self.decoder(z), mu, logvar
+            return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return mu
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits over items."""
+        return self.decoder(z)
+
+
+class _MultinomialNLL(torch.autograd.Function):
+    """-Σ_i x_ui log softmax(logits_u)_i for binary x given by its non-zeros (rows, flat positions).
+
+    = |x_u| logsumexp(logits_u) - Σ_{i ∈ x_u} logits_ui, whose gradient is |x_u| softmax(logits_u) - x_u.
+    Forward makes one exp pass and keeps its result, which backward scales in place into the
+    gradient: no log-softmax tensor and no second exp pass.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, rows, flat, counts):
+        shift = logits.amax(dim=1, keepdim=True)
+        unnormalised = torch.sub(logits, shift).exp_()
+        log_norm = unnormalised.sum(dim=1).log_()
+        picked = torch.zeros(logits.shape[0], dtype=logits.dtype, device=logits.device)
+        picked.index_add_(0, rows, logits.view(-1)[flat])
+        ctx.save_for_backward(unnormalised, log_norm, rows, flat, counts)
+        return counts * (log_norm + shift.squeeze(1)) - picked
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        # Scaling the saved exp in place bumps its version, so a second backward through the same
+        # graph (retain_graph) fails loudly instead of reading the overwritten values.
+        unnormalised, log_norm, rows, flat, counts = ctx.saved_tensors
+        grad_logits = unnormalised.mul_((grad * counts * torch.exp(-log_norm)).unsqueeze(1))
+        grad_logits.view(-1).index_add_(0, flat, -grad[rows])
+        return grad_logits, None, None, None
 
 
 def multinomial_nll(logits: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     """-Σ_i x_ui log softmax(logits_u)_i per user, read at the non-zeros of the binary x_u."""
-    log_probs = F.log_softmax(logits, dim=1)
-    picked = log_probs[batch.rows, batch.indices]
-    return -torch.zeros(batch.n_users, device=logits.device).index_add_(0, batch.rows, picked)
+    logits = logits.contiguous()
+    flat = batch.rows * logits.shape[1] + batch.indices
+    return _MultinomialNLL.apply(logits, batch.rows, flat, batch.counts.to(logits.dtype))
+
+
+def decode_nll(model: MultVAE, z: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+    """Per-user multinomial NLL of the batch under the decoder's logits at z."""
+    return multinomial_nll(model.decode(z), batch)
+
+
+def plain_decode_nll(decoder: nn.Module, z: torch.Tensor, rows: torch.Tensor, indices: torch.Tensor,
+                     counts: torch.Tensor) -> torch.Tensor:
+    """`decode_nll` in plain tensor operations, for torch.compile to fuse (train.compile)."""
+    logits = decoder(z)
+    picked = torch.zeros(logits.shape[0], dtype=logits.dtype, device=logits.device)
+    picked = picked.index_add(0, rows, logits[rows, indices])
+    return counts * torch.logsumexp(logits, dim=1) - picked
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
