@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,23 +91,46 @@ class _SparseMatmul(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, weight, indices, offsets, rows, values):
-        ctx.save_for_backward(indices, rows, values)
+    def forward(ctx, weight, indptr, indices, rows, values):
+        ctx.save_for_backward(indptr, indices, rows, values)
         ctx.n_items = weight.shape[0]
-        return F.embedding_bag(indices, weight, offsets, mode="sum", per_sample_weights=values)
+        return F.embedding_bag(indices, weight, indptr[:-1], mode="sum", per_sample_weights=values)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        indices, rows, values = ctx.saved_tensors
-        grad_weight = None
-        if ctx.needs_input_grad[0]:
-            by_item = torch.argsort(indices, stable=True)  # the CSR of x^T: non-zeros grouped by item
-            item_offsets = torch.zeros(ctx.n_items, dtype=indices.dtype, device=indices.device)
-            torch.cumsum(torch.bincount(indices, minlength=ctx.n_items)[:-1], 0, out=item_offsets[1:])
-            grad_weight = F.embedding_bag(rows[by_item], grad_out.contiguous(), item_offsets, mode="sum",
-                                          per_sample_weights=values[by_item].to(grad_out.dtype))
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        indptr, indices, rows, values = ctx.saved_tensors
+        by_item, item_rows, item_offsets = _transpose(indptr, indices, rows, ctx.n_items)
+        grad_weight = F.embedding_bag(item_rows, grad_out.contiguous(), item_offsets, mode="sum",
+                                      per_sample_weights=values[by_item].to(grad_out.dtype))
         return grad_weight, None, None, None, None
+
+
+def _transpose(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor, n_items: int):
+    """The CSR structure of a batch's transpose: the permutation grouping the non-zeros by item
+    (row order kept within an item), their rows, and each item's first position."""
+    if indices.device.type == "cpu":
+        return _transpose_host(indptr, indices, n_items)
+    return _transpose_device(indices, rows, n_items)
+
+
+def _transpose_host(indptr: torch.Tensor, indices: torch.Tensor, n_items: int):
+    # scipy's CSR -> CSC conversion is a counting sort: linear and single-threaded (torch's stable
+    # argsort stalls for up to 0.2 s at 2 threads when other processes share the cores).
+    positions = np.arange(indices.numel(), dtype=np.int64)
+    shape = (indptr.numel() - 1, n_items)
+    csc = sp.csr_matrix((positions, indices.numpy(), indptr.numpy()), shape=shape).tocsc()
+    return (torch.from_numpy(csc.data), torch.from_numpy(csc.indices.astype(np.int64)),
+            torch.from_numpy(csc.indptr[:-1].astype(np.int64)))
+
+
+def _transpose_device(indices: torch.Tensor, rows: torch.Tensor, n_items: int):
+    by_item = torch.argsort(indices, stable=True)
+    item_offsets = torch.zeros(n_items, dtype=indices.dtype, device=indices.device)
+    torch.cumsum(torch.bincount(indices, minlength=n_items)[:-1], 0, out=item_offsets[1:])
+    return by_item, rows[by_item], item_offsets
 
 
 def _mlp(dims: list[int], activation: str) -> nn.Sequential:
@@ -148,7 +172,7 @@ class MultVAE(nn.Module):
         if self.training and self.dropout > 0:
             keep = torch.rand_like(values) >= self.dropout
             values = values * keep / (1.0 - self.dropout)
-        out = _SparseMatmul.apply(self.enc_in.weight, batch.indices, batch.indptr[:-1], batch.rows, values)
+        out = _SparseMatmul.apply(self.enc_in.weight, batch.indptr, batch.indices, batch.rows, values)
         return out + self.enc_in_bias
 
     def encode(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -171,3 +171,18 @@ def test_plain_decode_nll_for_compile_matches_the_eager_loss():
     torch.testing.assert_close(a, b)
     for ga, gb in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(ga, gb)
+
+
+def test_batch_transpose_on_host_and_device_paths_agree():
+    # The first layer's backward groups the non-zeros by item with scipy on the CPU and with a
+    # stable argsort elsewhere; both must give the same structure (checked here on the CPU).
+    from multvae.model import _transpose_device, _transpose_host
+
+    batch = SparseBatch.from_scipy(_matrix(40, N_ITEMS, seed=7))
+    host = _transpose_host(batch.indptr, batch.indices, N_ITEMS)
+    device = _transpose_device(batch.indices, batch.rows, N_ITEMS)
+    for a, b in zip(host, device, strict=True):
+        assert torch.equal(a, b)
+    by_item, item_rows, item_offsets = host
+    assert torch.equal(batch.indices[by_item], torch.sort(batch.indices).values)
+    assert torch.equal(item_rows, batch.rows[by_item])
