@@ -18,18 +18,12 @@ from multvae.data import HeldOut
 Scorer = Callable[[sp.csr_matrix], torch.Tensor]
 
 
-def _nonzeros(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of each stored entry of a CSR matrix, without scipy's COO round trip."""
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-    return rows, matrix.indices
-
-
 def top_k(scores: torch.Tensor, foldin: sp.csr_matrix, k: int) -> torch.Tensor:
     """Indices of the k best-scored items per row, fold-in items excluded, best first."""
     scores = scores.clone()
-    rows, cols = _nonzeros(foldin)
-    where = tuple(torch.from_numpy(a.astype(np.int64)).to(scores.device) for a in (rows, cols))
-    scores.index_put_(where, torch.tensor(-torch.inf, dtype=scores.dtype, device=scores.device))
+    rows, cols = foldin.nonzero()
+    where = (torch.as_tensor(rows, device=scores.device), torch.as_tensor(cols, device=scores.device))
+    scores[where] = -torch.inf
     k = min(k, scores.shape[1])
     return torch.topk(scores, k, dim=1, sorted=True).indices
 
@@ -37,16 +31,8 @@ def top_k(scores: torch.Tensor, foldin: sp.csr_matrix, k: int) -> torch.Tensor:
 def hits(top: np.ndarray, target: sp.csr_matrix) -> np.ndarray:
     """hits[i, j] is True when the j-th ranked item of row i is one of its target items."""
     n, k = top.shape
-    # Entries as row·items + item keys: sorted for a CSR matrix with sorted indices, so membership
-    # is a binary search (no scipy fancy indexing, no dense target matrix).
-    rows, cols = _nonzeros(target)
-    keys = rows.astype(np.int64) * target.shape[1] + cols
-    if not target.has_sorted_indices:
-        keys = np.sort(keys)
-    wanted = (np.arange(n, dtype=np.int64)[:, None] * target.shape[1] + top).ravel()
-    at = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
-    found = keys[at] == wanted if keys.size else np.zeros(wanted.size, dtype=bool)
-    return found.reshape(n, k)
+    rows = np.repeat(np.arange(n), k)
+    return np.asarray(target[rows, top.ravel()]).reshape(n, k) > 0
 
 
 def ndcg_at_k(hit: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
