@@ -17,11 +17,9 @@ from multvae.baselines import fit_ease, linear_scorer, popularity_scorer
 from multvae.config import load_config
 from multvae.data import DataError, Dataset, load_dataset
 from multvae.metrics import Scorer, metric_names, score_heldout
-from stages.common import ParamsOption, user_errors
+from stages.common import DataOption, ParamsOption, user_errors
 
 BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
-
-DataOption = Annotated[Path, typer.Option(help="Folder of the prepare stage's split tables.")]
 
 
 def _load(data: Path) -> Dataset:
