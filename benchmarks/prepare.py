@@ -1,6 +1,6 @@
 """Benchmark of the prepare stage at ML-20M scale: wall time and peak memory of `multvae prepare`.
 
-Generates synthetic ratings of the requested size (`multvae.synthetic.PRESETS`) as the download
+Generates synthetic ratings of the requested size (`multvae.config.SYNTHETIC_PRESETS`) as the download
 stage would leave them (data/raw/ratings.parquet, movies.parquet) in a temporary folder, then runs
 `multvae prepare` on them in a child process, so that its wall time and peak resident memory are
 those of the stage alone. Prints one table with PASS/FAIL per target and exits 1 if one fails.
@@ -22,14 +22,15 @@ from pathlib import Path
 
 import yaml
 
-from multvae.synthetic import PRESETS, generate
+from multvae.config import SYNTHETIC_PRESETS
+from multvae.synthetic import generate
 
 TARGET_SECONDS = 90.0
 TARGET_RSS_GB = 4.0
 PAPER_HELDOUT_USERS = 10000  # Liang et al.'s ML-20M protocol
 
 # The stage's own entry point, so that the measurement includes reading, splitting and writing.
-CHILD = "from multvae.cli import app; app()"
+CHILD = "from stages.cli import app; app()"
 # Runs the command as its own child and reports that child's wall time and peak RSS (KiB on Linux).
 # A child forked straight from this process would report this process's peak (it holds the
 # generated data) as its own, since Linux carries the high-water mark across fork and exec; the
@@ -49,7 +50,7 @@ with open(sys.argv[1], "w") as fh:
 def write_raw(size: str, seed: int, raw: Path) -> tuple[int, int, int, float]:
     """The download stage's output for the preset; returns ratings, users, items, seconds taken."""
     start = time.perf_counter()
-    ratings, movies = generate(dataclasses.replace(PRESETS[size], seed=seed))
+    ratings, movies = generate(dataclasses.replace(SYNTHETIC_PRESETS[size], seed=seed))
     raw.mkdir(parents=True)
     ratings.to_parquet(raw / "ratings.parquet", index=False)
     movies.to_parquet(raw / "movies.parquet", index=False)
@@ -74,7 +75,7 @@ def run_prepare(work: Path, split: str, heldout_users: float) -> tuple[float, fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=list(PRESETS), default="ml-20m", help="synthetic preset")
+    parser.add_argument("--size", choices=list(SYNTHETIC_PRESETS), default="ml-20m", help="synthetic preset")
     parser.add_argument("--split", choices=["heldout_users", "temporal"], default="heldout_users")
     parser.add_argument("--heldout-users", type=float, default=None,
                         help=f"data.heldout_users (default {PAPER_HELDOUT_USERS} at ml-20m, else 0.1)")

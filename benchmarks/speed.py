@@ -101,8 +101,7 @@ def child_data(args) -> dict:
     import numpy as np
     import pandas as pd
 
-    from multvae.data import write_split
-    from multvae.split import Split
+    from multvae.split import Split, write_split
 
     n_train, n_heldout, n_items, density = SHAPES[args.shape]
     start = time.perf_counter()
@@ -133,9 +132,8 @@ def child_data(args) -> dict:
 def child_small_data(args) -> dict:
     """ml-latest-small, prepared as the prepare stage does, into <work>/small."""
     from multvae.config import DataConfig
-    from multvae.data import write_split
     from multvae.ratings import read_movies, read_ratings
-    from multvae.split import split
+    from multvae.split import split, write_split
 
     ratings = read_ratings(ML_LATEST_SMALL / "ratings.csv.gz")
     movies = read_movies(ML_LATEST_SMALL / "movies.csv")
@@ -151,12 +149,16 @@ def _dataset(args):
     return load_dataset(Path(args.work) / args.data)
 
 
-def _config(args, **train):
+def _config(args, epochs: int = 1):
     from multvae.config import Config, TrainConfig
 
-    settings = {"batch_size": BATCH_SIZE, "device": args.device, "threads": args.threads, "epochs": 1}
-    settings.update(train)
-    return Config(train=TrainConfig(**settings))
+    return Config(train=TrainConfig(batch_size=BATCH_SIZE, epochs=epochs))
+
+
+def _runtime(args):
+    from multvae.config import RuntimeConfig
+
+    return RuntimeConfig(device=args.device, threads=args.threads, compile=args.compile)
 
 
 def _sync(device: str) -> None:
@@ -247,75 +249,66 @@ class GemmPass:
 
 
 def child_trainer(args) -> dict:
-    """`train_model` itself, timed per update (batch gathering + `train_step`) by wrapping its
-    pieces; stopped after warm-up + N updates on the big data, run for whole epochs on the small.
+    """`train_model` itself, timed per update through its hooks: from `before_batch` to `on_update`
+    is one batch gathered and one `train_step`. Stopped after warm-up + N updates on the big data;
+    whole epochs on the small.
 
-    --gemm: a GemmPass follows each timed update (timing run). Otherwise (memory run): after the
+    --gemm: a GemmPass follows each counted update (timing run). Otherwise (memory run): after the
     warm-up, one evaluation of the validation users with the model's scorer (the GEMM passes
     would add their own buffers to the process's peak memory)."""
     import math
 
     import torch
 
-    import multvae.training as training
     from multvae.metrics import score_heldout
-    from multvae.model import SparseRows
+    from multvae.model import make_scorer
+    from multvae.training import train_model
 
     data = _dataset(args)
-    updates = args.warmup + args.batches
     per_epoch = math.ceil(data.train.shape[0] / BATCH_SIZE)
+    updates = args.warmup + args.batches
     epochs = math.ceil(updates / per_epoch) if args.data == "small" else 1
-    cfg = _config(args, epochs=epochs, compile=args.compile)
-    times, gather, gemm, found, models = [], [0.0], [], {}, []
-    batch, step = SparseRows.batch, training.train_step
+    cfg, runtime = _config(args, epochs=epochs), _runtime(args)
+    times: list[float] = []
+    gemm: list[float] = []
+    found: dict = {}
+    started = [0.0]
 
     def evaluate(model) -> None:
-        scorer = training.make_scorer(model, torch.device(args.device))
+        scorer = make_scorer(model, torch.device(args.device))
         heldout = data.validation
         score_heldout(scorer, type(heldout)(heldout.users[:50], heldout.foldin[:50], heldout.target[:50]), KS)
         start = time.perf_counter()
-        table = score_heldout(scorer, heldout, KS, cfg.train.eval_batch_size)
+        table = score_heldout(scorer, heldout, KS, runtime.eval_batch_size)
         found.update(eval_seconds=time.perf_counter() - start, eval_users=len(table))
         model.train()
 
-    def timed_batch(self, users):
-        start = time.perf_counter()
-        out = batch(self, users)
+    def before_batch(step: int) -> None:
         _sync(args.device)
-        gather[0] = time.perf_counter() - start
-        return out
+        started[0] = time.perf_counter()
 
-    def timed_step(model, *rest):
-        models[:] = [model]
-        start = time.perf_counter()
-        out = step(model, *rest)
+    def on_update(step: int, model) -> bool:
         _sync(args.device)
-        times.append(gather[0] + time.perf_counter() - start)
-        if len(times) == args.warmup and not args.gemm:
+        times.append(time.perf_counter() - started[0])
+        found["model"] = model
+        if len(times) == args.warmup and not args.gemm and "eval_seconds" not in found:
             evaluate(model)
-        if len(times) > args.warmup and args.gemm:
+        if len(times) > args.warmup and args.gemm and len(gemm) < len(times) - args.warmup:
             if "pass" not in found:  # built here: after train_model has set threads and allocator
                 found["pass"] = GemmPass(data.train[:BATCH_SIZE], cfg.model, args.device)
             gemm.append(found["pass"].run())
-        if len(times) == updates and args.data != "small":
-            raise _Stop
-        return out
+        return len(times) >= updates and args.data != "small"
 
-    SparseRows.batch, training.train_step = timed_batch, timed_step
-    epoch_seconds = None
-    try:
-        result = training.train_model(cfg, data, seed=0, log=lambda line: None)
-        epoch_seconds = result.curves["seconds"].diff().fillna(result.curves["seconds"]).tolist()
-    except _Stop:
-        pass
-    finally:
-        SparseRows.batch, training.train_step = batch, step
+    result = train_model(cfg, data, seed=0, runtime=runtime, log=lambda line: None, on_update=on_update,
+                         before_batch=before_batch)
+    epoch_seconds = result.curves["seconds"].diff().fillna(result.curves["seconds"]).tolist() \
+        if len(result.curves) else None
     if len(times) < updates:
-        raise RuntimeError(f"the trainer made {len(times)} updates, expected {updates}: "
-                           "has train_model stopped calling train_step / SparseRows.batch?")
+        raise RuntimeError(f"the trainer made {len(times)} updates, expected {updates}")
     found.pop("pass", None)
+    model = found.pop("model")
     if args.gemm and args.eval:
-        evaluate(models[0])  # no separate memory run (ml-latest-small, --quick): evaluate here
+        evaluate(model)  # no separate memory run (ml-latest-small, --quick): evaluate here
     return {"updates": times[args.warmup:updates], "gemm": gemm[: args.batches], "per_epoch": per_epoch,
             "epoch_seconds": epoch_seconds if args.gemm else None, "items": data.n_items,
             "train_users": data.train.shape[0], "nnz": int(data.train.nnz), **found}
@@ -350,7 +343,9 @@ def child_dense(args) -> dict:
     params = list(encoder.parameters()) + list(decoder.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
     rng = np.random.default_rng(0)
-    times, gemm, updates, step, products = [], [], args.warmup + args.batches, 0, None
+    times: list[float] = []
+    gemm: list[dict[str, float]] = []
+    updates, step, products = args.warmup + args.batches, 0, None
     while len(times) < updates:
         order = rng.permutation(train.shape[0])
         for start in range(0, train.shape[0], BATCH_SIZE):

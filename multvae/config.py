@@ -16,15 +16,14 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-DATASETS = ("ml-20m", "ml-1m", "ml-latest-small", "ml-25m", "synthetic")
-SPLITS = ("heldout_users", "temporal")
-ACTIVATIONS = ("tanh", "relu")
-BETA_METHODS = ("anneal", "constant", "cyclical", "user_scaled")
-OPTIMIZERS = ("adam", "sgd")
-DEVICES = ("auto", "cpu", "cuda")
+from multvae.errors import MultVAEError
+
+# Top-level sections of params.yaml that are not part of a result's configuration: `runtime`
+# (execution settings) and `report` (display labels) are read on their own, `variants` is merged.
+SIDE_SECTIONS = ("variants", "runtime", "report")
 
 
-class ConfigError(ValueError):
+class ConfigError(MultVAEError, ValueError):
     """A parameter is missing, unknown or out of range; the message names the key."""
 
 
@@ -39,6 +38,13 @@ class SyntheticConfig:
     seed: int = 0
 
 
+SYNTHETIC_PRESETS = {
+    "tiny": SyntheticConfig(users=300, items=200, ratings_per_user=30, tastes=5),
+    "small": SyntheticConfig(),
+    "ml-20m": SyntheticConfig(users=138_493, items=26_744, ratings_per_user=155, tastes=50),
+}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: Literal["ml-20m", "ml-1m", "ml-latest-small", "ml-25m", "synthetic"] = "ml-20m"
@@ -50,6 +56,12 @@ class DataConfig:
     target_fraction: float = 0.2
     seed: int = 98765
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def heldout_count(self, n_users: int) -> int:
+        """Validation users (and as many test users) out of `n_users`: `heldout_users` is a count,
+        or below 1 a fraction of the users."""
+        requested = self.heldout_users
+        return int(round(requested * n_users)) if requested < 1 else int(requested)
 
 
 @dataclass(frozen=True)
@@ -81,11 +93,24 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 200
     batch_size: int = 500
-    eval_batch_size: int = 2000
     seeds: tuple[int, ...] = (98765,)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How to run, never what is computed: no stage lists these, so changing them reruns nothing."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
+    eval_batch_size: int = 2000
     compile: bool = False
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Display names of variants and baselines in the table and figures (the aggregate stage's)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +140,7 @@ class Config:
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check one value against its annotated type; the error names the dotted key."""
     origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if value is None:
             value = {}
         if not isinstance(value, dict):
@@ -131,6 +156,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value is None:
             return None
         return _convert(value, args[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, inner = get_args(tp)
+        return {str(k): _convert(v, inner, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         (inner, _) = get_args(tp)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -221,11 +251,8 @@ def validate(cfg: Config) -> Config:
     _require(o.weight_decay >= 0, "optim.weight_decay", f"must not be negative, got {o.weight_decay}")
     _require(t.epochs >= 1, "train.epochs", f"expected at least 1, got {t.epochs}")
     _require(t.batch_size >= 1, "train.batch_size", f"expected at least 1, got {t.batch_size}")
-    _require(t.eval_batch_size >= 1, "train.eval_batch_size",
-             f"expected at least 1, got {t.eval_batch_size}")
     _require(len(t.seeds) >= 1, "train.seeds", "expected a non-empty list of integer seeds")
     _require(len(set(t.seeds)) == len(t.seeds), "train.seeds", f"seeds repeat: {list(t.seeds)}")
-    _require(t.threads >= 0, "train.threads", f"expected 0 (all cores) or more, got {t.threads}")
     _require(len(e.ks) >= 1 and all(k >= 1 for k in e.ks), "eval.ks",
              f"expected positive cut-offs, got {list(e.ks)}")
     _require(e.bootstrap_samples >= 100, "eval.bootstrap_samples",
@@ -238,6 +265,29 @@ def validate(cfg: Config) -> Config:
 
 def from_dict(values: dict[str, Any]) -> Config:
     return validate(_build(Config, values, ""))
+
+
+def _section(path: Path, name: str, cls: type) -> Any:
+    try:
+        return _convert(read_params(path).get(name), cls, name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_runtime(path: Path) -> RuntimeConfig:
+    """The `runtime:` section: device, threads, evaluation batch size, compile."""
+    runtime: RuntimeConfig = _section(path, "runtime", RuntimeConfig)
+    _require(runtime.threads >= 0, f"{path}: runtime.threads",
+             f"expected 0 (all cores) or more, got {runtime.threads}")
+    _require(runtime.eval_batch_size >= 1, f"{path}: runtime.eval_batch_size",
+             f"expected at least 1, got {runtime.eval_batch_size}")
+    return runtime
+
+
+def load_report(path: Path) -> ReportConfig:
+    """The `report:` section: display labels for the table and figures."""
+    report: ReportConfig = _section(path, "report", ReportConfig)
+    return report
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -280,7 +330,7 @@ def load_config(path: Path, variant: str | None = None) -> Config:
     """The base configuration of params.yaml, with `variant`'s overrides applied."""
     params = read_params(path)
     names = variant_names(params)
-    base = {k: v for k, v in params.items() if k != "variants"}
+    base = {k: v for k, v in params.items() if k not in SIDE_SECTIONS}
     if variant is not None:
         if variant not in names:
             raise ConfigError(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 
-from multvae.atomic import atomic_dir, write_json
-from multvae.split import Split
+from multvae.errors import MultVAEError
 
 
-class DataError(FileNotFoundError):
+class DataError(MultVAEError, FileNotFoundError):
     """The prepared data is missing or incomplete; the message says which stage to run."""
 
 
@@ -33,18 +35,70 @@ class Dataset:
     test: HeldOut
     items: pd.DataFrame  # item, movieId, title
     users: pd.DataFrame  # user, userId, role
+    fingerprint: str  # of the prepared tables' content (manifest.json)
 
     @property
     def n_items(self) -> int:
         return self.train.shape[1]
 
+    @property
+    def movie_ids(self) -> np.ndarray:
+        """movieId of each item column."""
+        return self.items["movieId"].to_numpy()
 
-def write_split(result: Split, out_dir: Path, stats_path: Path) -> None:
-    """All tables into `out_dir`, replaced as a whole only once all are written; then the stats."""
-    with atomic_dir(out_dir) as tmp:
-        for name in Split.TABLES:
-            getattr(result, name).to_parquet(tmp / f"{name}.parquet", index=False)
-    write_json(stats_path, result.stats)
+
+MANIFEST = "manifest.json"
+ROLES = ("train", "validation", "test")
+
+
+def fingerprint(tables: dict[str, pd.DataFrame]) -> str:
+    """SHA-256 (first 16 hex digits) of what defines a split: every (user, item) pair of every table,
+    the users' ids and roles, and the movie id of every item. Titles are left out: they change no
+    result. Two splits with the same item count but other items or users differ here."""
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        frame = tables[name]
+        digest.update(name.encode())
+        for column in sorted(frame.columns):
+            if column == "title":
+                continue
+            values = frame[column]
+            array = (values.map(ROLES.index) if column == "role" else values).to_numpy(np.int64)
+            digest.update(column.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def read_raw(raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ratings, movies) as the download stage wrote them into `raw_dir`."""
+    frames = [_read_raw(Path(raw_dir) / name) for name in ("ratings.parquet", "movies.parquet")]
+    # Arrow's allocator keeps the decoded Parquet buffers (about 0.6 GB at ML-20M) after the
+    # conversion to pandas; hand them back before the split, which is where the peak is.
+    pa.default_memory_pool().release_unused()
+    return frames[0], frames[1]
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the download stage first (`dvc repro download`)")
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc}); run the download stage again "
+                        "(`dvc repro -f download`)") from exc
+
+
+def read_fingerprint(data_dir: Path | str) -> str:
+    """The fingerprint the prepare stage recorded for the split in `data_dir`."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the prepare stage (`dvc repro prepare`)")
+    try:
+        value = json.loads(path.read_text())["fingerprint"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a manifest written by the prepare stage ({exc!r}); "
+                        "run `dvc repro -f prepare`") from None
+    return str(value)
 
 
 def _read(data_dir: Path, name: str) -> pd.DataFrame:
@@ -82,4 +136,5 @@ def load_dataset(data_dir: Path | str) -> Dataset:
         test=_heldout(data_dir, "test", n_items),
         items=items,
         users=users,
+        fingerprint=read_fingerprint(data_dir),
     )

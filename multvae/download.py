@@ -22,13 +22,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from multvae.atomic import atomic_dir, write_json
 from multvae.config import DataConfig
+from multvae.errors import MultVAEError
 from multvae.ratings import RatingsError, read_movies, read_ratings
 from multvae.synthetic import generate
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(MultVAEError, RuntimeError):
     """The release cannot be fetched, verified or unpacked; the message says what to do."""
 
 

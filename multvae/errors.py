@@ -1,15 +1,11 @@
-"""The errors that mean bad input rather than a bug: the CLI prints them as one line, no traceback."""
+"""The one base class of errors that mean bad input rather than a bug.
 
-from multvae.config import ConfigError
-from multvae.data import DataError
-from multvae.download import DownloadError
-from multvae.evaluation import EvaluationError
-from multvae.ratings import RatingsError
-from multvae.recommend import RecommendError
-from multvae.split import SplitError
-from multvae.training import TrainingError
+Each module defines its own subclasses next to the code that raises them; the command layer
+catches this base alone and prints the message as one line. Nothing here imports anything, so no
+module has to load another just to name its exceptions.
+"""
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, DataError, DownloadError, EvaluationError, RatingsError, RecommendError, SplitError,
-    TrainingError,
-)
+
+class MultVAEError(Exception):
+    """Bad input (a file, a parameter, a missing stage output): the message names it and what was
+    expected, and the command exits with status 1 without a traceback."""

@@ -51,8 +51,13 @@ def recall_at_k(hit: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
 
 def metric_names(ks: tuple[int, ...]) -> list[str]:
     """The paper's three: NDCG at the largest cut-off, Recall at the others."""
-    ks = sorted(ks)
-    return [f"ndcg@{ks[-1]}"] + [f"recall@{k}" for k in ks[:-1]]
+    cutoffs = sorted(ks)
+    return [f"ndcg@{cutoffs[-1]}"] + [f"recall@{k}" for k in cutoffs[:-1]]
+
+
+def val_key(ks: tuple[int, ...]) -> str:
+    """The validation metric that selects the best epoch and the baselines' hyper-parameters."""
+    return f"val_{metric_names(ks)[0]}"
 
 
 def score_heldout(scorer: Scorer, heldout: HeldOut, ks: tuple[int, ...] = (20, 50, 100),

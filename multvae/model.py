@@ -10,6 +10,7 @@ formulation (tests/test_model.py checks loss and gradients against it) at a frac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,3 +249,15 @@ def plain_decode_nll(decoder: nn.Module, z: torch.Tensor, rows: torch.Tensor, in
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per user."""
     return 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1.0).sum(dim=1)
+
+
+def make_scorer(model: MultVAE, device: torch.device | str) -> Callable[[sp.csr_matrix], torch.Tensor]:
+    """Scores of a fold-in batch (a scipy CSR of users' known items): the decoder's logits at the
+    posterior mean, as evaluation and recommendation rank items."""
+
+    def score(foldin: sp.csr_matrix) -> torch.Tensor:
+        model.eval()
+        logits, _, _ = model(SparseBatch.from_scipy(foldin, device))
+        return logits
+
+    return score

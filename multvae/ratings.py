@@ -15,10 +15,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from multvae.errors import MultVAEError
+
 RATING_COLUMNS = ("userId", "movieId", "rating")
 
 
-class RatingsError(ValueError):
+class RatingsError(MultVAEError, ValueError):
     """A ratings or movies file cannot be read; the message names the file."""
 
 

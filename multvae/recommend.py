@@ -20,16 +20,18 @@ import scipy.sparse as sp
 import torch
 
 from multvae.config import ConfigError, read_params, variant_names
-from multvae.data import DataError
+from multvae.data import DataError, read_fingerprint
+from multvae.errors import MultVAEError
 from multvae.metrics import top_k
-from multvae.training import load_model, make_scorer
+from multvae.model import make_scorer
+from multvae.model_file import load_model
 
 # Where a user's known items are: a held-out user's fold-in, a training user's training rows.
 INPUT_TABLE = {"validation": "validation_foldin", "test": "test_foldin", "train": "train"}
 CANDIDATES_SHOWN = 5
 
 
-class RecommendError(ValueError):
+class RecommendError(MultVAEError, ValueError):
     """Bad input to `recommend` (unknown user, movie, title, variant or seed); the message names it."""
 
 
@@ -56,20 +58,23 @@ class Recommender:
 
     def __init__(self, variant: str = "original", models: Path = Path("models"),
                  data: Path = Path("data/prepared"), seed: int | None = None,
-                 params: Path = Path("params.yaml")):
+                 params: Path = Path("params.yaml"), device: torch.device | str = "cpu"):
         self.variant = variant
         self.data = Path(data)
         self.path = _model_path(Path(models), variant, seed, Path(params))
-        self.model, saved = load_model(self.path, "cpu")
-        self.seed = int(saved["seed"])
+        self.device = torch.device(device)
+        self.model, saved = load_model(self.path, self.device, read_fingerprint(self.data),
+                                       _train_command(variant))
+        self.seed = saved.seed
         self.items = _read(self.data, "items", columns=["item", "movieId", "title"]).sort_values(
             "item", ignore_index=True)
-        if saved["n_items"] != len(self.items):
+        if not np.array_equal(saved.movie_ids, self.items["movieId"].to_numpy()):
             raise RecommendError(
-                f"{self.path} was trained on {saved['n_items']:,} items but {self.data / 'items.parquet'} "
-                f"has {len(self.items):,}: the split changed since; run `{_train_command(variant)}`")
+                f"{self.path}: its item map differs from {self.data / 'items.parquet'} although the "
+                "split's fingerprint matches; the prepared data was changed by hand: "
+                "run `dvc repro -f prepare`")
         self._movie_index = pd.Index(self.items["movieId"].to_numpy())
-        self._score = make_scorer(self.model, torch.device("cpu"))
+        self._score = make_scorer(self.model, self.device)
 
     @property
     def n_items(self) -> int:
@@ -157,7 +162,8 @@ class Recommender:
         with torch.inference_mode():
             scores = self._score(foldin)
             top = top_k(scores, foldin, k)[0]
-            best = scores[0, top].numpy()
+            best = scores[0, top].cpu().numpy()
+            top = top.cpu()
         picked = self.items.iloc[top.numpy()]
         table = pd.DataFrame({"rank": np.arange(1, k + 1), "movieId": picked["movieId"].to_numpy(),
                               "title": picked["title"].to_numpy(), "score": best.astype(float)})

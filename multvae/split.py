@@ -8,14 +8,18 @@ for the user) and a target part (what it must rank highly).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from multvae.atomic import atomic_dir, write_json
 from multvae.config import DataConfig
+from multvae.data import MANIFEST, fingerprint
+from multvae.errors import MultVAEError
 
 
-class SplitError(ValueError):
+class SplitError(MultVAEError, ValueError):
     """The ratings cannot be split as asked; the message names the parameter."""
 
 
@@ -91,7 +95,7 @@ def _item_codes(movie_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray
 
 def _heldout_count(data: DataConfig, n_users: int) -> int:
     requested = data.heldout_users
-    n = int(round(requested * n_users)) if requested < 1 else int(requested)
+    n = data.heldout_count(n_users)
     if n < 1 or 2 * n >= n_users:
         raise SplitError(
             f"data.heldout_users={requested:g} asks for {n} validation and {n} test users, but only "
@@ -241,3 +245,14 @@ def split(ratings: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> Spli
     result = splitter(pos, data, titles)
     result.stats.update(ratings=int(len(ratings)), dataset=data.dataset)
     return result
+
+
+def write_split(result: Split, out_dir: Path, stats_path: Path) -> None:
+    """All tables into `out_dir`, replaced as a whole only once all are written; then the stats."""
+    tables = {name: getattr(result, name) for name in Split.TABLES}
+    with atomic_dir(out_dir) as tmp:
+        for name, frame in tables.items():
+            frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        write_json(tmp / MANIFEST, {"fingerprint": fingerprint(tables),
+                                    "rows": {name: len(frame) for name, frame in tables.items()}})
+    write_json(stats_path, result.stats)

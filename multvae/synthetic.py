@@ -83,13 +83,6 @@ def generate(cfg: SyntheticConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return ratings, movies
 
 
-PRESETS = {
-    "tiny": SyntheticConfig(users=300, items=200, ratings_per_user=30, tastes=5),
-    "small": SyntheticConfig(),
-    "ml-20m": SyntheticConfig(users=138_493, items=26_744, ratings_per_user=155, tastes=50),
-}
-
-
 def write_ratings_csv(ratings: pd.DataFrame, path: Path, gzip: bool = False) -> None:
     """MovieLens's CSV layout (`userId,movieId,rating,timestamp`)."""
     table = pa.Table.from_pandas(ratings, preserve_index=False)

@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from multvae.config import load_config, read_params, variant_names
-from multvae.metrics import metric_names
-from multvae.report import label, load_results, write_report
 from stages.common import ParamsOption, user_errors
 
 
@@ -27,19 +24,33 @@ def aggregate(
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
 ) -> None:
     """Test metrics with bootstrap intervals, paired tests against `original`, curves and β schedules."""
+    from multvae.atomic import atomic_path, write_text
+    from multvae.config import load_config, load_report, read_params, variant_names
+    from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves
+    from multvae.metrics import metric_names
+    from multvae.table import build_table, label, load_results, table_markdown
+
     cfg = load_config(params)
+    labels = load_report(params).labels
     metrics = metric_names(cfg.eval.ks)
     order = variant_names(read_params(params))
     results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, order)
     for name in order:
         if not (metrics_dir / f"{name}.json").is_file():
-            typer.echo(f"aggregate: no {metrics_dir / f'{name}.json'}: {label(name)} left out of the table")
+            typer.echo(f"aggregate: no {metrics_dir / f'{name}.json'}: {label(name, labels)} left out")
     for r in results:
         if r.per_user is None:
-            typer.echo(f"aggregate: no {per_user_dir / f'{r.name}.parquet'}: {label(r.name)} "
+            typer.echo(f"aggregate: no {per_user_dir / f'{r.name}.parquet'}: {label(r.name, labels)} "
                        "without intervals")
         if r.kind == "vae" and r.curves is None:
-            typer.echo(f"aggregate: no {curves_dir / f'{r.name}.csv'}: {label(r.name)} not in the curves")
-    frame = write_report(results, metrics, cfg.eval, table, csv, plots_dir)
+            typer.echo(f"aggregate: no {curves_dir / f'{r.name}.csv'}: {label(r.name, labels)} "
+                       "not in the curves")
+    frame = build_table(results, metrics, cfg.eval, labels)
+    write_text(table, table_markdown(frame, metrics, cfg.eval, labels))
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    plot_comparison(frame, metrics, plots_dir / "comparison.png", cfg.eval.confidence)
+    plot_validation_curves(results, metrics, plots_dir / "validation_curves.png", labels)
+    plot_beta_schedules(results, plots_dir / "beta_schedules.png", labels)
     typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}; figures comparison.png, "
                f"validation_curves.png, beta_schedules.png -> {plots_dir}")

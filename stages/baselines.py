@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from multvae.atomic import write_json, write_parquet
-from multvae.baselines import fit_ease, linear_scorer, popularity_scorer
-from multvae.config import load_config
-from multvae.data import DataError, Dataset, load_dataset
-from multvae.metrics import Scorer, metric_names, score_heldout
 from stages.common import DataOption, ParamsOption, user_errors
+
+if TYPE_CHECKING:
+    from multvae.data import Dataset
+    from multvae.metrics import Scorer
 
 BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
 
 
 def _load(data: Path) -> Dataset:
+    from multvae.data import DataError, load_dataset
+
     dataset = load_dataset(data)
     for role, heldout in (("validation", dataset.validation), ("test", dataset.test)):
         if heldout.users.size == 0:
@@ -30,24 +31,20 @@ def _load(data: Path) -> Dataset:
     return dataset
 
 
-def _write(name: str, scorer: Scorer, dataset: Dataset, ks: tuple[int, ...], val_ndcg: float,
-           metrics: Path, per_user: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    """Score the test users, write both outputs, return the summary."""
+def _score_and_write(command: str, name: str, scorer: Scorer, dataset: Dataset, ks: tuple[int, ...],
+                     validation: float, metrics: Path, per_user: Path, chosen: dict[str, Any],
+                     started: float) -> None:
+    from multvae.metrics import metric_names, score_heldout, val_key
+    from multvae.results import summarize, write_result
+
     names = metric_names(ks)
     table = score_heldout(scorer, dataset.test, ks)
     table.insert(1, "seed", BASELINE_SEED)
-    summary: dict[str, Any] = {"variant": name, "kind": "baseline"}
-    summary.update({m: float(table[m].mean()) for m in names})
-    summary[f"val_{names[0]}"] = val_ndcg
-    summary["test_users"] = int(len(table))
-    summary.update(extra)
-    write_parquet(per_user, table)
-    write_json(metrics, summary)
-    return summary
-
-
-def _line(summary: dict[str, Any], ks: tuple[int, ...]) -> str:
-    return ", ".join(f"{m} {summary[m]:.4f}" for m in metric_names(ks))
+    summary = summarize(name, "baseline", table, names, {val_key(ks): validation}, chosen=chosen)
+    write_result(summary, table, metrics, per_user)
+    shown = ", ".join(f"{m} {v:.4f}" for m, v in summary.metrics.items())
+    typer.echo(f"{command}: {shown} on {summary.test_users:,} test users "
+               f"({time.perf_counter() - started:.1f}s) -> {metrics}")
 
 
 @user_errors
@@ -60,15 +57,16 @@ def popularity(
         "metrics/per_user/most_popular.parquet"),
 ) -> None:
     """Most-popular: rank every item by its number of training users."""
-    cfg = load_config(params)
-    ks = cfg.eval.ks
+    from multvae.baselines import popularity_scorer
+    from multvae.config import load_config
+    from multvae.metrics import metric_names, score_heldout
+
     started = time.perf_counter()
+    ks = load_config(params).eval.ks
     dataset = _load(data)
     scorer = popularity_scorer(dataset.train)
-    val = score_heldout(scorer, dataset.validation, ks)[metric_names(ks)[0]].mean()
-    summary = _write("most_popular", scorer, dataset, ks, float(val), metrics, per_user, {})
-    typer.echo(f"popularity: {_line(summary, ks)} on {summary['test_users']:,} test users "
-               f"({time.perf_counter() - started:.1f}s) -> {metrics}")
+    val = float(score_heldout(scorer, dataset.validation, ks)[metric_names(ks)[0]].mean())
+    _score_and_write("popularity", "most_popular", scorer, dataset, ks, val, metrics, per_user, {}, started)
 
 
 @user_errors
@@ -80,13 +78,14 @@ def ease(
         "metrics/per_user/ease.parquet"),
 ) -> None:
     """EASE (Steck 2019): lambda from baselines.ease_lambdas by validation NDCG, then the test users."""
-    cfg = load_config(params)
-    ks = cfg.eval.ks
+    from multvae.baselines import fit_ease, linear_scorer
+    from multvae.config import load_config
+
     started = time.perf_counter()
+    cfg = load_config(params)
     dataset = _load(data)
-    fit = fit_ease(dataset.train, dataset.validation, cfg.baselines.ease_lambdas, ks)
-    extra = {"lambda": fit.lam, "validation": {f"{lam:g}": v for lam, v in fit.validation.items()}}
-    summary = _write("ease", linear_scorer(fit.weights), dataset, ks, fit.validation[fit.lam],
-                     metrics, per_user, extra)
-    typer.echo(f"ease: lambda {fit.lam:g} ({fit.weights.dtype}), {_line(summary, ks)} on "
-               f"{summary['test_users']:,} test users ({time.perf_counter() - started:.1f}s) -> {metrics}")
+    fit = fit_ease(dataset.train, dataset.validation, cfg.baselines.ease_lambdas, cfg.eval.ks)
+    chosen = {"lambda": fit.lam, "lambda_grid": {f"{lam:g}": v for lam, v in fit.validation.items()}}
+    typer.echo(f"ease: lambda {fit.lam:g} chosen on validation ({fit.weights.dtype})")
+    _score_and_write("ease", "ease", linear_scorer(fit.weights), dataset, cfg.eval.ks,
+                     fit.validation[fit.lam], metrics, per_user, chosen, started)

@@ -7,10 +7,6 @@ from typing import Annotated
 
 import typer
 
-from multvae.atomic import write_json, write_parquet
-from multvae.config import load_config
-from multvae.data import load_dataset
-from multvae.evaluation import evaluate_variant
 from stages.common import DataOption, ParamsOption, VariantArgument, user_errors
 
 
@@ -24,13 +20,17 @@ def evaluate(
     per_user: Annotated[Path, typer.Option(help="Folder for <variant>.parquet.")] = Path("metrics/per_user"),
 ) -> None:
     """Score the held-out test users with each seed's best-epoch model."""
+    from multvae.config import load_config, load_runtime
+    from multvae.data import load_dataset
+    from multvae.evaluation import evaluate_variant
+    from multvae.results import write_result
+    from multvae.runtime import setup
+
     name = variant or "base"
-    cfg = load_config(params, variant)
+    cfg, runtime = load_config(params, variant), load_runtime(params)
+    device = setup(runtime)
     summary, users = evaluate_variant(name, models / name, load_dataset(data), cfg.eval.ks,
-                                      cfg.train.eval_batch_size, cfg.train.device)
-    write_parquet(per_user / f"{name}.parquet", users)
-    write_json(metrics / f"{name}.json", summary)
-    shown = "  ".join(f"{k} {summary[k]:.4f}" for k in summary
-                      if "@" in k and not k.startswith("val_"))
-    typer.echo(f"evaluate {name}: {shown}  (best epoch {summary['best_epoch']}, "
-               f"{summary['test_users']:,} users)")
+                                      runtime.eval_batch_size, device)
+    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
+    typer.echo(f"evaluate {name}: {shown}  (best epoch {summary.best_epoch}, {summary.test_users:,} users)")

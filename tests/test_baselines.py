@@ -23,11 +23,11 @@ from multvae.baselines import (
     linear_scorer,
     popularity_scorer,
 )
-from multvae.config import DataConfig
-from multvae.data import Dataset, load_dataset, write_split
+from multvae.config import SYNTHETIC_PRESETS, DataConfig
+from multvae.data import Dataset, load_dataset
 from multvae.metrics import score_heldout, top_k
-from multvae.split import split
-from multvae.synthetic import PRESETS, generate
+from multvae.split import split, write_split
+from multvae.synthetic import generate
 from stages.baselines import ease, popularity
 
 KS = (20, 50, 100)
@@ -51,7 +51,7 @@ def dense_ease(x: np.ndarray, lam: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("split")
-    ratings, movies = generate(PRESETS["tiny"])
+    ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
     result = split(ratings, DataConfig(dataset="synthetic", heldout_users=60), movies)
     write_split(result, root / "prepared", root / "stats.json")
     return root / "prepared"
@@ -175,10 +175,10 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
     ease(params=params, data=prepared, metrics=out / "variants" / "ease.json",
          per_user=out / "per_user" / "ease.parquet")
     summary = check_outputs(out, "ease", n_test)
-    assert set(summary) == set(pop) | {"lambda", "validation"}
-    assert list(summary["validation"]) == [f"{lam:g}" for lam in LAMBDAS]
-    assert summary["val_ndcg@100"] == max(summary["validation"].values())
-    assert summary["validation"][f"{summary['lambda']:g}"] == summary["val_ndcg@100"]
+    assert set(summary) == set(pop) | {"lambda", "lambda_grid"}
+    assert list(summary["lambda_grid"]) == [f"{lam:g}" for lam in LAMBDAS]
+    assert summary["val_ndcg@100"] == max(summary["lambda_grid"].values())
+    assert summary["lambda_grid"][f"{summary['lambda']:g}"] == summary["val_ndcg@100"]
     assert summary["ndcg@100"] > pop["ndcg@100"]
 
 

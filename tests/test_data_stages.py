@@ -12,17 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ML_LATEST_SMALL, make_zip, write_dat
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from multvae.cli import app
 from multvae.config import ConfigError, load_config
 from multvae.data import load_dataset
+from stages.cli import app
 
-RATINGS = ML_LATEST_SMALL / "ratings.csv.gz"
 
-
-def invoke(*args) -> object:
+def invoke(*args) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
@@ -37,16 +34,15 @@ def run_stages(params: Path, root: Path) -> dict:
     return json.loads((data / "stats.json").read_text())
 
 
-@pytest.mark.skipif(not RATINGS.is_file(), reason="the ml-latest-small release is not at "
-                    "../shared/datasets/ml-latest-small/ratings.csv.gz (relative to the repository)")
-def test_ml_latest_small_counts_match_an_independent_computation(tmp_path, params_file):
-    params = params_file(dataset="ml-latest-small", source=str(RATINGS), split="heldout_users",
-                         heldout_users=60)
+def test_ml_latest_small_counts_match_an_independent_computation(tmp_path, params_file,
+                                                                 ml_latest_small_ratings):
+    params = params_file(dataset="ml-latest-small", source=str(ml_latest_small_ratings),
+                         split="heldout_users", heldout_users=60)
     stats = run_stages(params, tmp_path)
     prepared = tmp_path / "data" / "prepared"
 
     # Independently, with plain pandas: positives are ratings >= 4, of users with >= 5 of them.
-    ratings = pd.read_csv(RATINGS)
+    ratings = pd.read_csv(ml_latest_small_ratings)
     pos = ratings[ratings["rating"] >= 4.0]
     per_user = pos.groupby("userId").size()
     pos = pos[pos["userId"].isin(per_user.index[per_user >= 5])]
@@ -85,7 +81,7 @@ def test_ml_latest_small_counts_match_an_independent_computation(tmp_path, param
 
 
 @pytest.mark.parametrize("name", ["ratings.dat", "ratings.dat.gz", "no-timestamps.csv"])
-def test_local_ratings_file_through_both_stages(tiny, tmp_path, params_file, name):
+def test_local_ratings_file_through_both_stages(write_dat, tiny, tmp_path, params_file, name):
     ratings = tiny[0]
     source = tmp_path / name
     if ".dat" in name:
@@ -100,7 +96,7 @@ def test_local_ratings_file_through_both_stages(tiny, tmp_path, params_file, nam
     assert stats["validation_users"] == stats["test_users"] == 20
 
 
-def test_titles_of_a_local_archive_land_in_items(tiny, tmp_path, params_file):
+def test_titles_of_a_local_archive_land_in_items(make_zip, tiny, tmp_path, params_file):
     ratings, movies = tiny
     archive = make_zip(tmp_path / "copy.zip", {"something/ratings.csv": ratings.to_csv(index=False),
                                                "something/movies.csv": movies.to_csv(index=False)})
@@ -218,6 +214,7 @@ def test_stage_outputs_replace_earlier_ones_as_a_whole(tiny, tmp_path, params_fi
     result = invoke("prepare", "-p", params_file(heldout_users=20), "--raw", tmp_path / "data" / "raw",
                     "--out", prepared, "--stats", tmp_path / "data" / "stats.json")
     assert result.exit_code == 0, result.output
-    assert sorted(p.stem for p in prepared.iterdir()) == sorted(
-        ["users", "items", "train", "validation_foldin", "validation_target", "test_foldin", "test_target"])
+    assert sorted(p.name for p in prepared.iterdir()) == sorted(
+        [f"{name}.parquet" for name in ("users", "items", "train", "validation_foldin", "validation_target",
+                                        "test_foldin", "test_target")] + ["manifest.json"])
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["prepared", "raw", "stats.json"]

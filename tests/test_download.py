@@ -12,7 +12,6 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import make_zip, write_dat
 
 from multvae import download
 from multvae.config import DataConfig, SyntheticConfig
@@ -35,7 +34,7 @@ def publish(monkeypatch, dataset: str, url: str, md5: str | None) -> None:
 
 
 @pytest.fixture
-def archive(tiny, tmp_path):
+def archive(make_zip, tiny, tmp_path):
     """An ML-style release archive of the tiny synthetic data, named like the ml-1m release."""
     ratings, movies = tiny
     (tmp_path / "server").mkdir()
@@ -84,7 +83,8 @@ def test_checksum_mismatch_names_file_and_both_sums_and_leaves_no_output(archive
 
 
 @pytest.mark.parametrize("good", [True, False], ids=["matching", "mismatching"])
-def test_checksum_of_a_republished_release_is_read_from_its_md5_file(tiny, tmp_path, out, monkeypatch, good):
+def test_checksum_of_a_republished_release_is_read_from_its_md5_file(make_zip, tiny, tmp_path, out,
+                                                                    monkeypatch, good):
     ratings, _ = tiny
     zip_path = make_zip(tmp_path / "ml-latest-small.zip",
                         {"ml-latest-small/ratings.csv": ratings.to_csv(index=False)})
@@ -167,7 +167,7 @@ def test_corrupt_release_with_a_matching_checksum_fails_at_unpacking(archive, ou
 
 
 @pytest.mark.parametrize("entry", ["../evil.csv", "ml/../../evil.csv", "/tmp/evil.csv", "../ratings.csv"])
-def test_archive_entry_leaving_the_target_folder_is_refused(tiny, tmp_path, out, entry):
+def test_archive_entry_leaving_the_target_folder_is_refused(make_zip, tiny, tmp_path, out, entry):
     members = {"ml/ratings.csv": tiny[0].head(50).to_csv(index=False), entry: "userId,movieId,rating\n"}
     zip_path = make_zip(tmp_path / "evil.zip", members)
     with pytest.raises(DownloadError, match="refusing unsafe path") as err:
@@ -177,7 +177,7 @@ def test_archive_entry_leaving_the_target_folder_is_refused(tiny, tmp_path, out,
     assert not any(p.name in ("evil.csv", "ratings.csv") for p in tmp_path.rglob("*"))
 
 
-def test_archive_without_ratings_is_refused(tmp_path, out):
+def test_archive_without_ratings_is_refused(make_zip, tmp_path, out):
     zip_path = make_zip(tmp_path / "other.zip", {"ml/movies.csv": "movieId,title\n1,x\n"})
     with pytest.raises(DownloadError, match=r"other\.zip: no ratings\.csv or ratings\.dat"):
         materialize(DataConfig(dataset="ml-20m", source=str(zip_path)), out, show_progress=False)
@@ -192,7 +192,7 @@ def test_local_copy_named_like_the_release_is_verified_against_it(archive, out):
     assert not out.exists()
 
 
-def test_local_archive_in_any_folder_gives_ratings_and_titles(tiny, tmp_path, out):
+def test_local_archive_in_any_folder_gives_ratings_and_titles(make_zip, tiny, tmp_path, out):
     ratings, movies = tiny
     zip_path = make_zip(tmp_path / "my-copy.zip", {
         "something/ratings.csv": ratings.to_csv(index=False),
@@ -206,7 +206,7 @@ def test_local_archive_in_any_folder_gives_ratings_and_titles(tiny, tmp_path, ou
 
 
 @pytest.mark.parametrize("name", ["ratings.dat", "ratings.dat.gz", "ratings.csv.gz", "no-timestamps.csv"])
-def test_local_ratings_file_in_every_layout(tiny, tmp_path, out, name):
+def test_local_ratings_file_in_every_layout(write_dat, tiny, tmp_path, out, name):
     ratings = tiny[0]
     path = tmp_path / name
     if ".dat" in name:

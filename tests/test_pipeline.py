@@ -35,7 +35,8 @@ def repo(tmp_path_factory):
     params["data"].update(dataset="synthetic", heldout_users=40, synthetic=synthetic)
     params["model"].update(hidden_dims=[32], latent_dim=8)
     params["beta"]["total_anneal_steps"] = 20
-    params["train"].update(epochs=3, batch_size=50, device="cpu", threads=1)
+    params["train"].update(epochs=3, batch_size=50)
+    params["runtime"].update(device="cpu", threads=1)
     params["eval"]["bootstrap_samples"] = 200
     params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

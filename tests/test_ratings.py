@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_dat
 
 from multvae.ratings import RatingsError, read_movies, read_ratings
 from multvae.synthetic import write_ratings_csv
@@ -24,8 +24,8 @@ def write_text(path, text: str):
     return path
 
 
-def write_rows(path, rows: list[list[str]], header: list[str] | None = ("userId", "movieId", "rating",
-                                                                          "timestamp")):
+def write_rows(path, rows: list[list[str]], header: Sequence[str] | None = ("userId", "movieId", "rating",
+                                                                         "timestamp")):
     """Rows in the layout the file name asks for: `::` lines for .dat, CSV with a header otherwise."""
     if ".dat" in path.name:
         return write_text(path, "".join("::".join(r) + "\n" for r in rows))
@@ -34,7 +34,7 @@ def write_rows(path, rows: list[list[str]], header: list[str] | None = ("userId"
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_every_layout_reads_to_the_same_schema(tiny, tmp_path, name):
+def test_every_layout_reads_to_the_same_schema(write_dat, tiny, tmp_path, name):
     ratings = tiny[0].head(500)
     path = tmp_path / name
     if ".dat" in name:

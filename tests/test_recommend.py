@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,18 +13,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from multvae.cli import app
-from multvae.config import Config, DataConfig, ModelConfig, TrainConfig
-from multvae.data import load_dataset, write_split
+from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, TrainConfig
+from multvae.data import load_dataset
+from multvae.model import make_scorer
+from multvae.model_file import ModelFileError, SavedModel, load_model, save_model
 from multvae.recommend import Recommender, RecommendError
-from multvae.split import split
-from multvae.synthetic import PRESETS, generate
-from multvae.training import load_model, make_scorer, save_model, train_model
+from multvae.split import split, write_split
+from multvae.synthetic import generate
+from multvae.training import train_model
+from stages.cli import app
 
 TINY = Config(
     data=DataConfig(dataset="synthetic", heldout_users=30),
     model=ModelConfig(hidden_dims=(16,), latent_dim=8),
-    train=TrainConfig(epochs=2, batch_size=50, device="cpu", threads=1),
+    train=TrainConfig(epochs=2, batch_size=50),
 )
 
 
@@ -31,12 +34,15 @@ TINY = Config(
 def root(tmp_path_factory) -> Path:
     """A prepared split, and the model of variant `original` for seeds 0 and 7."""
     root = tmp_path_factory.mktemp("recommend")
-    ratings, movies = generate(PRESETS["tiny"])
+    ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
     write_split(split(ratings, TINY.data, movies), root / "prepared", root / "stats.json")
     dataset = load_dataset(root / "prepared")
     result = train_model(TINY, dataset, seed=0, log=lambda _: None)
+    assert result.state_dict is not None
     for seed in (0, 7):
-        save_model(root / "models" / "original" / f"seed-{seed}.pt", result, TINY, dataset.n_items, seed)
+        save_model(root / "models" / "original" / f"seed-{seed}.pt", result.state_dict, SavedModel(
+            config=TINY, seed=seed, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
+            best_epoch=result.best_epoch, best_validation=result.best_validation))
     (root / "params.yaml").write_text("variants:\n  original: {}\n  relu:\n    model: {activation: relu}\n")
     return root
 
@@ -62,7 +68,7 @@ def title_of(root: Path, movie_id: int) -> str:
 
 def test_a_held_out_user_gets_the_best_scored_movies_outside_their_fold_in(root, rec):
     data = load_dataset(root / "prepared")
-    model, _ = load_model(root / "models" / "original" / "seed-0.pt")
+    model, _ = load_model(root / "models" / "original" / "seed-0.pt", "cpu", data.fingerprint, "retrain")
     score = make_scorer(model, torch.device("cpu"))
     user_ids = data.users.set_index("user")["userId"]
     movie_ids = data.items["movieId"].to_numpy()
@@ -159,10 +165,20 @@ def test_variants_and_seeds_without_a_model_are_refused(root):
     assert Recommender("original", models, data, seed=7, params=params).seed == 7
 
 
-def test_a_model_of_another_split_is_refused(root, tmp_path):
-    data = edited_split(root, tmp_path, lambda items: items.iloc[:-1])
-    with pytest.raises(RecommendError, match=r"trained on 200 items but .*items.parquet has 199: the split "
-                                             r"changed since; run `dvc repro train@original`"):
+def test_a_model_of_another_split_with_as_many_items_is_refused(root, tmp_path):
+    ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
+    other = dataclasses.replace(TINY.data, seed=TINY.data.seed + 1)
+    write_split(split(ratings, other, movies), tmp_path / "prepared", tmp_path / "stats.json")
+    assert len(pd.read_parquet(tmp_path / "prepared" / "items.parquet")) == len(
+        pd.read_parquet(root / "prepared" / "items.parquet"))
+    with pytest.raises(ModelFileError, match=r"seed-0\.pt was trained on another prepared split .*"
+                                             r"run `dvc repro train@original`"):
+        Recommender("original", root / "models", tmp_path / "prepared", params=root / "params.yaml")
+
+
+def test_an_item_table_edited_behind_the_manifest_is_refused(root, tmp_path):
+    data = edited_split(root, tmp_path, lambda items: items.assign(movieId=items["movieId"][::-1].to_numpy()))
+    with pytest.raises(RecommendError, match=r"its item map differs from .*items.parquet"):
         Recommender("original", root / "models", data, params=root / "params.yaml")
 
 

@@ -15,10 +15,12 @@ import yaml
 from typer.testing import CliRunner
 
 from multvae.config import EvalConfig
-from multvae.report import build_table, load_results
+from multvae.table import build_table, load_results
 from stages.aggregate import aggregate
 
 METRICS = ["ndcg@100", "recall@20", "recall@50"]
+# The project's own display labels: the table must take them from params.yaml's report section.
+REPORT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["report"]
 EVAL = EvalConfig(bootstrap_samples=200, confidence=0.95, seed=0)
 USERS = 300
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -73,7 +75,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
         summary = {"variant": name, "kind": kind, "val_ndcg@100": 0.4 + shift, "test_users": USERS}
         summary.update({m: float(per_user[m].mean()) for m in METRICS})
         if kind == "vae":
-            summary.update(best_epoch=7, train_seconds=12.5, seeds={
+            summary.update(best_epoch=7, seeds={
                 str(seed): {**{m: float(f[m].mean()) for m in METRICS}, "best_epoch": 7,
                             "val_ndcg@100": 0.4 + shift} for seed, f in zip(seeds, frames, strict=True)})
             epochs = np.arange(10)
@@ -91,6 +93,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
         "eval": {"bootstrap_samples": EVAL.bootstrap_samples, "confidence": EVAL.confidence,
                  "seed": EVAL.seed},
         "variants": {name: {} for name in VARIANTS},
+        "report": REPORT,
     }, sort_keys=False))
     dirs["params"] = params
     return dirs
@@ -163,7 +166,7 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
 
 def test_table_values(inputs):
     results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
-    table = build_table(results, METRICS, EVAL).set_index("variant")
+    table = build_table(results, METRICS, EVAL, REPORT["labels"]).set_index("variant")
     for m in METRICS:
         known = table[f"{m}_low"].notna()
         assert ((table.loc[known, f"{m}_low"] < table.loc[known, m])

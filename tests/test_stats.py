@@ -11,6 +11,7 @@ import pytest
 from multvae.stats import bootstrap_ci, paired_difference
 
 
+@pytest.mark.slow
 def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
     rng = np.random.default_rng(1)
     repetitions, covered = 400, 0

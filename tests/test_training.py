@@ -9,23 +9,31 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from multvae.config import BetaConfig, Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
-from multvae.data import load_dataset, write_split
-from multvae.split import split
-from multvae.synthetic import PRESETS, generate
+from multvae.config import (
+    SYNTHETIC_PRESETS,
+    BetaConfig,
+    Config,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
+from multvae.data import load_dataset
+from multvae.split import split, write_split
+from multvae.synthetic import generate
 from multvae.training import TrainingError, train_model
 
 SMALL = Config(
     data=DataConfig(dataset="synthetic", heldout_users=30),
     model=ModelConfig(hidden_dims=(32,), latent_dim=8),
     beta=BetaConfig(total_anneal_steps=20),
-    train=TrainConfig(epochs=6, batch_size=50, device="cpu", threads=1),
+    train=TrainConfig(epochs=6, batch_size=50),
 )
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    ratings, movies = generate(PRESETS["tiny"])
+    ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
     root = tmp_path_factory.mktemp("prepared")
     write_split(split(ratings, SMALL.data, movies), root / "prepared", root / "stats.json")
     return load_dataset(root / "prepared")
@@ -48,6 +56,7 @@ def test_best_epoch_is_the_best_validation_ndcg(dataset):
     assert result.best_validation["val_ndcg@100"] == best["val_ndcg@100"]
 
 
+@pytest.mark.slow
 def test_training_learns_beyond_its_first_epoch(dataset):
     cfg = dataclasses.replace(SMALL, train=dataclasses.replace(SMALL.train, epochs=15))
     curves = train_model(cfg, dataset, seed=0, log=lambda _: None).curves
@@ -70,7 +79,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path):
 
     with pytest.raises(Interrupt):
         train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=stop_at_epoch_4)
-    lines = []
+    lines: list[str] = []
     resumed = train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=lines.append)
     assert lines[0].startswith("resuming") and "after epoch 3" in lines[0]
     cols = ["epoch", "loss", "val_ndcg@100", "val_recall@50"]
@@ -82,7 +91,7 @@ def test_checkpoint_of_other_parameters_is_not_resumed(dataset, tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=lambda _: None)
     other = dataclasses.replace(SMALL, model=dataclasses.replace(SMALL.model, latent_dim=4))
-    lines = []
+    lines: list[str] = []
     train_model(other, dataset, seed=5, checkpoint=ckpt, log=lines.append)
     assert lines[0].startswith("ignoring")
 
@@ -100,7 +109,8 @@ data:
   synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}
 model: {hidden_dims: [32], latent_dim: 8}
 beta: {total_anneal_steps: 20}
-train: {epochs: 40, batch_size: 20, device: cpu, threads: 1}
+train: {epochs: 40, batch_size: 20}
+runtime: {device: cpu, threads: 1}
 variants:
   original: {}
 """

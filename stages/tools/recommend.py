@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from multvae.recommend import Recommendations, Recommender, RecommendError
 from stages.common import DataOption, ParamsOption, user_errors
+
+if TYPE_CHECKING:
+    from multvae.recommend import Recommendations
 
 
 @user_errors
@@ -35,9 +37,14 @@ def recommend(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Recommend movies the user does not have yet, best first, with the model's score (a logit)."""
+    from multvae.config import load_runtime
+    from multvae.recommend import Recommender, RecommendError
+    from multvae.runtime import setup
+
     if (user is None) == (not movie):
         raise RecommendError("give either --user or --movie (one or more), not both or neither")
-    recommender = Recommender(variant, models, data, seed, params)
+    device = setup(load_runtime(params)) if params.is_file() else "cpu"
+    recommender = Recommender(variant, models, data, seed, params, device)
     answer = recommender.for_user(user, top) if user is not None else recommender.for_items(movie or [], top)
     for movie_id in answer.ignored:
         typer.echo(f"note: movieId {movie_id} is not among the model's items; ignored", err=True)

@@ -1,4 +1,7 @@
-"""The `multvae` command: every DVC stage's command, plus helpers for use outside the pipeline."""
+"""The `multvae` command: every DVC stage's command, plus tools for use outside the pipeline.
+
+Only wiring: each command lives in its own module and loads the library when it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from stages.baselines import ease, popularity
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
-from stages.recommend import recommend
-from stages.synthesize import synthesize
+from stages.tools.recommend import recommend
+from stages.tools.synthesize import synthesize
 from stages.train import train
 
 app = typer.Typer(
@@ -19,12 +22,5 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(download)
-app.command()(prepare)
-app.command()(train)
-app.command()(evaluate)
-app.command()(popularity)
-app.command()(ease)
-app.command()(aggregate)
-app.command()(recommend)
-app.command()(synthesize)
+for command in (download, prepare, train, evaluate, popularity, ease, aggregate, recommend, synthesize):
+    app.command()(command)

@@ -1,0 +1,140 @@
+"""The study's figures: test metrics with intervals, validation curves, β schedules.
+
+matplotlib's object API (Figure, not pyplot), so no display backend or global state is involved.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from multvae.atomic import atomic_path
+from multvae.table import Result, label, metric_title
+
+
+def _colors(results: list[Result]) -> dict[str, Any]:
+    """One colour per system, the same in every figure; baselines in greys, apart from the variants."""
+    from matplotlib import colormaps
+
+    tab10 = colormaps["tab10"](range(10))
+    variants = [c for i, c in enumerate(tab10) if i != 7]  # tab10's grey is the baselines'
+    greys = ["black", "dimgrey", "darkgrey"]
+    vae = [r.name for r in results if r.kind == "vae"]
+    baselines = [r.name for r in results if r.kind == "baseline"]
+    return {**{n: variants[i % len(variants)] for i, n in enumerate(vae)},
+            **{n: greys[i % len(greys)] for i, n in enumerate(baselines)}}
+
+
+def _save(fig: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+
+
+def _no_data(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confidence: float) -> None:
+    """Bars start at zero, so the small gaps between variants look as small as they are; the table
+    has the digits."""
+    fig = Figure(figsize=(max(8.0, 0.85 * len(table) + 3.5), 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(table))
+    width = 0.8 / len(metrics)
+    for j, m in enumerate(metrics):
+        pos = x + (j - (len(metrics) - 1) / 2) * width
+        values = table[m].to_numpy(float)
+        low, high = table[f"{m}_low"].to_numpy(float), table[f"{m}_high"].to_numpy(float)
+        ax.bar(pos, values, width, label=f"Test {metric_title(m)}", color=f"C{j}")
+        ok = ~np.isnan(low)
+        ax.errorbar(pos[ok], values[ok], yerr=[values[ok] - low[ok], high[ok] - values[ok]], fmt="none",
+                    ecolor="black", elinewidth=1, capsize=3)
+    for i in range(1, len(table)):
+        if table["kind"].iat[i] != table["kind"].iat[i - 1]:
+            ax.axvline(i - 0.5, color="grey", linestyle=":", linewidth=1)
+    tops = np.fmax(table[[f"{m}_high" for m in metrics]].to_numpy(float), table[metrics].to_numpy(float))
+    ax.set_ylim(0, max(float(np.nanmax(tops)) * 1.1, 1e-3))
+    ax.set_xticks(x, [textwrap.fill(str(text), 22) for text in table["label"]], rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(table) - 0.4)
+    ax.set_ylabel("Mean over test users")
+    ax.set_title(f"Test metrics per experiment (error bars: {confidence:.0%} bootstrap interval over users)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    fig.legend(loc="outside right upper")
+    _save(fig, path)
+
+
+def plot_validation_curves(results: list[Result], metrics: list[str], path: Path,
+                           labels: dict[str, str]) -> None:
+    """Mean over seeds per epoch, with a ±1 std band when there are several; baselines with a
+    validation score appear as dashed horizontal lines."""
+    colors = _colors(results)
+    trained = [(r, r.curves) for r in results if r.curves is not None]
+    fig = Figure(figsize=(4.6 * len(metrics) + 3.0, 5.2), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    several = False
+    for ax, m in zip(axes, metrics, strict=True):
+        column = f"val_{m}"
+        for r, curves in trained:
+            by_epoch = curves.groupby("epoch")[column]
+            mean, std = by_epoch.mean(), by_epoch.std()
+            ax.plot(mean.index, mean.to_numpy(), color=colors[r.name], linewidth=1.5,
+                    label=label(r.name, labels))
+            if by_epoch.size().max() > 1:
+                several = True
+                ax.fill_between(mean.index, mean - std, mean + std, color=colors[r.name], alpha=0.15,
+                                linewidth=0)
+        for r in results:
+            if r.kind == "baseline" and isinstance(r.summary.get(column), (int, float)):
+                ax.axhline(r.summary[column], color=colors[r.name], linestyle="--", linewidth=1.2,
+                           label=f"{label(r.name, labels)} (baseline)")
+        if not trained:
+            _no_data(ax, "no training logs found")
+        ax.set_title(f"Validation {metric_title(m)}")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(metric_title(m))
+        ax.grid(alpha=0.3)
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(text, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper")
+    band = " (line: mean over seeds, band: ±1 std)" if several else ""
+    fig.suptitle(f"Validation metrics during training{band}")
+    _save(fig, path)
+
+
+def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str]) -> None:
+    """Variants with the same schedule (every non-β ablation anneals like the original) share one
+    line, named after all of them; otherwise the last drawn would hide the others."""
+    colors = _colors(results)
+    groups: dict[tuple[tuple[float, ...], tuple[float, ...]], list[Result]] = {}
+    for r in results:
+        if r.curves is not None:
+            beta = r.curves.groupby("epoch")["beta"].mean()
+            key = (tuple(beta.index.astype(float)), tuple(np.round(beta.to_numpy(float), 6)))
+            groups.setdefault(key, []).append(r)
+    fig = Figure(figsize=(11.0, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    for (epochs, beta), members in groups.items():
+        names = ", ".join(label(r.name, labels) for r in members)
+        ax.plot(epochs, beta, color=colors[members[0].name], linewidth=1.8, label=textwrap.fill(names, 40))
+    if groups:
+        fig.legend(loc="outside right upper")
+    else:
+        _no_data(ax, "no training logs found")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("β (mean over the epoch's updates)")
+    ax.set_title("KL weight β during training (identical schedules share a line)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+

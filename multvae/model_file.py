@@ -1,0 +1,85 @@
+"""A trained model on disk: its weights, the configuration that rebuilds it, and what binds it to
+its data (the movie id of every output column and the prepared split's fingerprint).
+
+A model is only meaningful on the items it was trained on: column j of its output is one movie.
+Evaluating or recommending with it on another split (another seed, another source) would answer
+with the wrong movies without a word, so `load_model` refuses data whose fingerprint differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from multvae.atomic import atomic_path
+from multvae.config import Config, from_dict, to_dict
+from multvae.errors import MultVAEError
+from multvae.model import MultVAE
+
+FORMAT = 2
+
+
+class ModelFileError(MultVAEError):
+    """A model file is missing, unreadable, or belongs to other data; the message says what to run."""
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """What `save_model` writes besides the weights."""
+
+    config: Config
+    seed: int
+    movie_ids: np.ndarray  # movieId of each output column
+    data_fingerprint: str
+    best_epoch: int
+    best_validation: dict[str, float]
+
+    @property
+    def n_items(self) -> int:
+        return int(self.movie_ids.size)
+
+
+def save_model(path: Path, state_dict: dict[str, torch.Tensor], meta: SavedModel) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({
+            "format": FORMAT, "state_dict": state_dict, "config": to_dict(meta.config), "seed": meta.seed,
+            "movie_ids": torch.tensor(np.asarray(meta.movie_ids, dtype=np.int64)),
+            "data_fingerprint": meta.data_fingerprint, "best_epoch": meta.best_epoch,
+            "best_validation": meta.best_validation,
+        }, tmp)
+
+
+def _read(path: Path, device: torch.device | str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file (pickle, zip, runtime)
+        raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: written by another version of multvae (no item map); retrain it")
+    return saved
+
+
+def load_model(path: Path, device: torch.device | str, data_fingerprint: str | None,
+               retrain_hint: str) -> tuple[MultVAE, SavedModel]:
+    """The model in eval mode and its metadata. With `data_fingerprint`, the model must have been
+    trained on exactly that prepared split; otherwise the error says to run `retrain_hint`."""
+    saved = _read(Path(path), device)
+    meta = SavedModel(
+        config=from_dict(saved["config"]), seed=int(saved["seed"]),
+        movie_ids=saved["movie_ids"].cpu().numpy(), data_fingerprint=str(saved["data_fingerprint"]),
+        best_epoch=int(saved["best_epoch"]), best_validation=dict(saved["best_validation"]),
+    )
+    if data_fingerprint is not None and meta.data_fingerprint != data_fingerprint:
+        raise ModelFileError(
+            f"{path} was trained on another prepared split (data fingerprint {meta.data_fingerprint}, "
+            f"the data given has {data_fingerprint}): its columns are other movies; run `{retrain_hint}`")
+    model = MultVAE(meta.n_items, meta.config.model).to(device)
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return model, meta

@@ -1,0 +1,125 @@
+"""A result of the study, as the evaluate and baseline stages write it and the aggregate stage reads
+it: one summary JSON (test means, validation score, per-seed values) and one per-user table.
+
+One typed place builds and checks both, so a Mult-VAE variant and a baseline are rows of the same
+kind and the aggregate stage can trust what it reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from multvae.atomic import write_json, write_parquet
+from multvae.errors import MultVAEError
+
+Kind = Literal["vae", "baseline"]
+KINDS: tuple[Kind, ...] = ("vae", "baseline")
+# Per-user means and the summary are both averages of the same values; more than float32
+# rounding between them means the two files come from different runs.
+MEAN_TOLERANCE = 1e-4
+
+
+class ResultError(MultVAEError):
+    """A result file is missing or malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Test metrics of one system averaged over users (and over seeds for a Mult-VAE variant)."""
+
+    variant: str
+    kind: Kind
+    metrics: dict[str, float]  # metric name -> mean over test users (and seeds)
+    validation: dict[str, float]  # val_<metric> -> the validation score that selected the model
+    test_users: int
+    best_epoch: int | None = None  # a Mult-VAE variant's, of its first seed
+    seeds: dict[str, dict[str, float]] = field(default_factory=dict)  # seed -> metrics, best_epoch
+    chosen: dict[str, Any] = field(default_factory=dict)  # a baseline's selected hyper-parameters
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"variant": self.variant, "kind": self.kind, **self.metrics, **self.validation,
+                               "test_users": self.test_users}
+        if self.best_epoch is not None:
+            out["best_epoch"] = self.best_epoch
+        if self.seeds:
+            out["seeds"] = self.seeds
+        out.update(self.chosen)
+        return out
+
+
+def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[str],
+              validation: dict[str, float], best_epochs: dict[int, int] | None = None,
+              chosen: dict[str, Any] | None = None) -> Summary:
+    """The summary of a per-user table (columns user, seed, *metrics): means over users, per seed
+    and over seeds; `best_epochs` maps a Mult-VAE variant's seeds to their selected epochs."""
+    by_seed = per_user.groupby("seed")[metrics].mean()
+    seeds: dict[str, dict[str, float]] = {}
+    if kind == "vae":
+        for seed, row in by_seed.iterrows():
+            seeds[str(seed)] = {**{m: float(row[m]) for m in metrics},
+                                "best_epoch": int((best_epochs or {})[int(str(seed))])}
+    first = next(iter(seeds.values()), None)
+    return Summary(
+        variant=variant, kind=kind, metrics={m: float(by_seed[m].mean()) for m in metrics},
+        validation=validation, test_users=int(per_user["user"].nunique()),
+        best_epoch=int(first["best_epoch"]) if first else None, seeds=seeds, chosen=chosen or {},
+    )
+
+
+def write_result(summary: Summary, per_user: pd.DataFrame, summary_path: Path, per_user_path: Path) -> None:
+    write_parquet(per_user_path, per_user)
+    write_json(summary_path, summary.to_json())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def read_summary(path: Path, metrics: list[str]) -> dict[str, Any]:
+    """A summary JSON as written by `write_result`, checked; the message names the file."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{path}: cannot read the metrics file: {exc}") from None
+    if not isinstance(summary, dict):
+        raise ResultError(f"{path}: expected a JSON object")
+    if summary.get("kind") not in KINDS:
+        raise ResultError(f"{path}: 'kind' must be one of {', '.join(KINDS)}, got {summary.get('kind')!r}")
+    missing = [m for m in metrics if not _is_number(summary.get(m))]
+    if missing:
+        raise ResultError(f"{path}: missing or non-numeric {', '.join(missing)}")
+    if summary["kind"] == "vae":
+        seeds = summary.get("seeds")
+        if not isinstance(seeds, dict) or not seeds:
+            raise ResultError(f"{path}: a VAE variant needs 'seeds', one entry per training seed")
+        for seed, values in seeds.items():
+            if not isinstance(values, dict) or not all(_is_number(values.get(m)) for m in metrics):
+                raise ResultError(f"{path}: seeds.{seed} lacks one of {', '.join(metrics)}")
+    return summary
+
+
+def read_per_user(path: Path, metrics: list[str], summary: dict[str, Any]) -> pd.DataFrame:
+    """Per-user metrics averaged over seeds (index: user), checked against the summary's means."""
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{path}: cannot read the per-user results: {exc}") from None
+    missing = [c for c in ("user", *metrics) if c not in frame.columns]
+    if missing:
+        raise ResultError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.empty or frame[metrics].isna().any().any():
+        raise ResultError(f"{path}: no rows, or missing metric values")
+    per_user = frame.groupby("user")[metrics].mean()
+    for m in metrics:
+        if abs(per_user[m].mean() - summary[m]) > MEAN_TOLERANCE:
+            raise ResultError(
+                f"{path}: mean {m} {per_user[m].mean():.5f} disagrees with {summary[m]:.5f} in the metrics "
+                "file; both should come from the same evaluation run (re-run the variant's evaluate stage)"
+            )
+    return per_user

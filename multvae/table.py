@@ -1,0 +1,236 @@
+"""Every variant's and baseline's test results side by side: the study's Table IX with intervals.
+
+A point estimate alone cannot say whether an ablation changed anything, so each mean carries a
+bootstrap interval over test users, and each variant a paired test against the original model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multvae.config import EvalConfig
+from multvae.results import ResultError, read_per_user, read_summary
+from multvae.stats import bootstrap_ci, paired_difference
+
+REFERENCE = "original"
+BASELINES = ("most_popular", "ease")
+SIGNIFICANT = "*"
+_METRIC_TITLES = {"ndcg": "NDCG", "recall": "Recall"}
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    kind: str
+    summary: dict[str, Any]
+    per_user: pd.DataFrame | None  # index: test user; metric columns, averaged over seeds
+    curves: pd.DataFrame | None  # the per-epoch training log, every seed
+
+
+def label(name: str, labels: dict[str, str]) -> str:
+    """The display name from report.labels in params.yaml, else the variant's own name."""
+    return labels.get(name, name)
+
+
+def metric_title(metric: str) -> str:
+    kind, _, k = metric.partition("@")
+    return f"{_METRIC_TITLES.get(kind, kind)}@{k}"
+
+
+def _read_curves(path: Path, metrics: list[str]) -> pd.DataFrame:
+    try:
+        curves = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{path}: cannot read the training log: {exc}") from None
+    missing = [c for c in ("epoch", "beta", *(f"val_{m}" for m in metrics)) if c not in curves.columns]
+    if missing:
+        raise ResultError(f"{path}: missing column(s) {', '.join(missing)}")
+    return curves
+
+
+def _require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise ResultError(f"{path} not found: {what}")
+
+
+def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metrics: list[str],
+                 order: list[str] | tuple[str, ...] = ()) -> list[Result]:
+    """Every `<name>.json` of metrics_dir with its per-user results and training log where present.
+
+    Rows follow `order` (the variants of params.yaml), then the baselines, then any other file by
+    name, so an extra or stale file shows up rather than vanishing. A variant of `order` without a
+    file is simply absent: a partial table while other variants still train is useful.
+    """
+    metrics_dir, per_user_dir, curves_dir = Path(metrics_dir), Path(per_user_dir), Path(curves_dir)
+    _require_dir(metrics_dir, "run the evaluate and baseline stages first")
+    _require_dir(per_user_dir, "run the evaluate and baseline stages first (they write per-user results)")
+    _require_dir(curves_dir, "run the train stages first (they write the training logs)")
+    paths = {p.stem: p for p in sorted(metrics_dir.glob("*.json"))}
+    if not paths:
+        raise ResultError(f"{metrics_dir}: no <variant>.json metrics files")
+    results = []
+    for name, path in paths.items():
+        summary = read_summary(path, metrics)
+        user_path = per_user_dir / f"{name}.parquet"
+        curve_path = curves_dir / f"{name}.csv"
+        results.append(Result(
+            name=name,
+            kind=summary["kind"],
+            summary=summary,
+            per_user=read_per_user(user_path, metrics, summary) if user_path.is_file() else None,
+            curves=_read_curves(curve_path, metrics) if curve_path.is_file() else None,
+        ))
+    rank = [*order, *BASELINES]
+    results.sort(key=lambda r: (r.kind == "baseline", rank.index(r.name) if r.name in rank else len(rank),
+                                r.name))
+    scored = [(r, r.per_user) for r in results if r.per_user is not None]
+    for r, per_user in scored[1:]:
+        if not per_user.index.equals(scored[0][1].index):
+            raise ResultError(
+                f"{per_user_dir / f'{r.name}.parquet'} and {per_user_dir / f'{scored[0][0].name}.parquet'} "
+                "hold different test users; paired comparisons need the same users (re-run evaluate)"
+            )
+    return results
+
+
+def _seed_values(result: Result, metric: str) -> list[float]:
+    return [float(v[metric]) for v in (result.summary.get("seeds") or {}).values()]
+
+
+def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
+                labels: dict[str, str]) -> pd.DataFrame:
+    """One row per variant/baseline; NaN where an interval or comparison cannot be computed.
+
+    `results` come from load_results, which checked that every per-user table has the same users
+    in the same order, so the paired arrays line up.
+
+    The difference columns exist only when the original model has per-user results, and the
+    across-seed columns only when some variant was trained with several seeds.
+    """
+    boot: dict[str, Any] = {"samples": eval_cfg.bootstrap_samples, "confidence": eval_cfg.confidence,
+                            "seed": eval_cfg.seed}
+    reference = next((r.per_user for r in results if r.name == REFERENCE and r.per_user is not None), None)
+    key = metrics[0]
+    multi_seed = any(len(_seed_values(r, key)) > 1 for r in results)
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"variant": r.name, "label": label(r.name, labels), "kind": r.kind}
+        for m in metrics:
+            if r.per_user is None:
+                row.update({m: float(r.summary[m]), f"{m}_low": np.nan, f"{m}_high": np.nan})
+            else:
+                values = r.per_user[m].to_numpy()
+                low, high = bootstrap_ci(values, **boot)
+                row.update({m: float(values.mean()), f"{m}_low": low, f"{m}_high": high})
+        if reference is not None:
+            diff = {f"diff_{key}": np.nan, f"diff_{key}_low": np.nan, f"diff_{key}_high": np.nan,
+                    "p_value": np.nan, "significant": pd.NA}
+            if r.per_user is not None and r.name != REFERENCE:
+                d = paired_difference(r.per_user[key].to_numpy(), reference[key].to_numpy(), **boot)
+                diff = {f"diff_{key}": d["mean_diff"], f"diff_{key}_low": d["low"],
+                        f"diff_{key}_high": d["high"], "p_value": d["p_value"],
+                        "significant": d["p_value"] < 1 - eval_cfg.confidence}
+            row.update(diff)
+        row["best_epoch"] = r.summary.get("best_epoch", pd.NA)
+        row["seeds"] = len(r.summary["seeds"]) if r.kind == "vae" else pd.NA
+        if multi_seed:
+            for m in metrics:
+                values = _seed_values(r, m)
+                several = len(values) > 1
+                row[f"{m}_seeds_mean"] = float(np.mean(values)) if several else np.nan
+                row[f"{m}_seeds_std"] = float(np.std(values, ddof=1)) if several else np.nan
+        row["test_users"] = len(r.per_user) if r.per_user is not None else r.summary.get("test_users", pd.NA)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    types = {"best_epoch": "Int64", "seeds": "Int64", "test_users": "Int64"}
+    if reference is not None:
+        types["significant"] = "boolean"
+    return table.astype(types)
+
+
+def _number(value: float, signed: bool = False) -> str:
+    value = round(value, 4) + 0.0  # + 0.0: a difference that rounds to -0.0 prints as +0.0000
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _with_interval(value: float, low: float, high: float, signed: bool = False) -> str:
+    if np.isnan(low):
+        return _number(value, signed)
+    return f"{_number(value, signed)} [{_number(low, signed)}, {_number(high, signed)}]"
+
+
+def _p_value(p: float) -> str:
+    if np.isnan(p):
+        return ""
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _cell(value: Any) -> str:
+    """Table cells may hold '|' (β = γ·|x_u|), which would split a Markdown column."""
+    return "" if pd.isna(value) else str(value).replace("|", "\\|")
+
+
+def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig,
+                   labels: dict[str, str]) -> str:
+    """The study's Table IX (Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50), with the
+    intervals, the comparison with the original model, best epoch and seed spread after it."""
+    key = metrics[0]
+    compared = f"diff_{key}" in table.columns
+    multi_seed = f"{key}_seeds_mean" in table.columns
+    headers = ["Experiment", *(f"Test {metric_title(m)}" for m in metrics)]
+    if compared:
+        headers += [f"Δ {metric_title(key)} vs {label(REFERENCE, labels)}", "p"]
+    headers.append("Best epoch")
+    if multi_seed:
+        headers += ["Seeds", *(f"{metric_title(m)} across seeds" for m in metrics)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in table.to_dict("records"):
+        cells = [row["label"], *(_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics)]
+        if compared:
+            if row["variant"] == REFERENCE:
+                cells += ["(reference)", ""]
+            elif np.isnan(row[f"diff_{key}"]):
+                cells += ["", ""]
+            else:
+                mark = f" {SIGNIFICANT}" if row["significant"] else ""
+                diff = _with_interval(row[f"diff_{key}"], row[f"diff_{key}_low"], row[f"diff_{key}_high"],
+                                      signed=True)
+                cells += [diff + mark, _p_value(row["p_value"])]
+        cells.append(row["best_epoch"])
+        if multi_seed:
+            cells.append(row["seeds"])
+            cells += ["" if np.isnan(row[f"{m}_seeds_mean"])
+                      else f"{row[f'{m}_seeds_mean']:.4f} ± {row[f'{m}_seeds_std']:.4f}" for m in metrics]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+
+    level = f"{eval_cfg.confidence:.0%}"
+    users = table["test_users"].dropna()
+    over = f"the {int(users.max()):,} test users" if len(users) else "the test users"
+    legend = [
+        f"Intervals: {level} percentile bootstrap of the mean over {over} ({eval_cfg.bootstrap_samples:,} "
+        f"resamples, seed {eval_cfg.seed}); with several training seeds each user's metric is first "
+        "averaged over the seeds. A value without an interval has no per-user results.",
+    ]
+    if compared:
+        legend.append(
+            f"Δ: mean paired difference to the {label(REFERENCE, labels)} over the same test users, with its "
+            f"{level} bootstrap interval; p: two-sided paired t-test over users; {SIGNIFICANT} marks "
+            f"p < {1 - eval_cfg.confidence:.2g} (each comparison on its own, not corrected for the "
+            f"{max(int(table[f'diff_{key}'].notna().sum()), 1)} comparisons)."
+        )
+    else:
+        legend.append(f"No comparison column: the {label(REFERENCE, labels)} ('{REFERENCE}') has no per-user "
+                      "results.")
+    legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}.")
+    if multi_seed:
+        legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
+                      "training seeds (their number in Seeds).")
+    return ("# Test results across experimental settings\n\n" + "\n".join(lines) + "\n\n"
+            + "\n".join(f"- {item}" for item in legend) + "\n")
+
+
