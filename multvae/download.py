@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -20,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-from multvae.atomic import atomic_dir, write_json
+from multvae.atomic import atomic_dir, scratch_dir, write_json
 from multvae.config import DataConfig
 from multvae.errors import MultVAEError
 from multvae.ratings import RatingsError, read_movies, read_ratings
@@ -187,8 +186,7 @@ def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> 
     """Write `ratings.parquet`, `movies.parquet` and `source.json` into `out_dir` atomically."""
     release = RELEASES.get(data.dataset)
     info: dict = {"dataset": data.dataset}
-    with atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(dir=out_dir.parent) as work:
-        work_dir = Path(work)
+    with atomic_dir(out_dir) as tmp, scratch_dir(out_dir) as work_dir:
         if data.dataset == "synthetic" and data.source is None:
             ratings, movies = generate(data.synthetic)
             info["generator"] = "multvae.synthetic"
