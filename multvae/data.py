@@ -78,6 +78,16 @@ def read_raw(raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frames[0], frames[1]
 
 
+def read_source_info(raw_dir: Path) -> dict:
+    """What the download stage recorded about the source (source.json), or {} without it."""
+    path = Path(raw_dir) / "source.json"
+    try:
+        info = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); run `dvc repro -f download`") from None
+    return info if isinstance(info, dict) else {}
+
+
 def _read_raw(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path} not found: run the download stage first (`dvc repro download`)")

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from multvae.atomic import atomic_dir, scratch_dir, write_json
 from multvae.config import DataConfig
 from multvae.errors import MultVAEError
-from multvae.ratings import RatingsError, read_movies, read_ratings
+from multvae.ratings import RatingsError, read_movies, read_ratings, resolve_duplicates
 from multvae.synthetic import generate
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -214,6 +214,8 @@ def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> 
             verify(release.url, actual, expected)  # `archive` is a temporary copy: name the URL
             info.update(url=release.url, md5=actual, verified=True)
             ratings, movies = _read_archive(archive, work_dir)
+        ratings, dropped = resolve_duplicates(ratings)
+        info["duplicate_ratings_dropped"] = dropped
         if ratings.empty:
             raise DownloadError(f"{info.get('source', info.get('url', data.dataset))}: no ratings")
         ratings.to_parquet(tmp / "ratings.parquet", index=False)

@@ -14,8 +14,21 @@ import scipy.sparse as sp
 import torch
 
 from multvae.data import HeldOut
+from multvae.errors import MultVAEError
 
 Scorer = Callable[[sp.csr_matrix], torch.Tensor]
+
+
+class CutoffError(MultVAEError, ValueError):
+    """A ranking cut-off (eval.ks) longer than the item list."""
+
+
+def check_cutoffs(ks: tuple[int, ...], n_items: int, where: str) -> None:
+    """Refuse a cut-off k larger than the number of items: NDCG@k and Recall@k would be computed on
+    a shorter list than their name says."""
+    if max(ks) > n_items:
+        raise CutoffError(f"eval.ks: cut-off {max(ks)} is larger than the {n_items:,} items of {where}; "
+                          f"use cut-offs of at most {n_items}")
 
 
 def top_k(scores: torch.Tensor, foldin: sp.csr_matrix, k: int) -> torch.Tensor:

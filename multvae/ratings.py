@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 from multvae.errors import MultVAEError
 
 RATING_COLUMNS = ("userId", "movieId", "rating")
+RATING_RANGE = (0.0, 5.0)  # every MovieLens release rates on 0.5-5 or 1-5 stars
 
 
 class RatingsError(MultVAEError, ValueError):
@@ -42,6 +43,9 @@ def read_ratings(path: Path | str) -> pd.DataFrame:
     if not head.strip():
         raise RatingsError(f"{path}: the ratings file is empty")
     first_line = head.splitlines()[0]
+    if path.name.removesuffix(".gz").endswith(".dat") and "::" not in first_line:
+        raise RatingsError(f"{path}: a .dat ratings file has lines userId::movieId::rating[::timestamp] "
+                           f"(the layout of ML-1M and ML-10M), but its first line is {first_line[:60]!r}")
     reader = _read_dat if "::" in first_line else _read_csv
     try:
         frame = reader(path)
@@ -120,7 +124,19 @@ def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise RatingsError(f"{path}: column {column} has a missing value at data row {row + 1}")
+        if column in ("userId", "movieId", "timestamp"):
+            fraction = values.to_numpy() % 1 != 0
+            if fraction.any():
+                row = int(np.flatnonzero(fraction)[0])
+                raise RatingsError(f"{path}: column {column} must hold whole numbers (ids), found "
+                                   f"{float(values.iloc[row]):g} at data row {row + 1}")
         out[column] = values
+    rating = out["rating"].to_numpy()
+    outside = (rating < RATING_RANGE[0]) | (rating > RATING_RANGE[1])
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise RatingsError(f"{path}: column rating must lie in {RATING_RANGE[0]:g}..{RATING_RANGE[1]:g} "
+                           f"(MovieLens's star scale), found {float(rating[row]):g} at data row {row + 1}")
     result = pd.DataFrame({
         "userId": out["userId"].astype(np.int64),
         "movieId": out["movieId"].astype(np.int64),
@@ -129,6 +145,18 @@ def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if "timestamp" in out:
         result["timestamp"] = out["timestamp"].astype(np.int64)
     return result
+
+
+def resolve_duplicates(ratings: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One rating per (userId, movieId): a pair rated several times keeps its latest rating (by
+    timestamp, then by position in the file). Returns the ratings and how many rows were dropped."""
+    order = ["userId", "movieId", "timestamp"] if "timestamp" in ratings.columns else ["userId", "movieId"]
+    duplicated = ratings.duplicated(["userId", "movieId"], keep=False)
+    if not duplicated.any():
+        return ratings, 0
+    latest = ratings.sort_values(order, kind="stable").drop_duplicates(["userId", "movieId"], keep="last")
+    latest = latest.sort_index()
+    return latest.reset_index(drop=True), int(len(ratings) - len(latest))
 
 
 def read_movies(path: Path | str) -> pd.DataFrame:

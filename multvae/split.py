@@ -41,7 +41,8 @@ class Split:
 def binarize(ratings: pd.DataFrame, min_rating: float, min_user_positives: int) -> pd.DataFrame:
     """Positives (rating >= min_rating) of users with at least `min_user_positives` of them,
     sorted by (userId, movieId) so that every later random draw is order-independent.
-    A pair rated twice counts once, with the columns of its first row."""
+    The download stage already keeps one rating per pair (its latest); a pair that still repeats
+    counts once, with the columns of its first row."""
     rows = np.flatnonzero(ratings["rating"].to_numpy() >= min_rating)
     if rows.size:
         user, movie = ratings["userId"].to_numpy()[rows], ratings["movieId"].to_numpy()[rows]

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
 
 
-def _load(data: Path) -> Dataset:
+def _load(data: Path, ks: tuple[int, ...]) -> Dataset:
     from multvae.data import DataError, load_dataset
+    from multvae.metrics import check_cutoffs
 
     dataset = load_dataset(data)
+    check_cutoffs(ks, dataset.n_items, str(data))
     for role, heldout in (("validation", dataset.validation), ("test", dataset.test)):
         if heldout.users.size == 0:
             raise DataError(f"{data}: the {role} split has no users; check data.heldout_users")
@@ -63,7 +65,7 @@ def popularity(
 
     started = time.perf_counter()
     ks = load_config(params).eval.ks
-    dataset = _load(data)
+    dataset = _load(data, ks)
     scorer = popularity_scorer(dataset.train)
     val = float(score_heldout(scorer, dataset.validation, ks)[metric_names(ks)[0]].mean())
     _score_and_write("popularity", "most_popular", scorer, dataset, ks, val, metrics, per_user, {}, started)
@@ -83,7 +85,7 @@ def ease(
 
     started = time.perf_counter()
     cfg = load_config(params)
-    dataset = _load(data)
+    dataset = _load(data, cfg.eval.ks)
     fit = fit_ease(dataset.train, dataset.validation, cfg.baselines.ease_lambdas, cfg.eval.ks)
     chosen = {"lambda": fit.lam, "lambda_grid": {f"{lam:g}": v for lam, v in fit.validation.items()}}
     typer.echo(f"ease: lambda {fit.lam:g} chosen on validation ({fit.weights.dtype})")

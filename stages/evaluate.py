@@ -23,14 +23,17 @@ def evaluate(
     from multvae.config import load_config, load_runtime
     from multvae.data import load_dataset
     from multvae.evaluation import evaluate_variant
+    from multvae.metrics import check_cutoffs
     from multvae.results import write_result
     from multvae.runtime import setup
 
     name = variant or "base"
     cfg, runtime = load_config(params, variant), load_runtime(params)
     device = setup(runtime)
-    summary, users = evaluate_variant(name, models / name, load_dataset(data), cfg.eval.ks,
-                                      runtime.eval_batch_size, device)
+    dataset = load_dataset(data)
+    check_cutoffs(cfg.eval.ks, dataset.n_items, str(data))
+    summary, users = evaluate_variant(name, models / name, dataset, cfg.eval.ks, runtime.eval_batch_size,
+                                      device)
     write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"evaluate {name}: {shown}  (best epoch {summary.best_epoch}, {summary.test_users:,} users)")

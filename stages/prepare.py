@@ -19,12 +19,13 @@ def prepare(
 ) -> None:
     """Binarize (rating >= data.min_rating), drop sparse users, split by data.split."""
     from multvae.config import load_config
-    from multvae.data import read_raw
+    from multvae.data import read_raw, read_source_info
     from multvae.split import split, write_split
 
     cfg = load_config(params)
     ratings, movies = read_raw(raw)
     result = split(ratings, cfg.data, movies)
+    result.stats["duplicate_ratings_dropped"] = read_source_info(raw).get("duplicate_ratings_dropped", 0)
     write_split(result, out, stats)
     s = result.stats
     typer.echo(f"prepare ({cfg.data.split}): {s['users_kept']:,} users, {s['items']:,} items, "

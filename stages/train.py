@@ -34,12 +34,14 @@ def train(
     from multvae.atomic import atomic_dir, atomic_path
     from multvae.config import load_config, load_runtime
     from multvae.data import load_dataset
+    from multvae.metrics import check_cutoffs
     from multvae.model_file import SavedModel, save_model
     from multvae.training import train_model
 
     name = variant or "base"
     cfg, runtime = load_config(params, variant), load_runtime(params)
     dataset = load_dataset(data)
+    check_cutoffs(cfg.eval.ks, dataset.n_items, str(data))
     typer.echo(f"train {name}: {dataset.train.shape[0]:,} users x {dataset.n_items:,} items, "
                f"{dataset.train.nnz:,} positives; seeds {list(cfg.train.seeds)}")
     logs = []

@@ -4,12 +4,16 @@ file modes. Each gives a clear outcome, and nothing is left half-done."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import stat
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+import yaml
 
 from multvae.atomic import atomic_dir, atomic_path, write_json
 from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
@@ -115,3 +119,64 @@ def test_a_damaged_model_file_is_one_clear_error(tmp_path):
     (folder / "seed-0.pt").write_bytes(b"garbage")
     with pytest.raises(ModelFileError, match=r"seed-0\.pt: not a readable model file"):
         evaluate_variant("original", folder, data, KS, 100, CPU_DEVICE)
+
+
+def run(*args: object):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+HEADER = "userId,movieId,rating\n"
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("r.csv", HEADER + "1,10,4\n2,20,7.5\n", r"column rating must lie in 0\.\.5 .* found 7\.5 at data row 2"),
+    ("r.csv", HEADER + "1,10,-1\n", r"column rating must lie in 0\.\.5 .* found -1 at data row 1"),
+    ("r.csv", HEADER + "1.7,10,4\n1.2,11,4\n", r"column userId must hold whole .* 1\.7 at data row 1"),
+    ("r.csv", HEADER + "1,10,4\n1,10.5,4\n", r"column movieId must hold whole .* 10\.5 at data row 2"),
+    ("r.dat", "1,10,4,978300760\n", r"a \.dat ratings file has lines userId::movieId::rating"),
+], ids=["rating-above-5", "rating-below-0", "fractional-user", "fractional-movie", "dat-with-commas"])
+def test_bad_ratings_are_one_line_errors_naming_the_file(tmp_path, params_file, name, content, message):
+    source = tmp_path / name
+    source.write_text(content)
+    params = params_file(source=str(source))
+    result = run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {source}: ") and result.stderr.count("\n") == 1
+    assert re.search(message, result.stderr), result.stderr
+    assert not (tmp_path / "raw").exists() and [p.name for p in tmp_path.iterdir()] != []
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_pair_rated_twice_keeps_its_latest_rating_and_is_counted(tmp_path, params_file):
+    rows = ["userId,movieId,rating,timestamp"]
+    rows += [f"{u},{m},4,100" for u in range(1, 13) for m in range(1, 7)]
+    rows += ["1,1,1,200", "2,2,5,50"]  # user 1 later disliked movie 1; user 2's earlier 5 is older
+    source = tmp_path / "r.csv"
+    source.write_text("\n".join(rows) + "\n")
+    params = params_file(source=str(source), heldout_users=2)
+    assert run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress").exit_code == 0
+    info = json.loads((tmp_path / "raw" / "source.json").read_text())
+    assert info["duplicate_ratings_dropped"] == 2
+    raw = pd.read_parquet(tmp_path / "raw" / "ratings.parquet")
+    assert not raw.duplicated(["userId", "movieId"]).any()
+    assert raw.set_index(["userId", "movieId"]).loc[(1, 1), "rating"] == 1.0
+    assert raw.set_index(["userId", "movieId"]).loc[(2, 2), "rating"] == 4.0
+    result = run("prepare", "-p", params, "--raw", tmp_path / "raw", "--out", tmp_path / "prepared",
+                 "--stats", tmp_path / "stats.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "stats.json").read_text())["duplicate_ratings_dropped"] == 2
+
+
+def test_a_cut_off_longer_than_the_item_list_is_refused(tmp_path):
+    data = prepared(tmp_path, TINY.data)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"eval": {"ks": [20, 50, 1000]}}))
+    result = run("popularity", "-p", params, "--data", data, "--metrics", tmp_path / "m.json",
+                 "--per-user", tmp_path / "u.parquet")
+    assert result.exit_code == 1
+    assert re.search(r"eval\.ks: cut-off 1000 is larger than the 200 items of .*prepared", result.stderr)
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "u.parquet").exists()
