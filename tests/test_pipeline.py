@@ -72,6 +72,19 @@ def test_second_repro_is_cached(repo):
     assert "Running stage" not in out
 
 
+def test_runtime_and_labels_change_nothing_cached(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    edited = {**params, "runtime": {**params["runtime"], "threads": 2, "eval_batch_size": 7},
+              "report": {"labels": {**params["report"]["labels"], "relu": "Rectifier"}}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    try:
+        out = run(["dvc", "status", "--json"], repo)
+        stale = json.loads(out)
+        assert set(stale) <= {"aggregate"}, stale  # only the table's labels depend on `report`
+    finally:
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def test_metrics_show_lists_every_variant(repo):
     out = run(["dvc", "metrics", "show"], repo)
     for name in ("original", "relu"):
