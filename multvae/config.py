@@ -47,7 +47,8 @@ SYNTHETIC_PRESETS = {
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["ml-20m", "ml-1m", "ml-latest-small", "ml-25m", "synthetic"] = "ml-20m"
+    dataset: Literal["ml-20m", "ml-100k", "ml-1m", "ml-10m", "ml-25m", "ml-32m", "ml-latest",
+                     "ml-latest-small", "synthetic", "auto"] = "ml-20m"
     source: str | None = None
     min_rating: float = 4.0
     min_user_positives: int = 5

@@ -6,8 +6,10 @@ same pair of Parquet files, so the prepare stage never sees where the data came 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
+import json
 import shutil
 import urllib.error
 import urllib.request
@@ -15,6 +17,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pandas as pd
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
@@ -22,6 +25,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from multvae.atomic import atomic_dir, scratch_dir, write_json
 from multvae.config import DataConfig
 from multvae.errors import MultVAEError
+from multvae.identity import content, label
 from multvae.ratings import RatingsError, read_movies, read_ratings, resolve_duplicates
 from multvae.synthetic import generate
 
@@ -44,9 +48,16 @@ RELEASES: dict[str, Release] = {
     "ml-20m": Release(f"{BASE_URL}/ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3"),
     "ml-25m": Release(f"{BASE_URL}/ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada"),
     "ml-1m": Release(f"{BASE_URL}/ml-1m.zip", "c4d9eecfca2ab87c1945afe126590906"),
-    # The "latest" archive is re-published in place, so its checksum is read from the server.
+    # The checksums of these are read from the .md5 file GroupLens publishes beside each archive
+    # (the "latest" ones are re-published in place); a local copy is identified by its content.
+    "ml-100k": Release(f"{BASE_URL}/ml-100k.zip", None),
+    "ml-10m": Release(f"{BASE_URL}/ml-10m.zip", None),
+    "ml-32m": Release(f"{BASE_URL}/ml-32m.zip", None),
+    "ml-latest": Release(f"{BASE_URL}/ml-latest.zip", None),
     "ml-latest-small": Release(f"{BASE_URL}/ml-latest-small.zip", None),
 }
+RATINGS_MEMBERS = ("ratings.csv", "ratings.dat", "u.data")
+MOVIES_MEMBERS = ("movies.csv", "movies.dat", "u.item")
 
 CHUNK = 1 << 20
 
@@ -156,10 +167,11 @@ def _find_member(archive: Path, names: tuple[str, ...]) -> str | None:
 
 
 def _read_archive(archive: Path, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ratings_member = _find_member(archive, ("ratings.csv", "ratings.dat"))
+    ratings_member = _find_member(archive, RATINGS_MEMBERS)
     if ratings_member is None:
-        raise DownloadError(f"{archive}: no ratings.csv or ratings.dat inside the archive")
-    movies_member = _find_member(archive, ("movies.csv", "movies.dat"))
+        raise DownloadError(f"{archive}: no ratings file inside the archive; expected one of "
+                            f"{', '.join(RATINGS_MEMBERS)} (the MovieLens releases' layouts)")
+    movies_member = _find_member(archive, MOVIES_MEMBERS)
     files = safe_extract(archive, [m for m in (ratings_member, movies_member) if m], work)
     try:
         ratings = read_ratings(files[ratings_member])
@@ -175,53 +187,114 @@ def _no_titles() -> pd.DataFrame:
 
 def _sibling_movies(path: Path) -> pd.DataFrame:
     """Titles next to a plain ratings file (movies.csv or movies.dat), when there are any."""
-    for name in ("movies.csv", "movies.dat", "movies.csv.gz", "movies.dat.gz"):
+    for name in (*MOVIES_MEMBERS, "movies.csv.gz", "movies.dat.gz"):
         candidate = path.parent / name
         if candidate.is_file():
             return read_movies(candidate)
     return _no_titles()
 
 
-def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> dict:
-    """Write `ratings.parquet`, `movies.parquet` and `source.json` into `out_dir` atomically."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_source(source: str, cwd: Path | None = None) -> Path:
+    """data.source as a path. A relative one is taken from the project root; inside an experiment
+    that DVC runs in a temporary copy (`dvc exp run --temp/--queue`, under <repo>/.dvc/tmp/exps/),
+    from the repository the experiment was started in, where the file really is."""
+    path = Path(source).expanduser()
+    cwd = (cwd or Path.cwd()).resolve()
+    tried = [cwd / path]  # an absolute path stays itself
+    parts = cwd.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            tried.append(Path(*parts[:i]) / path)
+    found = next((p for p in tried if p.exists()), None)
+    if found is None:
+        raise DownloadError(f"data.source: {source} does not exist (looked at {', '.join(map(str, tried))})")
+    return found
+
+
+def _input_key(data: DataConfig, source: Path | None) -> dict[str, Any]:
+    """Everything the download stage's output depends on: when it equals what source.json recorded,
+    the output is current and nothing is rewritten. A local file counts by its bytes (SHA-256)."""
+    key: dict[str, Any] = {"dataset": data.dataset}
+    if source is not None:
+        key.update(source=str(source), sha256=file_sha256(source), size=source.stat().st_size)
+    elif data.dataset == "synthetic":
+        key["synthetic"] = dataclasses.asdict(data.synthetic)
+    else:
+        key["url"] = RELEASES[data.dataset].url
+    return key
+
+
+def current(out_dir: Path, key: dict[str, Any]) -> bool:
+    """Whether out_dir already holds the output of exactly this input."""
+    record = out_dir / "source.json"
+    if not all((out_dir / name).is_file() for name in ("ratings.parquet", "movies.parquet", "source.json")):
+        return False
+    try:
+        return json.loads(record.read_text()).get("input") == key
+    except ValueError:
+        return False
+
+
+def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> tuple[dict, bool]:
+    """Write `ratings.parquet`, `movies.parquet` and `source.json` into `out_dir` atomically, unless
+    it already holds them for the same input; returns source.json's content and whether it wrote."""
+    source = resolve_source(data.source) if data.source is not None else None
+    if data.source is None and data.dataset == "auto":
+        raise DownloadError("data.dataset: auto labels a local file by its content; set data.source too")
+    key = _input_key(data, source)
+    if current(out_dir, key):
+        return json.loads((out_dir / "source.json").read_text()), False
     release = RELEASES.get(data.dataset)
-    info: dict = {"dataset": data.dataset}
+    info: dict[str, Any] = {"input": key}
+    claimed: str | None = None if data.dataset in ("auto", "synthetic") else data.dataset
     with atomic_dir(out_dir) as tmp, scratch_dir(out_dir) as work_dir:
-        if data.dataset == "synthetic" and data.source is None:
-            ratings, movies = generate(data.synthetic)
-            info["generator"] = "multvae.synthetic"
-        elif data.source is not None:
-            source = Path(data.source).expanduser()
-            if not source.exists():
-                raise DownloadError(f"data.source: {source} does not exist")
-            info["source"] = str(source)
+        if source is not None:
+            name = source.name
+            by_name = next((n for n, r in RELEASES.items() if PurePosixPath(r.url).name == name), None)
+            if by_name is not None and claimed is not None and by_name != claimed:
+                raise DownloadError(f"data.source: {source} is named like the {by_name} archive but "
+                                    f"data.dataset is {claimed}; set data.dataset to the release it is")
+            claimed = claimed or by_name
             if source.suffix == ".zip":
-                md5 = file_md5(source)
-                info["md5"] = md5
-                if release is not None and release.md5 is not None and source.name == PurePosixPath(
-                        release.url).name:
-                    verify(source, md5, release.md5)
-                    info["verified"] = True
+                known = RELEASES.get(claimed or "")
+                if known is not None and known.md5 is not None and name == PurePosixPath(known.url).name:
+                    verify(source, file_md5(source), known.md5)
+                    info["md5_verified"] = True
                 ratings, movies = _read_archive(source, work_dir)
             else:
                 ratings = read_ratings(source)  # a RatingsError names the file and the column
                 movies = _sibling_movies(source)
+        elif data.dataset == "synthetic":
+            ratings, movies = generate(data.synthetic)
+            info["generator"] = "multvae.synthetic"
         else:
             assert release is not None
-            archive = work_dir / PurePosixPath(release.url).name
+            name = PurePosixPath(release.url).name
+            archive = work_dir / name
             expected = published_md5(release, data.dataset)
             actual = fetch(release.url, archive, data.dataset, show_progress)
             verify(release.url, actual, expected)  # `archive` is a temporary copy: name the URL
-            info.update(url=release.url, md5=actual, verified=True)
+            info.update(md5=actual, md5_verified=True)
             ratings, movies = _read_archive(archive, work_dir)
+        rows = len(ratings)
         ratings, dropped = resolve_duplicates(ratings)
-        info["duplicate_ratings_dropped"] = dropped
         if ratings.empty:
-            raise DownloadError(f"{info.get('source', info.get('url', data.dataset))}: no ratings")
+            raise DownloadError(f"{source or data.dataset}: no ratings")
+        found = content(ratings)
+        dataset = "synthetic" if source is None and data.dataset == "synthetic" else label(
+            found, claimed, name, str(source) if source is not None else name)
+        info = {"dataset": dataset, **info, "rows": rows, "duplicate_ratings_dropped": dropped,
+                "ratings": found.ratings, "users": found.users, "movies": found.movies,
+                "content_sha256": found.sha256, "has_timestamps": "timestamp" in ratings.columns}
         ratings.to_parquet(tmp / "ratings.parquet", index=False)
         movies.to_parquet(tmp / "movies.parquet", index=False)
-        info.update(ratings=len(ratings), users=int(ratings["userId"].nunique()),
-                    movies=int(ratings["movieId"].nunique()),
-                    has_timestamps="timestamp" in ratings.columns)
         write_json(tmp / "source.json", info)
-    return info
+    return info, True

@@ -19,6 +19,9 @@ from multvae.errors import MultVAEError
 
 RATING_COLUMNS = ("userId", "movieId", "rating")
 RATING_RANGE = (0.0, 5.0)  # every MovieLens release rates on 0.5-5 or 1-5 stars
+LAYOUTS = ("CSV with a header userId,movieId,rating[,timestamp] (ML-20M, 25M, 32M, latest)",
+           "userId::movieId::rating[::timestamp] lines (.dat: ML-1M, ML-10M)",
+           "tab-separated user, item, rating, timestamp without a header (u.data: ML-100K)")
 
 
 class RatingsError(MultVAEError, ValueError):
@@ -46,7 +49,7 @@ def read_ratings(path: Path | str) -> pd.DataFrame:
     if path.name.removesuffix(".gz").endswith(".dat") and "::" not in first_line:
         raise RatingsError(f"{path}: a .dat ratings file has lines userId::movieId::rating[::timestamp] "
                            f"(the layout of ML-1M and ML-10M), but its first line is {first_line[:60]!r}")
-    reader = _read_dat if "::" in first_line else _read_csv
+    reader = _read_dat if "::" in first_line else _read_tsv if "\t" in first_line else _read_csv
     try:
         frame = reader(path)
     except pa.ArrowInvalid as exc:
@@ -101,11 +104,22 @@ def _read_csv(path: Path, as_text: bool = False) -> pd.DataFrame:
     missing = [c for c in RATING_COLUMNS if c not in header]
     if missing:
         raise RatingsError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected a header with "
-            "userId,movieId,rating[,timestamp]"
-        )
+            f"{path}: missing column(s) {', '.join(missing)}; understood layouts: {'; '.join(LAYOUTS)}")
     keep = [c for c in ("userId", "movieId", "rating", "timestamp") if c in header]
     return table.select(keep).to_pandas()
+
+
+def _read_tsv(path: Path, as_text: bool = False) -> pd.DataFrame:
+    """ML-100K's u.data: user id, item id, rating, timestamp, tab-separated, no header."""
+    names = ["userId", "movieId", "rating", "timestamp"]
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=names),
+        parse_options=pacsv.ParseOptions(delimiter="\t"),
+        convert_options=_text_types(names) if as_text else pacsv.ConvertOptions(
+            column_types={"rating": pa.float64()}),
+    )
+    return table.to_pandas()
 
 
 def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -163,6 +177,13 @@ def read_movies(path: Path | str) -> pd.DataFrame:
     """movieId and title, from movies.csv or the latin-1 `::` movies.dat."""
     path = Path(path)
     try:
+        if path.name.removesuffix(".gz") == "u.item":  # ML-100K: id|title|date|..., latin-1
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="latin-1") as fh:
+                rows = [line.split("|")[:2] for line in fh if line.strip()]
+            frame = pd.DataFrame(rows, columns=["movieId", "title"])
+            frame["movieId"] = frame["movieId"].astype(np.int64)
+            return frame
         if path.name.removesuffix(".gz").endswith(".dat"):
             opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rt", encoding="latin-1") as fh:

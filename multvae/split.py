@@ -244,7 +244,7 @@ def split(ratings: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> Spli
         )
     splitter = split_heldout_users if data.split == "heldout_users" else split_temporal
     result = splitter(pos, data, titles)
-    result.stats.update(ratings=int(len(ratings)), dataset=data.dataset)
+    result.stats.update(ratings=int(len(ratings)))
     return result
 
 

@@ -18,11 +18,15 @@ def download(
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a download progress bar.")] = True,
 ) -> None:
-    """Fetch and verify the release named by data.dataset, or read data.source; write data/raw/."""
+    """Fetch and verify the release named by data.dataset, or read data.source; write data/raw/.
+
+    DVC runs this stage on every `dvc repro` (the bytes behind data.source are not a parameter DVC
+    can see); it hashes the source and rewrites nothing when that is what data/raw was made from."""
     from multvae.config import load_config
     from multvae.download import materialize
 
     cfg = load_config(params)
-    info = materialize(cfg.data, out, show_progress=progress)
-    typer.echo(f"download: {info['ratings']:,} ratings of {info['users']:,} users "
-               f"on {info['movies']:,} movies -> {out}")
+    info, wrote = materialize(cfg.data, out, show_progress=progress)
+    state = "->" if wrote else "already in"
+    typer.echo(f"download: {info['dataset']}, {info['ratings']:,} ratings of {info['users']:,} users "
+               f"on {info['movies']:,} movies {state} {out}")

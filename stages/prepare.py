@@ -25,7 +25,9 @@ def prepare(
     cfg = load_config(params)
     ratings, movies = read_raw(raw)
     result = split(ratings, cfg.data, movies)
-    result.stats["duplicate_ratings_dropped"] = read_source_info(raw).get("duplicate_ratings_dropped", 0)
+    source = read_source_info(raw)
+    result.stats.update(dataset=source.get("dataset", cfg.data.dataset),
+                        duplicate_ratings_dropped=source.get("duplicate_ratings_dropped", 0))
     write_split(result, out, stats)
     s = result.stats
     typer.echo(f"prepare ({cfg.data.split}): {s['users_kept']:,} users, {s['items']:,} items, "

@@ -49,6 +49,8 @@ def params_file(tmp_path):
     """Write a params.yaml with the given `data` section (the rest takes the defaults)."""
 
     def write(name: str = "params.yaml", **data) -> Path:
+        if "source" in data:  # a local file is not the default ml-20m: label it by its content
+            data.setdefault("dataset", "auto")
         path = tmp_path / name
         path.write_text(yaml.safe_dump({"data": data}))
         return path

@@ -117,7 +117,7 @@ def raw_folder(root: Path, ratings: pd.DataFrame, movies: pd.DataFrame) -> Path:
 
 def bad_download(kind, tmp_path, params_file, tiny):
     if kind == "unknown-dataset":
-        return params_file(dataset="ml-100k"), "data.dataset: 'ml-100k' is not one of ml-20m, ml-1m"
+        return params_file(dataset="ml-5m"), "data.dataset: 'ml-5m' is not one of ml-20m, ml-100k, ml-1m"
     if kind == "non-numeric-rating":
         source = tmp_path / "ratings.csv"
         source.write_text("userId,movieId,rating\n1,2,4.0\n1,3,five\n")
@@ -191,8 +191,9 @@ def write_yaml(path: Path, values: dict) -> Path:
 
 
 @pytest.mark.parametrize(("values", "expected"), [
-    ({"data": {"dataset": "ml-100k"}},
-     "data.dataset: 'ml-100k' is not one of ml-20m, ml-1m, ml-latest-small, ml-25m, synthetic"),
+    ({"data": {"dataset": "ml-5m"}},
+     "data.dataset: 'ml-5m' is not one of ml-20m, ml-100k, ml-1m, ml-10m, ml-25m, ml-32m, ml-latest, "
+     "ml-latest-small, synthetic, auto"),
     ({"data": {"heldout": 100}}, "unknown key data.heldout; allowed keys under data: dataset, source"),
     ({"optim": {"lr": -0.001}}, "optim.lr: must be positive, got -0.001"),
     ({"model": {"hidden_dims": []}}, "model.hidden_dims: expected a non-empty list"),

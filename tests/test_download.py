@@ -13,9 +13,10 @@ import time
 import pandas as pd
 import pytest
 
-from multvae import download
+from multvae import download, identity
 from multvae.config import DataConfig, SyntheticConfig
 from multvae.download import DownloadError, Release, materialize
+from multvae.identity import Known, content
 from multvae.ratings import RatingsError
 from multvae.synthetic import generate
 
@@ -27,6 +28,16 @@ def md5_of(path) -> str:
 def snapshot(folder) -> dict[str, bytes]:
     """Every file under `folder` (relative name -> bytes), to show a failure left it untouched."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def tiny_is_every_release(monkeypatch, tiny):
+    """These tests are about fetching, checksums and layouts: the tiny data stands in for every
+    release's content (tests/test_identity.py checks identities against the real ones)."""
+    found = content(tiny[0])
+    for name in list(identity.KNOWN):
+        known = Known(found.ratings, found.users, found.movies, found.sha256)
+        monkeypatch.setitem(identity.KNOWN, name, known)
 
 
 def publish(monkeypatch, dataset: str, url: str, md5: str | None) -> None:
@@ -53,14 +64,14 @@ def out(tmp_path):
 
 def test_release_with_matching_checksum_is_fetched_verified_and_written(archive, out, tiny, monkeypatch):
     publish(monkeypatch, "ml-1m", archive.as_uri(), md5_of(archive))
-    info = materialize(DataConfig(dataset="ml-1m"), out, show_progress=False)
+    info, _ = materialize(DataConfig(dataset="ml-1m"), out, show_progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["movies.parquet", "ratings.parquet", "source.json"]
     assert [p.name for p in out.parent.iterdir()] == ["raw"]  # no temporary folders left
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), tiny[0])
     pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), tiny[1])
     source = json.loads((out / "source.json").read_text())
-    assert source["verified"] is True and source["md5"] == md5_of(archive)
-    assert source["url"] == archive.as_uri()
+    assert source["md5_verified"] is True and source["md5"] == md5_of(archive)
+    assert source["input"]["url"] == archive.as_uri() and source["dataset"] == "ml-1m"
     assert info["ratings"] == len(tiny[0]) and info["has_timestamps"] is True
 
 
@@ -93,7 +104,7 @@ def test_checksum_of_a_republished_release_is_read_from_its_md5_file(make_zip, t
     publish(monkeypatch, "ml-latest-small", zip_path.as_uri(), None)
     if good:
         materialize(DataConfig(dataset="ml-latest-small"), out, show_progress=False)
-        assert json.loads((out / "source.json").read_text())["verified"] is True
+        assert json.loads((out / "source.json").read_text())["md5_verified"] is True
         assert len(pd.read_parquet(out / "ratings.parquet")) == len(ratings)
     else:
         with pytest.raises(DownloadError, match=f"checksum mismatch.*{published}"):
@@ -153,8 +164,9 @@ def corrupt(path, kind: str):
 @pytest.mark.parametrize("kind", ["truncated", "garbage", "damaged"])
 def test_corrupt_local_archive_is_a_download_error_naming_it(archive, out, kind):
     corrupt(archive, kind)
-    with pytest.raises(DownloadError, match=r"ml-1m\.zip: corrupt or truncated archive"):
-        materialize(DataConfig(dataset="ml-20m", source=str(archive)), out, show_progress=False)
+    copy = archive.rename(archive.with_name("my-copy.zip"))  # not named like a release: no checksum
+    with pytest.raises(DownloadError, match=r"my-copy\.zip: corrupt or truncated archive"):
+        materialize(DataConfig(dataset="auto", source=str(copy)), out, show_progress=False)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
@@ -171,7 +183,7 @@ def test_archive_entry_leaving_the_target_folder_is_refused(make_zip, tiny, tmp_
     members = {"ml/ratings.csv": tiny[0].head(50).to_csv(index=False), entry: "userId,movieId,rating\n"}
     zip_path = make_zip(tmp_path / "evil.zip", members)
     with pytest.raises(DownloadError, match="refusing unsafe path") as err:
-        materialize(DataConfig(dataset="ml-20m", source=str(zip_path)), out, show_progress=False)
+        materialize(DataConfig(dataset="auto", source=str(zip_path)), out, show_progress=False)
     assert entry in str(err.value) and "evil.zip" in str(err.value)
     assert not out.exists()
     assert not any(p.name in ("evil.csv", "ratings.csv") for p in tmp_path.rglob("*"))
@@ -179,8 +191,9 @@ def test_archive_entry_leaving_the_target_folder_is_refused(make_zip, tiny, tmp_
 
 def test_archive_without_ratings_is_refused(make_zip, tmp_path, out):
     zip_path = make_zip(tmp_path / "other.zip", {"ml/movies.csv": "movieId,title\n1,x\n"})
-    with pytest.raises(DownloadError, match=r"other\.zip: no ratings\.csv or ratings\.dat"):
-        materialize(DataConfig(dataset="ml-20m", source=str(zip_path)), out, show_progress=False)
+    with pytest.raises(DownloadError, match=r"other\.zip: no ratings file inside the archive; expected one "
+                                            r"of ratings\.csv, ratings\.dat, u\.data"):
+        materialize(DataConfig(dataset="auto", source=str(zip_path)), out, show_progress=False)
 
 
 def test_local_copy_named_like_the_release_is_verified_against_it(archive, out):
@@ -199,10 +212,10 @@ def test_local_archive_in_any_folder_gives_ratings_and_titles(make_zip, tiny, tm
         "something/movies.csv": movies.to_csv(index=False),
         "something/README.txt": "not needed",
     })
-    info = materialize(DataConfig(dataset="ml-20m", source=str(zip_path)), out, show_progress=False)
+    info, _ = materialize(DataConfig(dataset="auto", source=str(zip_path)), out, show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), ratings)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), movies)
-    assert info["source"] == str(zip_path) and "verified" not in info
+    assert info["input"]["source"] == str(zip_path) and "md5_verified" not in info
 
 
 @pytest.mark.parametrize("name", ["ratings.dat", "ratings.dat.gz", "ratings.csv.gz", "no-timestamps.csv"])
@@ -216,7 +229,7 @@ def test_local_ratings_file_in_every_layout(write_dat, tiny, tmp_path, out, name
         ratings.to_csv(path, index=False)
     else:
         ratings.to_csv(path, index=False, compression="gzip")
-    info = materialize(DataConfig(dataset="ml-20m", source=str(path)), out, show_progress=False)
+    info, _ = materialize(DataConfig(dataset="auto", source=str(path)), out, show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), ratings)
     assert info["has_timestamps"] is ("timestamp" in ratings.columns)
     assert info["ratings"] == len(ratings) and info["users"] == ratings["userId"].nunique()
@@ -226,7 +239,7 @@ def test_titles_next_to_a_local_ratings_file_are_used(tiny, tmp_path, out):
     ratings, movies = tiny
     ratings.to_csv(tmp_path / "ratings.csv", index=False)
     movies.to_csv(tmp_path / "movies.csv", index=False)
-    materialize(DataConfig(dataset="ml-20m", source=str(tmp_path / "ratings.csv")), out, show_progress=False)
+    materialize(DataConfig(dataset="auto", source=str(tmp_path / "ratings.csv")), out, show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), movies)
 
 
@@ -234,19 +247,19 @@ def test_bad_local_ratings_file_is_a_ratings_error_and_writes_nothing(tmp_path, 
     path = tmp_path / "ratings.csv"
     path.write_text("userId,movieId,rating\n1,2,4.0\n1,3,five\n")
     with pytest.raises(RatingsError, match=r"ratings\.csv: column rating must be numeric, found 'five'"):
-        materialize(DataConfig(dataset="ml-20m", source=str(path)), out, show_progress=False)
+        materialize(DataConfig(dataset="auto", source=str(path)), out, show_progress=False)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 def test_missing_local_source_names_data_source(tmp_path, out):
     with pytest.raises(DownloadError, match=r"data\.source: .*absent\.zip does not exist"):
-        materialize(DataConfig(dataset="ml-20m", source=str(tmp_path / "absent.zip")), out,
+        materialize(DataConfig(dataset="auto", source=str(tmp_path / "absent.zip")), out,
                     show_progress=False)
 
 
 def test_synthetic_dataset_writes_the_seeded_generator_output(out):
     cfg = SyntheticConfig(users=50, items=40, ratings_per_user=10, tastes=4, seed=7)
-    info = materialize(DataConfig(dataset="synthetic", synthetic=cfg), out, show_progress=False)
+    info, _ = materialize(DataConfig(dataset="synthetic", synthetic=cfg), out, show_progress=False)
     ratings, movies = generate(cfg)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), ratings)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), movies)
