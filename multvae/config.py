@@ -330,7 +330,10 @@ def variant_names(params: dict[str, Any]) -> list[str]:
 def load_config(path: Path, variant: str | None = None) -> Config:
     """The base configuration of params.yaml, with `variant`'s overrides applied."""
     params = read_params(path)
-    names = variant_names(params)
+    try:
+        names = variant_names(params)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     base = {k: v for k, v in params.items() if k not in SIDE_SECTIONS}
     if variant is not None:
         if variant not in names:

@@ -78,6 +78,19 @@ def read_raw(raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frames[0], frames[1]
 
 
+def read_stats(path: Path) -> dict:
+    """The split's statistics written by the prepare stage (data/stats.json)."""
+    if not Path(path).is_file():
+        raise DataError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
+    try:
+        stats = json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); run `dvc repro -f prepare`") from None
+    if not isinstance(stats, dict):
+        raise DataError(f"{path}: expected a JSON object; run `dvc repro -f prepare`")
+    return stats
+
+
 def read_source_info(raw_dir: Path) -> dict:
     """What the download stage recorded about the source (source.json), or {} without it."""
     path = Path(raw_dir) / "source.json"

@@ -40,7 +40,8 @@ def _no_data(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
-def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confidence: float) -> None:
+def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confidence: float,
+                    dataset: str) -> None:
     """Bars start at zero, so the small gaps between variants look as small as they are; the table
     has the digits."""
     fig = Figure(figsize=(max(8.0, 0.85 * len(table) + 3.5), 5.5), layout="constrained")
@@ -63,7 +64,8 @@ def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confide
     ax.set_xticks(x, [textwrap.fill(str(text), 22) for text in table["label"]], rotation=30, ha="right")
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_ylabel("Mean over test users")
-    ax.set_title(f"Test metrics per experiment (error bars: {confidence:.0%} bootstrap interval over users)")
+    ax.set_title(f"{dataset}: test metrics per experiment (error bars: {confidence:.0%} bootstrap interval "
+                 "over users)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     fig.legend(loc="outside right upper")
@@ -71,7 +73,7 @@ def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confide
 
 
 def plot_validation_curves(results: list[Result], metrics: list[str], path: Path,
-                           labels: dict[str, str]) -> None:
+                           labels: dict[str, str], dataset: str) -> None:
     """Mean over seeds per epoch, with a ±1 std band when there are several; baselines with a
     validation score appear as dashed horizontal lines."""
     colors = _colors(results)
@@ -107,11 +109,11 @@ def plot_validation_curves(results: list[Result], metrics: list[str], path: Path
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper")
     band = " (line: mean over seeds, band: ±1 std)" if several else ""
-    fig.suptitle(f"Validation metrics during training{band}")
+    fig.suptitle(f"{dataset}: validation metrics during training{band}")
     _save(fig, path)
 
 
-def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str]) -> None:
+def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str], dataset: str) -> None:
     """Variants with the same schedule (every non-β ablation anneals like the original) share one
     line, named after all of them; otherwise the last drawn would hide the others."""
     colors = _colors(results)
@@ -132,7 +134,7 @@ def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str
         _no_data(ax, "no training logs found")
     ax.set_xlabel("Epoch")
     ax.set_ylabel("β (mean over the epoch's updates)")
-    ax.set_title("KL weight β during training (identical schedules share a line)")
+    ax.set_title(f"{dataset}: KL weight β during training (identical schedules share a line)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     _save(fig, path)

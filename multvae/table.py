@@ -176,7 +176,7 @@ def _cell(value: Any) -> str:
 
 
 def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig,
-                   labels: dict[str, str]) -> str:
+                   labels: dict[str, str], dataset: str) -> str:
     """The study's Table IX (Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50), with the
     intervals, the comparison with the original model, best epoch and seed spread after it."""
     key = metrics[0]
@@ -230,7 +230,7 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     if multi_seed:
         legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
                       "training seeds (their number in Seeds).")
-    return ("# Test results across experimental settings\n\n" + "\n".join(lines) + "\n\n"
+    return (f"# Test results across experimental settings: {dataset}\n\n" + "\n".join(lines) + "\n\n"
             + "\n".join(f"- {item}" for item in legend) + "\n")
 
 

@@ -22,10 +22,13 @@ def aggregate(
     table: Annotated[Path, typer.Option(help="Comparison table, as Markdown.")] = Path("metrics/table.md"),
     csv: Annotated[Path, typer.Option(help="Comparison table, as CSV.")] = Path("metrics/table.csv"),
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
+    stats: Annotated[Path, typer.Option(help="The split's statistics (names the dataset).")] = Path(
+        "data/stats.json"),
 ) -> None:
     """Test metrics with bootstrap intervals, paired tests against `original`, curves and β schedules."""
     from multvae.atomic import atomic_path, write_text
     from multvae.config import load_config, load_report, read_params, variant_names
+    from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves
     from multvae.metrics import metric_names
     from multvae.table import build_table, label, load_results, table_markdown
@@ -45,12 +48,13 @@ def aggregate(
         if r.kind == "vae" and r.curves is None:
             typer.echo(f"aggregate: no {curves_dir / f'{r.name}.csv'}: {label(r.name, labels)} "
                        "not in the curves")
+    dataset = str(read_stats(stats).get("dataset", "unknown data"))
     frame = build_table(results, metrics, cfg.eval, labels)
-    write_text(table, table_markdown(frame, metrics, cfg.eval, labels))
+    write_text(table, table_markdown(frame, metrics, cfg.eval, labels, dataset))
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
-    plot_comparison(frame, metrics, plots_dir / "comparison.png", cfg.eval.confidence)
-    plot_validation_curves(results, metrics, plots_dir / "validation_curves.png", labels)
-    plot_beta_schedules(results, plots_dir / "beta_schedules.png", labels)
+    plot_comparison(frame, metrics, plots_dir / "comparison.png", cfg.eval.confidence, dataset)
+    plot_validation_curves(results, metrics, plots_dir / "validation_curves.png", labels, dataset)
+    plot_beta_schedules(results, plots_dir / "beta_schedules.png", labels, dataset)
     typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}; figures comparison.png, "
                f"validation_curves.png, beta_schedules.png -> {plots_dir}")

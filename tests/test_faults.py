@@ -180,3 +180,14 @@ def test_a_cut_off_longer_than_the_item_list_is_refused(tmp_path):
     assert result.exit_code == 1
     assert re.search(r"eval\.ks: cut-off 1000 is larger than the 200 items of .*prepared", result.stderr)
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "u.parquet").exists()
+
+
+def test_a_dotted_variant_name_stops_the_first_stage_with_our_message(tmp_path, params_file):
+    # dvc repro runs download first (on every repro), so this message comes before DVC's own.
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"dataset": "synthetic"}, "variants": {"cap.0.2": {}}}))
+    result = run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert re.search(r"^error: .*params\.yaml: variants\.cap\.0\.2: variant names may not contain '\.'",
+                     result.stderr)
+    assert not (tmp_path / "raw").exists()

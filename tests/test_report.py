@@ -96,6 +96,9 @@ def make_inputs(root: Path) -> dict[str, Path]:
         "report": REPORT,
     }, sort_keys=False))
     dirs["params"] = params
+    dirs["stats"] = root / "data" / "stats.json"
+    dirs["stats"].parent.mkdir()
+    dirs["stats"].write_text(json.dumps({"dataset": "ml-1m", "test_users": USERS}))
     return dirs
 
 
@@ -106,7 +109,7 @@ def run_stage(root: Path, dirs: dict[str, Path]):
         "--params", str(dirs["params"]), "--metrics-dir", str(dirs["metrics"]),
         "--per-user-dir", str(dirs["per_user"]), "--curves-dir", str(dirs["curves"]),
         "--table", str(root / "metrics/table.md"), "--csv", str(root / "metrics/table.csv"),
-        "--plots-dir", str(root / "plots"),
+        "--plots-dir", str(root / "plots"), "--stats", str(dirs["stats"]),
     ])
 
 
@@ -136,6 +139,7 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
               "Cyclical β (cap 1.0)", "Cyclical β (cap 0.2)", "β = γ·|x_u|", "my_extra", "Most popular",
               "EASE"]
     assert list(rows) == labels
+    assert text.splitlines()[0] == "# Test results across experimental settings: ml-1m"
     header = text.splitlines()[2]
     assert header.startswith("| Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50 | Δ NDCG@100")
     assert len({len(cells) for cells in rows.values()}) == 1
