@@ -19,8 +19,9 @@ import yaml
 from multvae.errors import MultVAEError
 
 # Top-level sections of params.yaml that are not part of a result's configuration: `runtime`
-# (execution settings) and `report` (display labels) are read on their own, `variants` is merged.
-SIDE_SECTIONS = ("variants", "runtime", "report")
+# (execution settings), `report` (display labels) and `tuning` (which grid point the table shows)
+# are read on their own, `variants` is merged.
+SIDE_SECTIONS = ("variants", "runtime", "report", "tuning")
 
 
 class ConfigError(MultVAEError, ValueError):
@@ -77,7 +78,8 @@ class ModelConfig:
 class BetaConfig:
     method: Literal["anneal", "constant", "cyclical", "user_scaled"] = "anneal"
     cap: float = 0.2
-    total_anneal_steps: int = 200000
+    anneal_fraction: float = 0.855  # share of the run's updates after which anneal reaches its cap
+    total_anneal_steps: int | None = None  # absolute override: beta = min(cap, step / this)
     cycles: int = 10
     ratio: float = 0.5
     gamma: float = 0.005
@@ -158,6 +160,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
         return _convert(value, args[0], key)
     if origin is dict:
+        if value is None:
+            value = {}
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         _, inner = get_args(tp)
@@ -244,8 +248,10 @@ def validate(cfg: Config) -> Config:
     _require(0 <= m.dropout < 1, "model.dropout", f"expected 0 <= dropout < 1, got {m.dropout}")
     _require(b.cap >= 0, "beta.cap", f"must not be negative, got {b.cap}")
     _require(b.gamma >= 0, "beta.gamma", f"must not be negative, got {b.gamma}")
-    _require(b.total_anneal_steps > 0, "beta.total_anneal_steps",
-             f"expected a positive number of updates, got {b.total_anneal_steps}")
+    _require(b.total_anneal_steps is None or b.total_anneal_steps > 0, "beta.total_anneal_steps",
+             f"expected a positive number of updates (or null), got {b.total_anneal_steps}")
+    _require(0 < b.anneal_fraction <= 1, "beta.anneal_fraction",
+             f"expected a share of training in (0, 1], got {b.anneal_fraction}")
     _require(b.cycles >= 1, "beta.cycles", f"expected at least 1, got {b.cycles}")
     _require(0 < b.ratio <= 1, "beta.ratio", f"expected 0 < ratio <= 1, got {b.ratio}")
     _require(o.lr > 0, "optim.lr", f"must be positive, got {o.lr}")
@@ -283,6 +289,18 @@ def load_runtime(path: Path) -> RuntimeConfig:
     _require(runtime.eval_batch_size >= 1, f"{path}: runtime.eval_batch_size",
              f"expected at least 1, got {runtime.eval_batch_size}")
     return runtime
+
+
+def load_tuning(path: Path, variants: list[str]) -> dict[str, tuple[str, ...]]:
+    """The `tuning:` section: a name for each grid of variants whose best member (by validation)
+    stands for it in the table. Members must be variants; a group may not reuse a variant's name."""
+    groups: dict[str, tuple[str, ...]] = _section(path, "tuning", dict[str, tuple[str, ...]]) or {}
+    for group, members in groups.items():
+        _require(group not in variants, f"{path}: tuning.{group}", "a group may not be named like a variant")
+        unknown = [m for m in members if m not in variants]
+        _require(not unknown and len(members) >= 1, f"{path}: tuning.{group}",
+                 f"members must be variants of the `variants:` section; unknown: {', '.join(unknown)}")
+    return groups
 
 
 def load_report(path: Path) -> ReportConfig:
@@ -343,6 +361,9 @@ def load_config(path: Path, variant: str | None = None) -> Config:
         override = params["variants"][variant] or {}
         if not isinstance(override, dict):
             raise ConfigError(f"variants.{variant}: expected a mapping of overrides, got {override!r}")
+        if "seeds" in (override.get("train") or {}):
+            raise ConfigError(f"{path}: variants.{variant}.train.seeds: the seeds are shared by every "
+                              "variant (dvc.yaml trains each variant x seed); set train.seeds instead")
         base = _deep_merge(base, override)
     try:
         return from_dict(base)

@@ -19,19 +19,20 @@ class EvaluationError(MultVAEError, FileNotFoundError):
     """No trained model to evaluate; the message says which stage to run."""
 
 
-def evaluate_variant(name: str, model_dir: Path, data: Dataset, ks: tuple[int, ...], batch_size: int,
-                     device: torch.device) -> tuple[Summary, pd.DataFrame]:
-    """(summary, per-user test metrics with a seed column) of every seed's model in `model_dir`.
-    A model trained on another prepared split is refused (model_file.load_model)."""
-    paths = sorted(model_dir.glob("seed-*.pt"))
-    if not paths:
-        raise EvaluationError(
-            f"{model_dir}: no trained model (seed-*.pt); run `dvc repro train@{name}` first")
+def evaluate_variant(name: str, model_dir: Path, seeds: tuple[int, ...], data: Dataset, ks: tuple[int, ...],
+                     batch_size: int, device: torch.device) -> tuple[Summary, pd.DataFrame]:
+    """(summary, per-user test metrics with a seed column) of the models of `seeds` in `model_dir`;
+    a model left there by a seed no longer in train.seeds is not used. A model trained on another
+    prepared split is refused (model_file.load_model)."""
     names = metric_names(ks)
     key = val_key(ks)
     per_user, best_epochs, validation = [], {}, []
-    for path in paths:
-        model, saved = load_model(path, device, data.fingerprint, f"dvc repro train@{name}")
+    for seed in seeds:
+        path = model_dir / f"seed-{seed}.pt"
+        retrain = f"dvc repro train@{name}-{seed}"
+        if not path.is_file():
+            raise EvaluationError(f"{path}: no trained model; run `{retrain}` first")
+        model, saved = load_model(path, device, data.fingerprint, retrain)
         with torch.no_grad():
             users = score_heldout(make_scorer(model, device), data.test, ks, batch_size)
         users.insert(1, "seed", saved.seed)

@@ -186,7 +186,7 @@ def _read(data: Path, name: str, **kwargs: Any) -> pd.DataFrame:
 
 
 def _train_command(variant: str) -> str:
-    return "multvae train" if variant == "base" else f"dvc repro train@{variant}"
+    return "multvae train" if variant == "base" else f"dvc repro --glob 'train@{variant}-*'"
 
 
 def _model_path(models: Path, variant: str, seed: int | None, params: Path) -> Path:

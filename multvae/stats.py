@@ -43,7 +43,7 @@ def _check_level(samples: int, confidence: float) -> None:
 
 
 def bootstrap_ci(values: npt.ArrayLike, samples: int, confidence: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean.
+    """Percentile bootstrap interval of the mean (scipy.stats.bootstrap).
 
     The resamples depend only on (number of values, seed), so systems scored on the same users with
     the same seed see the same resamples. The bounds are clipped to the data's range, which they can
@@ -51,17 +51,37 @@ def bootstrap_ci(values: npt.ArrayLike, samples: int, confidence: float, seed: i
     """
     array = _as_values(values, "values")
     _check_level(samples, confidence)
-    rng = np.random.default_rng(seed)
-    n = array.size
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    means = np.empty(samples)
-    for start in range(0, samples, chunk):
-        stop = min(samples, start + chunk)
-        means[start:stop] = array[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    lo, hi = array.min(), array.max()
+    lo, hi = float(array.min()), float(array.max())
+    if lo == hi:  # scipy warns on a degenerate distribution; the interval is the point
+        return lo, hi
+    result = sps.bootstrap((array,), np.mean, n_resamples=samples, confidence_level=confidence,
+                           method="percentile", vectorized=True, rng=np.random.default_rng(seed),
+                           batch=max(1, _CHUNK_ELEMENTS // array.size))
+    low, high = result.confidence_interval
     return float(np.clip(low, lo, hi)), float(np.clip(high, lo, hi))
+
+
+def holm(p_values: npt.ArrayLike) -> np.ndarray:
+    """Holm's step-down adjustment: adjusted p-values that control the family-wise error rate of
+    the whole set of comparisons (NaN entries are left out of the family and stay NaN)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        out[index] = running
+    return out
+
+
+def detectable_difference(differences: npt.ArrayLike, alpha: float, power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided paired test at level `alpha` finds with
+    probability `power`, given the per-user differences' spread (normal approximation)."""
+    d = _as_values(differences, "differences")
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    return float(z * d.std(ddof=1) / np.sqrt(d.size))
 
 
 def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, samples: int, confidence: float,

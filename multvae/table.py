@@ -15,7 +15,7 @@ import pandas as pd
 
 from multvae.config import EvalConfig
 from multvae.results import ResultError, read_per_user, read_summary
-from multvae.stats import bootstrap_ci, paired_difference
+from multvae.stats import bootstrap_ci, detectable_difference, holm, paired_difference
 
 REFERENCE = "original"
 BASELINES = ("most_popular", "ease")
@@ -42,14 +42,21 @@ def metric_title(metric: str) -> str:
     return f"{_METRIC_TITLES.get(kind, kind)}@{k}"
 
 
-def _read_curves(path: Path, metrics: list[str]) -> pd.DataFrame:
-    try:
-        curves = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise ResultError(f"{path}: cannot read the training log: {exc}") from None
+def _read_curves(folder: Path, metrics: list[str], seeds: list[str]) -> pd.DataFrame | None:
+    """The per-epoch logs of a variant's seeds (<folder>/seed-<s>.csv), stacked; None if none."""
+    paths = [folder / f"seed-{seed}.csv" for seed in seeds]
+    if not any(p.is_file() for p in paths):
+        return None
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_csv(path))
+        except (OSError, ValueError) as exc:
+            raise ResultError(f"{path}: cannot read the training log: {exc}") from None
+    curves = pd.concat(frames, ignore_index=True)
     missing = [c for c in ("epoch", "beta", *(f"val_{m}" for m in metrics)) if c not in curves.columns]
     if missing:
-        raise ResultError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise ResultError(f"{folder}: missing column(s) {', '.join(missing)}")
     return curves
 
 
@@ -77,13 +84,12 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
     for name, path in paths.items():
         summary = read_summary(path, metrics)
         user_path = per_user_dir / f"{name}.parquet"
-        curve_path = curves_dir / f"{name}.csv"
         results.append(Result(
             name=name,
             kind=summary["kind"],
             summary=summary,
             per_user=read_per_user(user_path, metrics, summary) if user_path.is_file() else None,
-            curves=_read_curves(curve_path, metrics) if curve_path.is_file() else None,
+            curves=_read_curves(curves_dir / name, metrics, list(summary.get("seeds") or {})),
         ))
     rank = [*order, *BASELINES]
     results.sort(key=lambda r: (r.kind == "baseline", rank.index(r.name) if r.name in rank else len(rank),
@@ -102,9 +108,31 @@ def _seed_values(result: Result, metric: str) -> list[float]:
     return [float(v[metric]) for v in (result.summary.get("seeds") or {}).values()]
 
 
+def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]],
+                 key: str) -> tuple[list[Result], dict[str, dict[str, float]]]:
+    """Each tuning group (params.yaml `tuning:`) becomes one row: its member with the best validation
+    score (`val_<key>`, the test set is never looked at), under the group's name. Returns the rows
+    and, per group, every member's validation score (for the legend)."""
+    by_name = {r.name: r for r in results}
+    grid: dict[str, dict[str, float]] = {}
+    chosen: dict[str, Result] = {}
+    for group, members in tuning.items():
+        present = [by_name[m] for m in members if m in by_name]
+        if not present:
+            continue
+        grid[group] = {r.name: float(r.summary[f"val_{key}"]) for r in present}
+        best = max(present, key=lambda r: grid[group][r.name])
+        chosen[best.name] = Result(group, best.kind, {**best.summary, "chosen": best.name}, best.per_user,
+                                   best.curves)
+    hidden = {m for members in tuning.values() for m in members}
+    rows = [chosen.get(r.name, r) for r in results if r.name not in hidden or r.name in chosen]
+    return rows, grid
+
+
 def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
                 labels: dict[str, str]) -> pd.DataFrame:
     """One row per variant/baseline; NaN where an interval or comparison cannot be computed.
+    The comparisons with the reference share one Holm correction; `significant` is p_holm < alpha.
 
     `results` come from load_results, which checked that every per-user table has the same users
     in the same order, so the paired arrays line up.
@@ -118,6 +146,7 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
     key = metrics[0]
     multi_seed = any(len(_seed_values(r, key)) > 1 for r in results)
     rows = []
+    differences: dict[str, np.ndarray] = {}
     for r in results:
         row: dict[str, Any] = {"variant": r.name, "label": label(r.name, labels), "kind": r.kind}
         for m in metrics:
@@ -129,13 +158,14 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
                 row.update({m: float(values.mean()), f"{m}_low": low, f"{m}_high": high})
         if reference is not None:
             diff = {f"diff_{key}": np.nan, f"diff_{key}_low": np.nan, f"diff_{key}_high": np.nan,
-                    "p_value": np.nan, "significant": pd.NA}
+                    "p_value": np.nan}
             if r.per_user is not None and r.name != REFERENCE:
                 d = paired_difference(r.per_user[key].to_numpy(), reference[key].to_numpy(), **boot)
                 diff = {f"diff_{key}": d["mean_diff"], f"diff_{key}_low": d["low"],
-                        f"diff_{key}_high": d["high"], "p_value": d["p_value"],
-                        "significant": d["p_value"] < 1 - eval_cfg.confidence}
+                        f"diff_{key}_high": d["high"], "p_value": d["p_value"]}
+                differences[r.name] = r.per_user[key].to_numpy() - reference[key].to_numpy()
             row.update(diff)
+        row["chosen"] = r.summary.get("chosen", "")
         row["best_epoch"] = r.summary.get("best_epoch", pd.NA)
         row["seeds"] = len(r.summary["seeds"]) if r.kind == "vae" else pd.NA
         if multi_seed:
@@ -149,8 +179,28 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
     table = pd.DataFrame(rows)
     types = {"best_epoch": "Int64", "seeds": "Int64", "test_users": "Int64"}
     if reference is not None:
-        types["significant"] = "boolean"
+        alpha = 1 - eval_cfg.confidence
+        table["p_holm"] = holm(table["p_value"].to_numpy(float))
+        table["significant"] = pd.array([None if np.isnan(p) else bool(p < alpha) for p in table["p_holm"]],
+                                        dtype="boolean")
+        family = max(len(differences), 1)
+        table[f"detectable_{key}"] = [detectable_difference(differences[n], alpha / family)
+                                      if n in differences else np.nan for n in table["variant"]]
     return table.astype(types)
+
+
+def summary_metrics(table: pd.DataFrame, key: str) -> dict[str, dict[str, float]]:
+    """The compact metrics file for `dvc metrics` / `dvc exp show`: per row, the key metric with its
+    interval and, against the reference, the difference with its interval and raw and Holm p."""
+    columns = {key: key, f"{key}_low": f"{key}_low", f"{key}_high": f"{key}_high",
+               f"diff_{key}": "diff", f"diff_{key}_low": "diff_low", f"diff_{key}_high": "diff_high",
+               "p_value": "p", "p_holm": "p_holm"}
+    out: dict[str, dict[str, float]] = {}
+    for row in table.to_dict("records"):
+        values = {short: round(float(row[column]), 6) for column, short in columns.items()
+                  if column in row and not pd.isna(row[column])}
+        out[str(row["variant"])] = values
+    return out
 
 
 def _number(value: float, signed: bool = False) -> str:
@@ -176,7 +226,8 @@ def _cell(value: Any) -> str:
 
 
 def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig,
-                   labels: dict[str, str], dataset: str) -> str:
+                   labels: dict[str, str], dataset: str,
+                   grid: dict[str, dict[str, float]] | None = None) -> str:
     """The study's Table IX (Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50), with the
     intervals, the comparison with the original model, best epoch and seed spread after it."""
     key = metrics[0]
@@ -184,23 +235,24 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     multi_seed = f"{key}_seeds_mean" in table.columns
     headers = ["Experiment", *(f"Test {metric_title(m)}" for m in metrics)]
     if compared:
-        headers += [f"Δ {metric_title(key)} vs {label(REFERENCE, labels)}", "p"]
+        headers += [f"Δ {metric_title(key)} vs {label(REFERENCE, labels)}", "p", "p (Holm)"]
     headers.append("Best epoch")
     if multi_seed:
         headers += ["Seeds", *(f"{metric_title(m)} across seeds" for m in metrics)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in table.to_dict("records"):
-        cells = [row["label"], *(_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics)]
+        name = f"{row['label']} ({row['chosen']})" if row.get("chosen") else row["label"]
+        cells = [name, *(_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics)]
         if compared:
             if row["variant"] == REFERENCE:
-                cells += ["(reference)", ""]
+                cells += ["(reference)", "", ""]
             elif np.isnan(row[f"diff_{key}"]):
-                cells += ["", ""]
+                cells += ["", "", ""]
             else:
                 mark = f" {SIGNIFICANT}" if row["significant"] else ""
                 diff = _with_interval(row[f"diff_{key}"], row[f"diff_{key}_low"], row[f"diff_{key}_high"],
                                       signed=True)
-                cells += [diff + mark, _p_value(row["p_value"])]
+                cells += [diff + mark, _p_value(row["p_value"]), _p_value(row["p_holm"])]
         cells.append(row["best_epoch"])
         if multi_seed:
             cells.append(row["seeds"])
@@ -217,16 +269,30 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
         "averaged over the seeds. A value without an interval has no per-user results.",
     ]
     if compared:
+        family = max(int(table[f"diff_{key}"].notna().sum()), 1)
+        alpha = 1 - eval_cfg.confidence
+        detectable = table[f"detectable_{key}"].dropna()
         legend.append(
             f"Δ: mean paired difference to the {label(REFERENCE, labels)} over the same test users, with its "
-            f"{level} bootstrap interval; p: two-sided paired t-test over users; {SIGNIFICANT} marks "
-            f"p < {1 - eval_cfg.confidence:.2g} (each comparison on its own, not corrected for the "
-            f"{max(int(table[f'diff_{key}'].notna().sum()), 1)} comparisons)."
+            f"{level} bootstrap interval; p: two-sided paired t-test over users; p (Holm): adjusted for the "
+            f"{family} comparisons with the {label(REFERENCE, labels)} (Holm's step-down method); "
+            f"{SIGNIFICANT} marks p (Holm) < {alpha:.2g}."
         )
+        if len(detectable):
+            legend.append(
+                f"Detectable difference: with these test users, a true Δ {metric_title(key)} of "
+                f"{detectable.min():.4f} to {detectable.max():.4f} (by row, from the spread of its per-user "
+                f"differences) is found with 80% power by a paired test at {alpha:.2g}/{family} (the "
+                "correction's strictest step); smaller true differences are likely to be missed."
+            )
     else:
         legend.append(f"No comparison column: the {label(REFERENCE, labels)} ('{REFERENCE}') has no per-user "
                       "results.")
     legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}.")
+    for group, scores in (grid or {}).items():
+        shown = ", ".join(f"{name} {score:.4f}" for name, score in scores.items())
+        legend.append(f"{label(group, labels)}: the member of its grid with the best validation "
+                      f"{metric_title(key)} ({shown}); the others are not in the table.")
     if multi_seed:
         legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
                       "training seeds (their number in Seeds).")

@@ -17,21 +17,23 @@ def aggregate(
         "metrics/variants"),
     per_user_dir: Annotated[Path, typer.Option(help="Folder of <variant>.parquet per-user metrics.")] = Path(
         "metrics/per_user"),
-    curves_dir: Annotated[Path, typer.Option(help="Folder of <variant>.csv training logs.")] = Path(
+    curves_dir: Annotated[Path, typer.Option(help="Folder of <variant>/seed-<s>.csv training logs.")] = Path(
         "plots/curves"),
     table: Annotated[Path, typer.Option(help="Comparison table, as Markdown.")] = Path("metrics/table.md"),
     csv: Annotated[Path, typer.Option(help="Comparison table, as CSV.")] = Path("metrics/table.csv"),
+    summary: Annotated[Path, typer.Option(
+        help="Compact metrics for DVC: key metric, interval, Δ, p.")] = Path("metrics/summary.json"),
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
     stats: Annotated[Path, typer.Option(help="The split's statistics (names the dataset).")] = Path(
         "data/stats.json"),
 ) -> None:
     """Test metrics with bootstrap intervals, paired tests against `original`, curves and β schedules."""
-    from multvae.atomic import atomic_path, write_text
-    from multvae.config import load_config, load_report, read_params, variant_names
+    from multvae.atomic import atomic_path, write_json, write_text
+    from multvae.config import load_config, load_report, load_tuning, read_params, variant_names
     from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves
     from multvae.metrics import metric_names
-    from multvae.table import build_table, label, load_results, table_markdown
+    from multvae.table import build_table, label, load_results, select_tuned, summary_metrics, table_markdown
 
     cfg = load_config(params)
     labels = load_report(params).labels
@@ -46,11 +48,13 @@ def aggregate(
             typer.echo(f"aggregate: no {per_user_dir / f'{r.name}.parquet'}: {label(r.name, labels)} "
                        "without intervals")
         if r.kind == "vae" and r.curves is None:
-            typer.echo(f"aggregate: no {curves_dir / f'{r.name}.csv'}: {label(r.name, labels)} "
+            typer.echo(f"aggregate: no {curves_dir / r.name}/seed-*.csv: {label(r.name, labels)} "
                        "not in the curves")
     dataset = str(read_stats(stats).get("dataset", "unknown data"))
-    frame = build_table(results, metrics, cfg.eval, labels)
-    write_text(table, table_markdown(frame, metrics, cfg.eval, labels, dataset))
+    rows, grid = select_tuned(results, load_tuning(params, order), metrics[0])
+    frame = build_table(rows, metrics, cfg.eval, labels)
+    write_text(table, table_markdown(frame, metrics, cfg.eval, labels, dataset, grid))
+    write_json(summary, summary_metrics(frame, metrics[0]))
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
     plot_comparison(frame, metrics, plots_dir / "comparison.png", cfg.eval.confidence, dataset)

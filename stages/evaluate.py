@@ -32,8 +32,8 @@ def evaluate(
     device = setup(runtime)
     dataset = load_dataset(data)
     check_cutoffs(cfg.eval.ks, dataset.n_items, str(data))
-    summary, users = evaluate_variant(name, models / name, dataset, cfg.eval.ks, runtime.eval_batch_size,
-                                      device)
+    summary, users = evaluate_variant(name, models / name, cfg.train.seeds, dataset, cfg.eval.ks,
+                                      runtime.eval_batch_size, device)
     write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"evaluate {name}: {shown}  (best epoch {summary.best_epoch}, {summary.test_users:,} users)")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from multvae.config import BetaConfig, Config, DataConfig, TrainConfig
+from multvae.config import Config, DataConfig, TrainConfig
 from multvae.data import load_dataset
 from multvae.ratings import read_movies, read_ratings
 from multvae.split import split, write_split
@@ -15,7 +15,6 @@ pytestmark = pytest.mark.slow
 def test_original_reaches_one_and_a_half_times_most_popular_ndcg(tmp_path, ml1m_ratings):
     cfg = Config(
         data=DataConfig(dataset="ml-1m", heldout_users=600),
-        beta=BetaConfig(total_anneal_steps=1700),
         train=TrainConfig(epochs=20),
     )
     ratings = read_ratings(ml1m_ratings)

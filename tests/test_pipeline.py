@@ -36,10 +36,11 @@ def repo(tmp_path_factory):
     params["data"].update(dataset="synthetic", heldout_users=40, synthetic=synthetic)
     params["model"].update(hidden_dims=[32], latent_dim=8)
     params["beta"]["total_anneal_steps"] = 20
-    params["train"].update(epochs=3, batch_size=50)
+    params["train"].update(epochs=3, batch_size=50, seeds=[1, 2])
     params["runtime"].update(device="cpu", threads=1)
     params["eval"]["bootstrap_samples"] = 200
     params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
+    params["tuning"] = {}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     run(["git", "config", "user.email", "ci@example.com"], repo)
@@ -109,9 +110,31 @@ def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo):
     assert changed["ndcg@100"]["diff"] == pytest.approx(after["ndcg@100"] - before["ndcg@100"])
 
 
+def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["seeds"] = [1, 2, 3]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stages = ran(run(["dvc", "repro"], repo))
+        assert {s for s in stages if s.startswith("train@")} == {"train@original-3", "train@relu-3"}
+        assert metrics(repo, "relu")["seeds"].keys() == {"1", "2", "3"}
+        summary = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
+        flat = json.dumps(summary)
+        assert '"p_holm"' in flat and '"ndcg@100_low"' in flat
+        assert ran(run(["dvc", "repro"], repo)) == {"download"}
+    finally:
+        params["train"]["seeds"] = [1, 2]
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run(["dvc", "repro"], repo)
+    # Back to the committed seeds: the seed-3 models still lie in models/ but are not used, so the
+    # results are those of the commit, and identical runs show no metrics difference at all.
+    assert (repo / "models" / "relu" / "seed-3.pt").exists()
+    assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo)) == {}
+
+
 def test_plots_show_renders_the_curves(repo):
     out = json.loads(run(["dvc", "plots", "show", "--json"], repo))
-    assert any("plots/curves/original.csv" in key for key in out["data"])
+    assert any("plots/curves/original/seed-1.csv" in key for key in out["data"])
 
 
 def test_a_local_source_is_tracked_by_content_and_found_from_a_temporary_experiment(repo):
@@ -140,7 +163,7 @@ def test_a_local_source_is_tracked_by_content_and_found_from_a_temporary_experim
     assert ran(run(["dvc", "repro"], repo)) == {"download"}
 
     ratings.iloc[: len(ratings) // 2].to_csv(source, index=False)  # other bytes, same path
-    assert {"download", "prepare", "train@original"} <= ran(run(["dvc", "repro"], repo))
+    assert {"download", "prepare", "train@original-1", "train@original-2"} <= ran(run(["dvc", "repro"], repo))
     after = json.loads((repo / "data" / "stats.json").read_text())
     assert after["ratings"] < before["ratings"]
     recorded = json.loads((repo / "data" / "raw" / "source.json").read_text())["input"]

@@ -157,7 +157,7 @@ def test_variants_and_seeds_without_a_model_are_refused(root):
     with pytest.raises(RecommendError, match=r"unknown variant 'nope'.*known: original, relu"):
         Recommender("nope", models, data, params=params)
     with pytest.raises(RecommendError, match=r"'relu' has no trained model \(.*relu/seed-\*\.pt not found\); "
-                                             r"run `dvc repro train@relu` first"):
+                                             r"run `dvc repro --glob 'train@relu-\*'` first"):
         Recommender("relu", models, data, params=params)
     with pytest.raises(RecommendError, match=r"seed-3\.pt not found; trained seeds of 'original': 0, 7"):
         Recommender("original", models, data, seed=3, params=params)
@@ -172,7 +172,7 @@ def test_a_model_of_another_split_with_as_many_items_is_refused(root, tmp_path):
     assert len(pd.read_parquet(tmp_path / "prepared" / "items.parquet")) == len(
         pd.read_parquet(root / "prepared" / "items.parquet"))
     with pytest.raises(ModelFileError, match=r"seed-0\.pt was trained on another prepared split .*"
-                                             r"run `dvc repro train@original`"):
+                                             r"run `dvc repro --glob 'train@original-\*'`"):
         Recommender("original", root / "models", tmp_path / "prepared", params=root / "params.yaml")
 
 
@@ -211,7 +211,7 @@ def test_cli_json_lists_the_input_and_the_recommendations(cli):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["relu", "--movie", "1"], "run `dvc repro train@relu` first"),
+    (["relu", "--movie", "1"], "run `dvc repro --glob 'train@relu-*'` first"),
     (["--movie", "no such film"], "no movie title matches 'no such film'"),
     (["--user", "999999"], "user 999999 is not in"),
     ([], "give either --user or --movie"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,9 @@ def make_inputs(root: Path) -> dict[str, Path]:
                 "loss": 1.0, "nll": 1.0, "kl": 0.1,
                 **{f"val_{m}": 0.4 + shift - 0.2 * np.exp(-epochs / 3) + 0.005 * i for m in METRICS},
                 "seconds": 1.0}) for i, seed in enumerate(seeds)])
-            curve.to_csv(dirs["curves"] / f"{name}.csv", index=False)
+            (dirs["curves"] / name).mkdir()
+            for seed, frame in curve.groupby("seed"):
+                frame.to_csv(dirs["curves"] / name / f"seed-{seed}.csv", index=False)
         (dirs["metrics"] / f"{name}.json").write_text(json.dumps(summary))
         if name not in WITHOUT_PER_USER:
             per_user.to_parquet(dirs["per_user"] / f"{name}.parquet", index=False)
@@ -110,6 +113,7 @@ def run_stage(root: Path, dirs: dict[str, Path]):
         "--per-user-dir", str(dirs["per_user"]), "--curves-dir", str(dirs["curves"]),
         "--table", str(root / "metrics/table.md"), "--csv", str(root / "metrics/table.csv"),
         "--plots-dir", str(root / "plots"), "--stats", str(dirs["stats"]),
+        "--summary", str(root / "metrics/summary.json"),
     ])
 
 
@@ -153,13 +157,23 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     assert "[" not in by_name["sgd"][1] and by_name["sgd"][delta] == ""
     assert re.fullmatch(r"0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]", by_name["relu"][1])
     assert "±" in by_name["user_scaled"][-1] and by_name["relu"][-1] == ""
-    assert "percentile bootstrap" in text and "paired t-test" in text and "* marks p < 0.05" in text
+    assert "percentile bootstrap" in text and "paired t-test" in text and "* marks p (Holm) < 0.05" in text
+    assert "adjusted for the 9 comparisons" in text and "Detectable difference" in text
+
+    summary = json.loads((tmp_path / "metrics/summary.json").read_text())
+    assert set(summary) == set(SYSTEMS)
+    assert set(summary["relu"]) == {"ndcg@100", "ndcg@100_low", "ndcg@100_high", "diff", "diff_low",
+                                    "diff_high", "p", "p_holm"}
+    assert summary["relu"]["diff"] == pytest.approx(-0.05)
+    assert summary["relu"]["p_holm"] >= summary["relu"]["p"]
+    assert set(summary["original"]) == {"ndcg@100", "ndcg@100_low", "ndcg@100_high"}
 
     table = pd.read_csv(tmp_path / "metrics/table.csv")
     for m in METRICS:
         assert {m, f"{m}_low", f"{m}_high", f"{m}_seeds_mean", f"{m}_seeds_std"} <= set(table.columns)
     assert {"variant", "label", "kind", "diff_ndcg@100", "diff_ndcg@100_low", "diff_ndcg@100_high",
-            "p_value", "significant", "best_epoch", "seeds", "test_users"} <= set(table.columns)
+            "p_value", "p_holm", "significant", "detectable_ndcg@100", "best_epoch", "seeds",
+            "test_users"} <= set(table.columns)
     assert len(table) == len(SYSTEMS)
     assert table.set_index("variant")["ndcg@100_low"].isna().sum() == 1  # sgd only
 
@@ -202,9 +216,7 @@ def test_without_original_the_table_has_no_comparison(tmp_path, inputs):
 
 @pytest.mark.parametrize("missing", ["metrics", "per_user", "curves"])
 def test_a_missing_input_folder_is_named(tmp_path, inputs, missing):
-    for path in inputs[missing].iterdir():
-        path.unlink()
-    inputs[missing].rmdir()
+    shutil.rmtree(inputs[missing])
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 1
     assert f"{inputs[missing]} not found" in result.output
@@ -237,3 +249,35 @@ def test_an_empty_metrics_folder_is_an_error(tmp_path, inputs):
         path.unlink()
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 1 and str(inputs["metrics"]) in result.output
+
+
+def test_holm_adjusts_the_family_of_comparisons_with_the_original(inputs):
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
+    table = build_table(results, METRICS, EVAL, REPORT["labels"])
+    compared = table.dropna(subset=["p_value"]).sort_values("p_value")
+    m = len(compared)
+    expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * compared["p_value"].to_numpy()))
+    np.testing.assert_allclose(compared["p_holm"].to_numpy(), expected)
+    assert (compared["significant"] == (compared["p_holm"] < 0.05)).all()
+
+
+def test_a_tuning_group_shows_its_best_member_on_validation_only(tmp_path, inputs):
+    params = yaml.safe_load(inputs["params"].read_text())
+    params["variants"].update(sgd_lr_a={}, sgd_lr_b={})
+    params["tuning"] = {"sgd_tuned": ["sgd_lr_a", "sgd_lr_b"]}
+    params["report"]["labels"]["sgd_tuned"] = "Gradient descent, lr tuned"
+    inputs["params"].write_text(yaml.safe_dump(params, sort_keys=False))
+    for name, validation in (("sgd_lr_a", 0.30), ("sgd_lr_b", 0.35)):
+        summary = json.loads((inputs["metrics"] / "relu.json").read_text())
+        summary.update(variant=name, **{"val_ndcg@100": validation})
+        (inputs["metrics"] / f"{name}.json").write_text(json.dumps(summary))
+        shutil.copy(inputs["per_user"] / "relu.parquet", inputs["per_user"] / f"{name}.parquet")
+        shutil.copytree(inputs["curves"] / "relu", inputs["curves"] / name)
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "metrics/table.md").read_text()
+    rows = markdown_rows(text)
+    assert "Gradient descent, lr tuned (sgd_lr_b)" in rows  # higher validation NDCG, whatever the test says
+    assert not any("sgd_lr_a" in row for row in rows)
+    assert "sgd_lr_a 0.3000, sgd_lr_b 0.3500" in text
+    assert "sgd_tuned" in json.loads((tmp_path / "metrics/summary.json").read_text())

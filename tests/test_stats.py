@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from multvae.stats import bootstrap_ci, paired_difference
+from multvae.stats import bootstrap_ci, detectable_difference, holm, paired_difference
 
 
 @pytest.mark.slow
@@ -92,3 +92,32 @@ def test_paired_difference_needs_the_same_users():
         paired_difference([0.1, 0.2, 0.3], [0.1, 0.2], samples=500, confidence=0.95, seed=0)
     with pytest.raises(ValueError, match="at least 2"):
         paired_difference([0.1], [0.2], samples=500, confidence=0.95, seed=0)
+
+
+def test_scipy_percentile_bootstrap_agrees_with_a_direct_resampling():
+    values = np.random.default_rng(7).beta(2, 5, size=600)
+    low, high = bootstrap_ci(values, samples=4000, confidence=0.95, seed=0)
+    rng = np.random.default_rng(1)
+    means = values[rng.integers(0, values.size, size=(4000, values.size))].mean(axis=1)
+    direct = np.quantile(means, [0.025, 0.975])
+    assert (low, high) == pytest.approx(tuple(direct), abs=0.002)  # Monte Carlo error of the bounds
+
+
+def test_holm_matches_a_hand_computation():
+    adjusted = holm([0.01, 0.04, 0.03, np.nan])
+    # sorted: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> at least the previous 0.06
+    np.testing.assert_allclose(adjusted[:3], [0.03, 0.06, 0.06])
+    assert np.isnan(adjusted[3])
+    assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+
+
+def test_a_difference_of_the_detectable_size_is_found_about_80_percent_of_the_time():
+    rng = np.random.default_rng(3)
+    n, spread, alpha = 600, 0.05, 0.05 / 9
+    shift = detectable_difference(rng.normal(0, spread, size=n), alpha)
+    assert shift == pytest.approx(3.4 * spread / np.sqrt(n), rel=0.1)
+    found = sum(
+        paired_difference(base + shift + rng.normal(0, spread, n), base, samples=100, confidence=0.95,
+                          seed=0)["p_value"] < alpha
+        for base in (rng.random(n) for _ in range(300)))
+    assert 0.72 <= found / 300 <= 0.88
