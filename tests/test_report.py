@@ -139,7 +139,8 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
 
     text = (tmp_path / "metrics/table.md").read_text()
     rows = markdown_rows(text)
-    labels = ["Original model", "Latent 300", "Two hidden layers [600, 400]", "ReLU", "Gradient descent",
+    labels = ["Original model", "Latent 300", "Two hidden layers [600, 400]", "ReLU",
+              "Gradient descent (lr 0.001, untuned)",
               "Cyclical β (cap 1.0)", "Cyclical β (cap 0.2)", "β = γ·|x_u|", "my_extra", "Most popular",
               "EASE"]
     assert list(rows) == labels
