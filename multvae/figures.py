@@ -18,6 +18,17 @@ from multvae.atomic import atomic_path
 from multvae.table import Result, label, metric_title
 
 
+def training_log(results: list[Result]) -> pd.DataFrame:
+    """Every variant's and seed's per-epoch log in one long table (variant, seed, epoch, ...): the
+    data of dvc.yaml's overlaid plots, which draw one colour per variant and one line per seed."""
+    frames = [r.curves.assign(variant=r.name) for r in results if r.curves is not None]
+    if not frames:
+        return pd.DataFrame(columns=["variant", "seed", "epoch"])
+    log = pd.concat(frames, ignore_index=True).drop(columns=["seconds"], errors="ignore")
+    first = ["variant", "seed", "epoch"]
+    return log[first + [c for c in log.columns if c not in first]]
+
+
 def _colors(results: list[Result]) -> dict[str, Any]:
     """One colour per system, the same in every figure; baselines in greys, apart from the variants."""
     from matplotlib import colormaps

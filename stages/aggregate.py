@@ -24,6 +24,8 @@ def aggregate(
     summary: Annotated[Path, typer.Option(
         help="Compact metrics for DVC: key metric, interval, Δ, p.")] = Path("metrics/summary.json"),
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
+    training: Annotated[Path, typer.Option(
+        help="Every variant's per-epoch log in one CSV (dvc plots).")] = Path("plots/training.csv"),
     stats: Annotated[Path, typer.Option(help="The split's statistics (names the dataset).")] = Path(
         "data/stats.json"),
 ) -> None:
@@ -31,7 +33,7 @@ def aggregate(
     from multvae.atomic import atomic_path, write_json, write_text
     from multvae.config import load_config, load_report, load_tuning, read_params, variant_names
     from multvae.data import read_stats
-    from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves
+    from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
     from multvae.metrics import metric_names
     from multvae.table import build_table, label, load_results, select_tuned, summary_metrics, table_markdown
 
@@ -55,6 +57,8 @@ def aggregate(
     frame = build_table(rows, metrics, cfg.eval, labels)
     write_text(table, table_markdown(frame, metrics, cfg.eval, labels, dataset, grid))
     write_json(summary, summary_metrics(frame, metrics[0]))
+    with atomic_path(training) as tmp:
+        training_log(results).to_csv(tmp, index=False)
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
     plot_comparison(frame, metrics, plots_dir / "comparison.png", cfg.eval.confidence, dataset)

@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
 for command in (download, prepare, train, evaluate, popularity, ease, aggregate, recommend, synthesize):
     app.command()(command)

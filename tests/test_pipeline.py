@@ -47,6 +47,7 @@ def repo(tmp_path_factory):
     run(["git", "config", "user.name", "ci"], repo)
     run(["dvc", "init", "-q"], repo)
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline run"], repo)
@@ -111,6 +112,8 @@ def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo):
 
 
 def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo):
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "before a third seed"], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["seeds"] = [1, 2, 3]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -132,9 +135,18 @@ def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo)
     assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo)) == {}
 
 
-def test_plots_show_renders_the_curves(repo):
+def test_plots_show_overlays_every_variant_and_seed_in_one_chart(repo):
     out = json.loads(run(["dvc", "plots", "show", "--json"], repo))
-    assert any("plots/curves/original/seed-1.csv" in key for key in out["data"])
+    assert not out.get("errors"), out.get("errors")
+    for title in ("Validation NDCG@100", "Validation Recall@20", "Validation Recall@50", "Training loss",
+                  "KL weight β"):
+        [chart] = out["data"][title]
+        values = chart["content"]["data"]["values"]
+        assert {(v["variant"], str(v["seed"])) for v in values} == {
+            (variant, seed) for variant in ("original", "relu") for seed in ("1", "2")}
+        encoding = chart["content"]["encoding"]
+        assert encoding["color"]["field"] == "variant" and encoding["detail"]["field"] == "seed"
+        assert encoding["x"]["title"] == "epoch"
 
 
 def test_a_local_source_is_tracked_by_content_and_found_from_a_temporary_experiment(repo):
