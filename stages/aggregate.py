@@ -26,6 +26,8 @@ def aggregate(
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
     training: Annotated[Path, typer.Option(
         help="Every variant's per-epoch log in one CSV (dvc plots).")] = Path("plots/training.csv"),
+    report: Annotated[Path, typer.Option(help="Self-contained HTML page of the study.")] = Path(
+        "metrics/report.html"),
     stats: Annotated[Path, typer.Option(help="The split's statistics (names the dataset).")] = Path(
         "data/stats.json"),
 ) -> None:
@@ -34,6 +36,7 @@ def aggregate(
     from multvae.config import load_config, load_report, load_tuning, read_params, variant_names
     from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
+    from multvae.html_report import render
     from multvae.metrics import metric_names
     from multvae.table import build_table, label, load_results, select_tuned, summary_metrics, table_markdown
 
@@ -55,7 +58,8 @@ def aggregate(
     dataset = str(read_stats(stats).get("dataset", "unknown data"))
     rows, grid = select_tuned(results, load_tuning(params, order), metrics[0])
     frame = build_table(rows, metrics, cfg.eval, labels)
-    write_text(table, table_markdown(frame, metrics, cfg.eval, labels, dataset, grid))
+    markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, grid)
+    write_text(table, markdown)
     write_json(summary, summary_metrics(frame, metrics[0]))
     with atomic_path(training) as tmp:
         training_log(results).to_csv(tmp, index=False)
@@ -64,5 +68,9 @@ def aggregate(
     plot_comparison(frame, metrics, plots_dir / "comparison.png", cfg.eval.confidence, dataset)
     plot_validation_curves(results, metrics, plots_dir / "validation_curves.png", labels, dataset)
     plot_beta_schedules(results, plots_dir / "beta_schedules.png", labels, dataset)
-    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}; figures comparison.png, "
-               f"validation_curves.png, beta_schedules.png -> {plots_dir}")
+    figures = {"Test metrics with intervals": plots_dir / "comparison.png",
+               "Validation curves (every variant)": plots_dir / "validation_curves.png",
+               "β schedules": plots_dir / "beta_schedules.png"}
+    write_text(report, render(dataset, markdown, figures, read_stats(stats), Path(params).read_text()))
+    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {report}; figures "
+               f"comparison.png, validation_curves.png, beta_schedules.png -> {plots_dir}")

@@ -113,7 +113,8 @@ def run_stage(root: Path, dirs: dict[str, Path]):
         "--per-user-dir", str(dirs["per_user"]), "--curves-dir", str(dirs["curves"]),
         "--table", str(root / "metrics/table.md"), "--csv", str(root / "metrics/table.csv"),
         "--plots-dir", str(root / "plots"), "--stats", str(dirs["stats"]),
-        "--summary", str(root / "metrics/summary.json"),
+        "--summary", str(root / "metrics/summary.json"), "--report", str(root / "metrics/report.html"),
+        "--training", str(root / "plots/training.csv"),
     ])
 
 
@@ -282,3 +283,15 @@ def test_a_tuning_group_shows_its_best_member_on_validation_only(tmp_path, input
     assert not any("sgd_lr_a" in row for row in rows)
     assert "sgd_lr_a 0.3000, sgd_lr_b 0.3500" in text
     assert "sgd_tuned" in json.loads((tmp_path / "metrics/summary.json").read_text())
+
+
+def test_the_html_report_is_self_contained(tmp_path, inputs):
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "metrics/report.html").read_text()
+    assert "<h1>Mult-VAE study: ml-1m</h1>" in page and "β = γ·|x_u|" in page and "p (Holm)" in page
+    assert page.count('src="data:image/png;base64,') == 3
+    # nothing is loaded from elsewhere: no URL in any src/href, no script, no external style sheet
+    assert not re.search(r'(src|href)\s*=\s*"(?!data:)', page)
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert "bootstrap_samples: 200" in page  # the exact parameters
