@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from multvae.config import EvalConfig
+from multvae.live_log import LogError, read_log
 from multvae.results import ResultError, read_per_user, read_summary
 from multvae.stats import bootstrap_ci, detectable_difference, holm, paired_difference
 
@@ -43,17 +44,16 @@ def metric_title(metric: str) -> str:
 
 
 def _read_curves(folder: Path, metrics: list[str], seeds: list[str]) -> pd.DataFrame | None:
-    """The per-epoch logs of a variant's seeds (<folder>/seed-<s>.csv), stacked; None if none."""
-    paths = [folder / f"seed-{seed}.csv" for seed in seeds]
-    if not any(p.is_file() for p in paths):
+    """The per-epoch logs of a variant's seeds (<folder>/seed-<s>, DVCLive's layout), stacked;
+    None if there are none."""
+    paths = [folder / f"seed-{seed}" for seed in seeds]
+    if not any(p.is_dir() for p in paths):
         return None
-    frames = []
-    for path in paths:
-        try:
-            frames.append(pd.read_csv(path))
-        except (OSError, ValueError) as exc:
-            raise ResultError(f"{path}: cannot read the training log: {exc}") from None
-    curves = pd.concat(frames, ignore_index=True)
+    try:
+        curves = pd.concat([read_log(path, seed) for path, seed in zip(paths, seeds, strict=True)],
+                           ignore_index=True)
+    except LogError as exc:
+        raise ResultError(str(exc)) from None
     missing = [c for c in ("epoch", "beta", *(f"val_{m}" for m in metrics)) if c not in curves.columns]
     if missing:
         raise ResultError(f"{folder}: missing column(s) {', '.join(missing)}")

@@ -137,11 +137,16 @@ UpdateHook = Callable[[int, MultVAE], bool]
 """Called after each update with the number of updates made so far; True stops training there."""
 BatchHook = Callable[[int], None]
 """Called before each batch is gathered, with the number of updates made so far."""
+EpochHook = Callable[[dict], None]
+"""Called with each epoch's log row (epoch, loss, β, validation metrics, seconds), in order: on a
+resumed run first with every row restored from the checkpoint, so a log kept by the hook ends
+equal to an uninterrupted run's."""
 
 
 def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | None = None,
                 checkpoint: Path | None = None, log: Callable[[str], None] = print,
-                on_update: UpdateHook | None = None, before_batch: BatchHook | None = None) -> TrainResult:
+                on_update: UpdateHook | None = None, before_batch: BatchHook | None = None,
+                on_epoch: EpochHook | None = None) -> TrainResult:
     """Train for cfg.train.epochs (fewer if `on_update` stops it) and return the best epoch's weights.
     The hooks let benchmarks and tests time, inspect or stop single updates."""
     runtime = runtime or RuntimeConfig()
@@ -180,6 +185,9 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
         best_epoch, best_score = state["best_epoch"], state["best_score"]
         best_state, best_val = state["best_state"], state["best_val"]
         log(f"resuming from {checkpoint} after epoch {state['epoch']}")
+    if on_epoch is not None:
+        for restored in rows:
+            on_epoch(restored)
 
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         t0 = time.perf_counter()
@@ -207,6 +215,8 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
         row = {"seed": seed, "epoch": epoch, **{k: v / batches_per_epoch for k, v in sums.items()},
                **val_means, "seconds": round(seconds, 3)}
         rows.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         if val_means[key_metric] > best_score:
             best_epoch, best_score, best_val = epoch, val_means[key_metric], val_means
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -28,15 +28,15 @@ def train(
     data: DataOption = Path("data/prepared"),
     models: Annotated[Path, typer.Option(help="Folder of trained models, a sub-folder per variant.")] = Path(
         "models"),
-    curves: Annotated[Path, typer.Option(help="Folder of per-epoch logs, a sub-folder per variant.")] = Path(
-        "plots/curves"),
+    logs: Annotated[Path, typer.Option(
+        help="DVCLive folders of per-epoch logs: <logs>/<variant>/seed-<s>.")] = Path("dvclive"),
     checkpoints: Annotated[Path, typer.Option(help="Where per-epoch checkpoints for resuming live.")] = Path(
         ".checkpoints"),
 ) -> None:
     """Train a variant (or, without one, the base configuration of --params) and keep its best epoch."""
-    from multvae.atomic import atomic_path
     from multvae.config import ConfigError, load_config, load_runtime
     from multvae.data import load_dataset
+    from multvae.live_log import EpochLog
     from multvae.metrics import check_cutoffs
     from multvae.model_file import SavedModel, save_model
     from multvae.training import train_model
@@ -52,12 +52,11 @@ def train(
                f"{dataset.train.nnz:,} positives; seeds {seeds}")
     for s in seeds:
         checkpoint = checkpoints / name / f"seed-{s}.pt"
+        epoch_log = EpochLog(logs / name / f"seed-{s}")
         result = train_model(cfg, dataset, s, runtime, checkpoint=checkpoint,
-                             log=functools.partial(_log, f"[{name} seed {s}]"))
+                             log=functools.partial(_log, f"[{name} seed {s}]"), on_epoch=epoch_log)
         assert result.state_dict is not None  # no stop hook: every epoch ran
         save_model(models / name / f"seed-{s}.pt", result.state_dict, SavedModel(
             config=cfg, seed=s, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
             best_epoch=result.best_epoch, best_validation=result.best_validation))
-        with atomic_path(curves / name / f"seed-{s}.csv") as tmp:
-            result.curves.to_csv(tmp, index=False)
         checkpoint.unlink(missing_ok=True)  # the folder stays: another seed may be writing there

@@ -21,7 +21,7 @@ data:
   heldout_users: 30
   synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}
 model: {hidden_dims: [32], latent_dim: 8}
-train: {epochs: 8, batch_size: 20}
+train: {epochs: 8, batch_size: 20, seeds: [98765]}
 eval: {bootstrap_samples: 200}
 baselines: {ease_lambdas: [10.0, 100.0]}
 runtime: {device: cpu, threads: 1}
@@ -32,7 +32,7 @@ variants:
 STAGES = {
     "download": (["download", "--no-progress"], ["data/raw"]),
     "prepare": (["prepare"], ["data/prepared", "data/stats.json"]),
-    "train": (["train", "original", "--seed", "98765"], ["models/original", "plots/curves/original"]),
+    "train": (["train", "original", "--seed", "98765"], ["models/original", "dvclive/original"]),
     "evaluate": (["evaluate", "original"], ["metrics/variants/original.json",
                                             "metrics/per_user/original.parquet"]),
     "popularity": (["popularity"], ["metrics/variants/most_popular.json",
@@ -71,6 +71,8 @@ def _content(path: Path) -> object:
 
         saved = torch.load(path, weights_only=True)
         return {k: v.tolist() for k, v in saved["state_dict"].items()}
+    if path.suffix == ".tsv":  # DVCLive's per-epoch log
+        return path.read_text()
     if path.suffix == ".csv":
         frame = pd.read_csv(path).drop(columns=["seconds"], errors="ignore")
         return frame.to_json(orient="split", double_precision=15)  # NaN as null: comparable

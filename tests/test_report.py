@@ -60,7 +60,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
     shift has a mean difference of exactly zero and any other shift is unmistakable."""
     rng = np.random.default_rng(0)
     dirs = {"metrics": root / "metrics/variants", "per_user": root / "metrics/per_user",
-            "curves": root / "plots/curves"}
+            "curves": root / "dvclive"}
     for d in dirs.values():
         d.mkdir(parents=True)
     base = {m: rng.uniform(0.3, 0.6, size=USERS) for m in METRICS}
@@ -85,9 +85,12 @@ def make_inputs(root: Path) -> dict[str, Path]:
                 "loss": 1.0, "nll": 1.0, "kl": 0.1,
                 **{f"val_{m}": 0.4 + shift - 0.2 * np.exp(-epochs / 3) + 0.005 * i for m in METRICS},
                 "seconds": 1.0}) for i, seed in enumerate(seeds)])
-            (dirs["curves"] / name).mkdir()
             for seed, frame in curve.groupby("seed"):
-                frame.to_csv(dirs["curves"] / name / f"seed-{seed}.csv", index=False)
+                folder = dirs["curves"] / name / f"seed-{seed}" / "plots" / "metrics"
+                folder.mkdir(parents=True)
+                for column in frame.columns.drop(["seed", "epoch"]):  # DVCLive's layout
+                    frame[["epoch", column]].rename(columns={"epoch": "step"}).to_csv(
+                        folder / f"{column}.tsv", sep="\t", index=False)
         (dirs["metrics"] / f"{name}.json").write_text(json.dumps(summary))
         if name not in WITHOUT_PER_USER:
             per_user.to_parquet(dirs["per_user"] / f"{name}.parquet", index=False)

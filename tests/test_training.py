@@ -19,6 +19,7 @@ from multvae.config import (
     TrainConfig,
 )
 from multvae.data import load_dataset
+from multvae.live_log import read_log
 from multvae.split import split, write_split
 from multvae.synthetic import generate
 from multvae.training import TrainingError, train_model
@@ -109,7 +110,7 @@ data:
   synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}
 model: {hidden_dims: [32], latent_dim: 8}
 beta: {total_anneal_steps: 20}
-train: {epochs: 40, batch_size: 20}
+train: {epochs: 40, batch_size: 20, seeds: [98765]}
 runtime: {device: cpu, threads: 1}
 variants:
   original: {}
@@ -153,5 +154,26 @@ def test_train_stage_killed_mid_run_resumes_to_same_metrics(tmp_path):
         assert _cli(["evaluate", "original"], cwd).returncode == 0
     a, b = (pd.read_parquet(c / "metrics/per_user/original.parquet") for c in runs.values())
     pd.testing.assert_frame_equal(a, b)
-    ca, cb = (pd.read_csv(c / "plots/curves/original.csv") for c in runs.values())
-    pd.testing.assert_frame_equal(ca.drop(columns="seconds"), cb.drop(columns="seconds"))
+    ca, cb = (read_log(c / "dvclive/original/seed-98765", 98765) for c in runs.values())
+    pd.testing.assert_frame_equal(ca, cb)  # the resumed run's DVCLive log, row for row
+    assert len(ca) == 40
+
+
+@pytest.mark.slow
+def test_the_per_epoch_log_grows_while_training_runs(tmp_path):
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    for cmd in (["download"], ["prepare"]):
+        assert _cli(cmd, tmp_path).returncode == 0
+    exe = Path(sys.executable).with_name("multvae")
+    log = tmp_path / "dvclive" / "original" / "seed-98765" / "plots" / "metrics" / "val_ndcg@100.tsv"
+    proc = subprocess.Popen([str(exe), "train", "original"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    seen: list[int] = []
+    while proc.poll() is None:
+        lines = len(log.read_text().splitlines()) - 1 if log.exists() else 0
+        if not seen or lines != seen[-1]:
+            seen.append(lines)
+        time.sleep(0.02)
+    assert proc.returncode == 0
+    assert len([n for n in seen if 0 < n < 40]) >= 3, seen  # read back at several epochs mid-run
+    assert seen == sorted(seen) and len(log.read_text().splitlines()) == 41
