@@ -107,6 +107,7 @@ class RuntimeConfig:
     threads: int = 0
     eval_batch_size: int = 2000
     compile: bool = False
+    checkpoint_seconds: float = 60.0  # at most one resume checkpoint this often (0: every epoch)
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,8 @@ def load_runtime(path: Path) -> RuntimeConfig:
              f"expected 0 (all cores) or more, got {runtime.threads}")
     _require(runtime.eval_batch_size >= 1, f"{path}: runtime.eval_batch_size",
              f"expected at least 1, got {runtime.eval_batch_size}")
+    _require(runtime.checkpoint_seconds >= 0, f"{path}: runtime.checkpoint_seconds",
+             f"expected 0 (every epoch) or more, got {runtime.checkpoint_seconds}")
     return runtime
 
 

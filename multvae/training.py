@@ -1,5 +1,6 @@
 """The training loop: batches streamed from the sparse training matrix, validation each epoch,
-the best epoch's weights kept, and a checkpoint each epoch so that a killed run resumes.
+the best epoch's weights kept, and checkpoints (at most one each runtime.checkpoint_seconds, and
+after the last epoch) so that a killed run resumes.
 
 Resuming restores the model, the optimiser, every random generator and the log, so an
 interrupted run ends with exactly the metrics of an uninterrupted one.
@@ -189,6 +190,7 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
         for restored in rows:
             on_epoch(restored)
 
+    saved_at = time.monotonic()  # checkpoints on a time budget: a full one is large at ML-20M
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -223,7 +225,9 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
         log(f"epoch {epoch:>3}/{cfg.train.epochs}  loss {row['loss']:.2f}  beta {row['beta']:.3f}  "
             f"{key_metric} {val_means[key_metric]:.4f}  best {best_score:.4f} (epoch {best_epoch})  "
             f"{time.perf_counter() - t0:.1f}s")
-        if checkpoint is not None:
+        due = time.monotonic() - saved_at >= runtime.checkpoint_seconds or epoch == cfg.train.epochs
+        if checkpoint is not None and due:
+            saved_at = time.monotonic()
             _save_checkpoint(checkpoint, {
                 "fingerprint": key, "epoch": epoch, "step": step, "seconds": seconds,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -29,7 +29,7 @@ TINY = Config(
     model=ModelConfig(hidden_dims=(16,), latent_dim=8),
     train=TrainConfig(epochs=2, batch_size=50),
 )
-CPU = RuntimeConfig(device="cpu", threads=1)
+CPU = RuntimeConfig(device="cpu", threads=1, checkpoint_seconds=0)
 CPU_DEVICE = torch.device("cpu")
 KS = (20, 50, 100)
 

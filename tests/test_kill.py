@@ -24,7 +24,7 @@ model: {hidden_dims: [32], latent_dim: 8}
 train: {epochs: 8, batch_size: 20, seeds: [98765]}
 eval: {bootstrap_samples: 200}
 baselines: {ease_lambdas: [10.0, 100.0]}
-runtime: {device: cpu, threads: 1}
+runtime: {device: cpu, threads: 1, checkpoint_seconds: 0}
 variants:
   original: {}
 """

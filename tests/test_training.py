@@ -16,6 +16,7 @@ from multvae.config import (
     DataConfig,
     ModelConfig,
     OptimConfig,
+    RuntimeConfig,
     TrainConfig,
 )
 from multvae.data import load_dataset
@@ -30,6 +31,7 @@ SMALL = Config(
     beta=BetaConfig(total_anneal_steps=20),
     train=TrainConfig(epochs=6, batch_size=50),
 )
+EVERY_EPOCH = RuntimeConfig(checkpoint_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +81,33 @@ def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=stop_at_epoch_4)
+        train_model(SMALL, dataset, seed=5, runtime=EVERY_EPOCH, checkpoint=ckpt, log=stop_at_epoch_4)
     lines: list[str] = []
-    resumed = train_model(SMALL, dataset, seed=5, checkpoint=ckpt, log=lines.append)
+    resumed = train_model(SMALL, dataset, seed=5, runtime=EVERY_EPOCH, checkpoint=ckpt, log=lines.append)
     assert lines[0].startswith("resuming") and "after epoch 3" in lines[0]
     cols = ["epoch", "loss", "val_ndcg@100", "val_recall@50"]
     pd.testing.assert_frame_equal(full.curves[cols], resumed.curves[cols])
     assert full.best_epoch == resumed.best_epoch
+
+
+def test_checkpoints_follow_their_time_budget_and_the_last_epoch_is_always_saved(dataset, tmp_path,
+                                                                                 monkeypatch):
+    import multvae.training as training
+
+    saved: list[int] = []
+    original = training._save_checkpoint
+
+    def counting(path, state) -> None:
+        saved.append(state["epoch"])
+        original(path, state)
+
+    monkeypatch.setattr(training, "_save_checkpoint", counting)
+    train_model(SMALL, dataset, seed=5, runtime=RuntimeConfig(checkpoint_seconds=3600),
+                checkpoint=tmp_path / "a.pt", log=lambda _: None)
+    assert saved == [6]
+    saved.clear()
+    train_model(SMALL, dataset, seed=5, runtime=EVERY_EPOCH, checkpoint=tmp_path / "b.pt", log=lambda _: None)
+    assert saved == [1, 2, 3, 4, 5, 6]
 
 
 def test_checkpoint_of_other_parameters_is_not_resumed(dataset, tmp_path):
@@ -111,7 +133,7 @@ data:
 model: {hidden_dims: [32], latent_dim: 8}
 beta: {total_anneal_steps: 20}
 train: {epochs: 40, batch_size: 20, seeds: [98765]}
-runtime: {device: cpu, threads: 1}
+runtime: {device: cpu, threads: 1, checkpoint_seconds: 0}
 variants:
   original: {}
 """
