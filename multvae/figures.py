@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from multvae.atomic import atomic_path
 from multvae.table import Result, label, metric_title
@@ -112,6 +113,7 @@ def plot_validation_curves(results: list[Result], metrics: list[str], path: Path
         ax.set_title(f"Validation {metric_title(m)}")
         ax.set_xlabel("Epoch")
         ax.set_ylabel(metric_title(m))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles: dict[str, Any] = {}
     for ax in axes:
@@ -120,7 +122,7 @@ def plot_validation_curves(results: list[Result], metrics: list[str], path: Path
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper")
     band = " (line: mean over seeds, band: ±1 std)" if several else ""
-    fig.suptitle(f"{dataset}: validation metrics during training{band}")
+    fig.suptitle(f"{dataset}, {_epochs(results)}: validation metrics during training{band}")
     _save(fig, path)
 
 
@@ -134,20 +136,34 @@ def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str
             beta = r.curves.groupby("epoch")["beta"].mean()
             key = (tuple(beta.index.astype(float)), tuple(np.round(beta.to_numpy(float), 6)))
             groups.setdefault(key, []).append(r)
-    fig = Figure(figsize=(11.0, 5.0), layout="constrained")
-    ax = fig.add_subplot()
-    for (epochs, beta), members in groups.items():
-        names = ", ".join(label(r.name, labels) for r in members)
-        ax.plot(epochs, beta, color=colors[members[0].name], linewidth=1.8, label=textwrap.fill(names, 40))
+    fig = Figure(figsize=(14.0, 5.0), layout="constrained")
+    axes = fig.subplots(1, 2)
+    # Left: every schedule at full scale; right: β up to 0.25, where the paper's anneal to 0.2
+    # would otherwise be a line along the axis next to the cyclical schedule's cap of 1.
+    for ax, top, title in ((axes[0], None, "all schedules"), (axes[1], 0.25, "detail: β ≤ 0.25")):
+        for (epochs, beta), members in groups.items():
+            names = ", ".join(label(r.name, labels) for r in members)
+            ax.plot(epochs, beta, color=colors[members[0].name], linewidth=1.8,
+                    label=textwrap.fill(names, 40))
+        if not groups:
+            _no_data(ax, "no training logs found")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel("β (mean over the epoch's updates)")
+        ax.set_title(title)
+        ax.set_ylim(bottom=0, top=top)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     if groups:
-        fig.legend(loc="outside right upper")
-    else:
-        _no_data(ax, "no training logs found")
-    ax.set_xlabel("Epoch")
-    ax.set_ylabel("β (mean over the epoch's updates)")
-    ax.set_title(f"{dataset}: KL weight β during training (identical schedules share a line)")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
+        handles, texts = axes[0].get_legend_handles_labels()
+        fig.legend(handles, texts, loc="outside right upper")
+    fig.suptitle(f"{dataset}, {_epochs(results)}: KL weight β during training "
+                 "(identical schedules share a line)")
     _save(fig, path)
+
+
+def _epochs(results: list[Result]) -> str:
+    """'200 epochs' (the longest run among the logs), for figure titles."""
+    longest = max((int(r.curves["epoch"].max()) for r in results if r.curves is not None), default=0)
+    return f"{longest} epochs"
 
 
