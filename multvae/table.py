@@ -190,9 +190,11 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
 
 
 def summary_metrics(table: pd.DataFrame, key: str) -> dict[str, dict[str, float]]:
-    """The compact metrics file for `dvc metrics` / `dvc exp show`: per row, the key metric with its
-    interval and, against the reference, the difference with its interval and raw and Holm p."""
-    columns = {key: key, f"{key}_low": f"{key}_low", f"{key}_high": f"{key}_high",
+    """The compact metrics file for `dvc metrics` / `dvc exp show`: per row, the key metric (named
+    without its cut-off, `ndcg`, so that every variant's column fits a terminal) with its interval
+    (`low`, `high`) and, against the reference, the difference with its interval and raw and Holm p."""
+    short = key.partition("@")[0]
+    columns = {key: short, f"{key}_low": "low", f"{key}_high": "high",
                f"diff_{key}": "diff", f"diff_{key}_low": "diff_low", f"diff_{key}_high": "diff_high",
                "p_value": "p", "p_holm": "p_holm"}
     out: dict[str, dict[str, float]] = {}

@@ -167,11 +167,11 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
 
     summary = json.loads((tmp_path / "metrics/summary.json").read_text())
     assert set(summary) == set(SYSTEMS)
-    assert set(summary["relu"]) == {"ndcg@100", "ndcg@100_low", "ndcg@100_high", "diff", "diff_low",
-                                    "diff_high", "p", "p_holm"}
+    assert set(summary["relu"]) == {"ndcg", "low", "high", "diff", "diff_low", "diff_high", "p", "p_holm"}
     assert summary["relu"]["diff"] == pytest.approx(-0.05)
     assert summary["relu"]["p_holm"] >= summary["relu"]["p"]
-    assert set(summary["original"]) == {"ndcg@100", "ndcg@100_low", "ndcg@100_high"}
+    assert set(summary["original"]) == {"ndcg", "low", "high"}
+    assert summary["relu"]["low"] < summary["relu"]["ndcg"] < summary["relu"]["high"]
 
     table = pd.read_csv(tmp_path / "metrics/table.csv")
     for m in METRICS:
