@@ -165,7 +165,8 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
                         f"diff_{key}_high": d["high"], "p_value": d["p_value"]}
                 differences[r.name] = r.per_user[key].to_numpy() - reference[key].to_numpy()
             row.update(diff)
-        row["chosen"] = r.summary.get("chosen", "")
+        lam = r.summary.get("lambda")  # a baseline's hyper-parameter chosen on validation (EASE)
+        row["chosen"] = r.summary.get("chosen") or (f"λ = {lam:g}" if isinstance(lam, (int, float)) else "")
         row["best_epoch"] = r.summary.get("best_epoch", pd.NA)
         row["seeds"] = len(r.summary["seeds"]) if r.kind == "vae" else pd.NA
         if multi_seed:
