@@ -78,27 +78,28 @@ def read_raw(raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frames[0], frames[1]
 
 
+def _json_object(path: Path, stage: str) -> dict:
+    """A JSON object a stage wrote; anything else is a DataError that says to rerun `stage`."""
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the {stage} stage first (`dvc repro {stage}`)")
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); run `dvc repro -f {stage}`") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object; run `dvc repro -f {stage}`")
+    return value
+
+
 def read_stats(path: Path) -> dict:
     """The split's statistics written by the prepare stage (data/stats.json)."""
-    if not Path(path).is_file():
-        raise DataError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
-    try:
-        stats = json.loads(Path(path).read_text())
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); run `dvc repro -f prepare`") from None
-    if not isinstance(stats, dict):
-        raise DataError(f"{path}: expected a JSON object; run `dvc repro -f prepare`")
-    return stats
+    return _json_object(Path(path), "prepare")
 
 
 def read_source_info(raw_dir: Path) -> dict:
     """What the download stage recorded about the source (source.json), or {} without it."""
     path = Path(raw_dir) / "source.json"
-    try:
-        info = json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); run `dvc repro -f download`") from None
-    return info if isinstance(info, dict) else {}
+    return _json_object(path, "download") if path.is_file() else {}
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
@@ -114,14 +115,11 @@ def _read_raw(path: Path) -> pd.DataFrame:
 def read_fingerprint(data_dir: Path | str) -> str:
     """The fingerprint the prepare stage recorded for the split in `data_dir`."""
     path = Path(data_dir) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path} not found: run the prepare stage (`dvc repro prepare`)")
-    try:
-        value = json.loads(path.read_text())["fingerprint"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not a manifest written by the prepare stage ({exc!r}); "
-                        "run `dvc repro -f prepare`") from None
-    return str(value)
+    manifest = _json_object(path, "prepare")
+    if "fingerprint" not in manifest:
+        raise DataError(f"{path}: not a manifest written by the prepare stage (no fingerprint); "
+                        "run `dvc repro -f prepare`")
+    return str(manifest["fingerprint"])
 
 
 def _read(data_dir: Path, name: str) -> pd.DataFrame:

@@ -110,12 +110,17 @@ def _read_chunk(response, url: str, dataset: str) -> bytes:
         raise DownloadError(f"{url}: the download broke off ({exc!r}); {_offline_hint(dataset)}") from exc
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()  # noqa: S324
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of a file, read in chunks (archives can be hundreds of MB)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    return file_digest(path, "md5")  # the releases publish MD5 sums
 
 
 def verify(path: Path | str, actual: str, expected: str) -> None:
@@ -194,14 +199,6 @@ def _sibling_movies(path: Path) -> pd.DataFrame:
     return _no_titles()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def resolve_source(source: str, cwd: Path | None = None) -> Path:
     """data.source as a path. A relative one is taken from the project root; inside an experiment
     that DVC runs in a temporary copy (`dvc exp run --temp/--queue`, under <repo>/.dvc/tmp/exps/),
@@ -224,7 +221,7 @@ def _input_key(data: DataConfig, source: Path | None) -> dict[str, Any]:
     the output is current and nothing is rewritten. A local file counts by its bytes (SHA-256)."""
     key: dict[str, Any] = {"dataset": data.dataset}
     if source is not None:
-        key.update(source=str(source), sha256=file_sha256(source), size=source.stat().st_size)
+        key.update(source=str(source), sha256=file_digest(source, "sha256"), size=source.stat().st_size)
     elif data.dataset == "synthetic":
         key["synthetic"] = dataclasses.asdict(data.synthetic)
     else:
@@ -232,15 +229,15 @@ def _input_key(data: DataConfig, source: Path | None) -> dict[str, Any]:
     return key
 
 
-def current(out_dir: Path, key: dict[str, Any]) -> bool:
-    """Whether out_dir already holds the output of exactly this input."""
-    record = out_dir / "source.json"
+def current(out_dir: Path, key: dict[str, Any]) -> dict | None:
+    """source.json of out_dir when it already holds the output of exactly this input, else None."""
     if not all((out_dir / name).is_file() for name in ("ratings.parquet", "movies.parquet", "source.json")):
-        return False
+        return None
     try:
-        return json.loads(record.read_text()).get("input") == key
+        record = json.loads((out_dir / "source.json").read_text())
     except ValueError:
-        return False
+        return None
+    return record if isinstance(record, dict) and record.get("input") == key else None
 
 
 def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> tuple[dict, bool]:
@@ -250,8 +247,8 @@ def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> 
     if data.source is None and data.dataset == "auto":
         raise DownloadError("data.dataset: auto labels a local file by its content; set data.source too")
     key = _input_key(data, source)
-    if current(out_dir, key):
-        return json.loads((out_dir / "source.json").read_text()), False
+    if (record := current(out_dir, key)) is not None:
+        return record, False
     release = RELEASES.get(data.dataset)
     info: dict[str, Any] = {"input": key}
     claimed: str | None = None if data.dataset in ("auto", "synthetic") else data.dataset

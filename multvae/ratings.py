@@ -67,15 +67,20 @@ def _text_types(names: list[str]) -> pacsv.ConvertOptions:
     return pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True)
 
 
-def _read_dat(path: Path, as_text: bool = False) -> pd.DataFrame:
-    names = ["userId", "e1", "movieId", "e2", "rating", "e3", "timestamp"][: _dat_width(path)]
-    table = pacsv.read_csv(
+def _read_headerless(path: Path, names: list[str], delimiter: str, as_text: bool) -> pa.Table:
+    """A ratings file without a header row, its columns named `names`."""
+    return pacsv.read_csv(
         path,
         read_options=pacsv.ReadOptions(column_names=names),
-        parse_options=pacsv.ParseOptions(delimiter=":"),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
         convert_options=_text_types(names) if as_text else pacsv.ConvertOptions(
             column_types={"rating": pa.float64()}),
     )
+
+
+def _read_dat(path: Path, as_text: bool = False) -> pd.DataFrame:
+    names = ["userId", "e1", "movieId", "e2", "rating", "e3", "timestamp"][: _dat_width(path)]
+    table = _read_headerless(path, names, ":", as_text)
     missing = [c for c in RATING_COLUMNS if c not in table.column_names]
     if missing:
         raise RatingsError(
@@ -111,15 +116,7 @@ def _read_csv(path: Path, as_text: bool = False) -> pd.DataFrame:
 
 def _read_tsv(path: Path, as_text: bool = False) -> pd.DataFrame:
     """ML-100K's u.data: user id, item id, rating, timestamp, tab-separated, no header."""
-    names = ["userId", "movieId", "rating", "timestamp"]
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=names),
-        parse_options=pacsv.ParseOptions(delimiter="\t"),
-        convert_options=_text_types(names) if as_text else pacsv.ConvertOptions(
-            column_types={"rating": pa.float64()}),
-    )
-    return table.to_pandas()
+    return _read_headerless(path, ["userId", "movieId", "rating", "timestamp"], "\t", as_text).to_pandas()
 
 
 def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -177,20 +174,20 @@ def read_movies(path: Path | str) -> pd.DataFrame:
     """movieId and title, from movies.csv or the latin-1 `::` movies.dat."""
     path = Path(path)
     try:
-        if path.name.removesuffix(".gz") == "u.item":  # ML-100K: id|title|date|..., latin-1
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt", encoding="latin-1") as fh:
-                rows = [line.split("|")[:2] for line in fh if line.strip()]
-            frame = pd.DataFrame(rows, columns=["movieId", "title"])
-            frame["movieId"] = frame["movieId"].astype(np.int64)
-            return frame
+        if path.name.removesuffix(".gz") == "u.item":  # ML-100K: id|title|date|...
+            return _read_titles(path, "|")
         if path.name.removesuffix(".gz").endswith(".dat"):
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt", encoding="latin-1") as fh:
-                rows = [line.rstrip("\n").split("::")[:2] for line in fh if line.strip()]
-            frame = pd.DataFrame(rows, columns=["movieId", "title"])
-            frame["movieId"] = frame["movieId"].astype(np.int64)
-            return frame
+            return _read_titles(path, "::")
         return pd.read_csv(path, usecols=["movieId", "title"], dtype={"movieId": np.int64, "title": str})
     except (OSError, EOFError, ValueError) as exc:
         raise RatingsError(f"{path}: not a readable movies file with movieId and title ({exc})") from exc
+
+
+def _read_titles(path: Path, separator: str) -> pd.DataFrame:
+    """movieId and title from the first two fields of a latin-1 file without a header."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="latin-1") as fh:
+        rows = [line.rstrip("\n").split(separator)[:2] for line in fh if line.strip()]
+    frame = pd.DataFrame(rows, columns=["movieId", "title"])
+    frame["movieId"] = frame["movieId"].astype(np.int64)
+    return frame
