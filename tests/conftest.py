@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import os
+import re
+import shutil
+import subprocess
+import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -89,3 +95,76 @@ def write_dat():
 def make_zip():
     """A function writing a zip with the given entries as is (see _make_zip)."""
     return _make_zip
+
+
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    """A command with this environment's tools first on PATH; its standard output, or a failure
+    that shows both streams."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def run():
+    """Run a command (dvc, git, multvae) in a folder; assert it succeeds; return its output."""
+    return _run
+
+
+@pytest.fixture(scope="session")
+def ran():
+    """The stages a `dvc repro` output says it ran (not the ones it found unchanged)."""
+    return lambda output: set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="session")
+def new_project():
+    """A git + DVC repository holding this project's pipeline (code, dvc.yaml, params.yaml with
+    `edit` applied, .dvc config and plot template), with nothing committed yet."""
+
+    def make(folder: Path, edit: Callable[[dict], None]) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("dvc.yaml", "params.yaml"):
+            shutil.copy(REPO / name, folder / name)
+        for package in ("multvae", "stages"):
+            shutil.copytree(REPO / package, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
+        params = yaml.safe_load((folder / "params.yaml").read_text())
+        edit(params)
+        (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        _run(["git", "init", "-q"], folder)
+        _run(["git", "config", "user.email", "ci@example.com"], folder)
+        _run(["git", "config", "user.name", "ci"], folder)
+        _run(["dvc", "init", "-q"], folder)
+        shutil.copy(REPO / ".dvc" / "config", folder / ".dvc" / "config")
+        shutil.copytree(REPO / ".dvc" / "plots", folder / ".dvc" / "plots")
+        return folder
+
+    return make
+
+
+TINY_PARAMS: dict[str, dict] = {
+    "data": {"dataset": "synthetic", "heldout_users": 30,
+             "synthetic": {"users": 300, "items": 200, "ratings_per_user": 30, "tastes": 5}},
+    "model": {"hidden_dims": [32], "latent_dim": 8},
+    "train": {"epochs": 8, "batch_size": 20, "seeds": [98765]},
+    "runtime": {"device": "cpu", "threads": 1, "checkpoint_seconds": 0},
+    "variants": {"original": {}},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_params():
+    """params.yaml text for the tiny synthetic data and a small model, one seed, checkpoints every
+    epoch; keyword arguments replace whole sections or keys within them (train={"epochs": 40})."""
+
+    def text(**sections: dict) -> str:
+        params = {k: dict(v) for k, v in TINY_PARAMS.items()}
+        for name, values in sections.items():
+            params[name] = {**params.get(name, {}), **values}
+        return yaml.safe_dump(params, sort_keys=False)
+
+    return text

@@ -15,19 +15,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-PARAMS = """
-data:
-  dataset: synthetic
-  heldout_users: 30
-  synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}
-model: {hidden_dims: [32], latent_dim: 8}
-train: {epochs: 8, batch_size: 20, seeds: [98765]}
-eval: {bootstrap_samples: 200}
-baselines: {ease_lambdas: [10.0, 100.0]}
-runtime: {device: cpu, threads: 1, checkpoint_seconds: 0}
-variants:
-  original: {}
-"""
+# The tiny params (tests/conftest.py), 8 epochs, with a smaller bootstrap and EASE grid.
+SECTIONS = {"eval": {"bootstrap_samples": 200}, "baselines": {"ease_lambdas": [10.0, 100.0]}}
 # Each stage's command and the outputs it owns, in pipeline order.
 STAGES = {
     "download": (["download", "--no-progress"], ["data/raw"]),
@@ -79,11 +68,11 @@ def _content(path: Path) -> object:
     return path.read_bytes()
 
 
-def test_every_stage_killed_and_rerun_ends_as_an_uninterrupted_run(tmp_path):
+def test_every_stage_killed_and_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_params):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     for root in (straight, killed):
         root.mkdir()
-        (root / "params.yaml").write_text(PARAMS)
+        (root / "params.yaml").write_text(tiny_params(**SECTIONS))
     durations = {name: _run(args, straight) for name, (args, _) in STAGES.items()}
     for name, (args, outputs) in STAGES.items():
         for fraction in FRACTIONS:

@@ -1,53 +1,28 @@
 """The whole pipeline through real `dvc repro` / `dvc exp run` in a throw-away git repository."""
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
 pytestmark = pytest.mark.slow
 
 
-def run(args, cwd):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, repo / name)
-    for folder in ("multvae", "stages"):
-        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    synthetic = {"users": 400, "items": 150, "ratings_per_user": 30.0, "tastes": 5, "seed": 0}
-    params["data"].update(dataset="synthetic", heldout_users=40, synthetic=synthetic)
-    params["model"].update(hidden_dims=[32], latent_dim=8)
-    params["beta"]["total_anneal_steps"] = 20
-    params["train"].update(epochs=3, batch_size=50, seeds=[1, 2])
-    params["runtime"].update(device="cpu", threads=1)
-    params["eval"]["bootstrap_samples"] = 200
-    params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
-    params["tuning"] = {}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    run(["git", "config", "user.email", "ci@example.com"], repo)
-    run(["git", "config", "user.name", "ci"], repo)
-    run(["dvc", "init", "-q"], repo)
-    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+def repo(tmp_path_factory, new_project, run):
+
+    def edit(params: dict) -> None:
+        synthetic = {"users": 400, "items": 150, "ratings_per_user": 30.0, "tastes": 5, "seed": 0}
+        params["data"].update(dataset="synthetic", heldout_users=40, synthetic=synthetic)
+        params["model"].update(hidden_dims=[32], latent_dim=8)
+        params["beta"]["total_anneal_steps"] = 20
+        params["train"].update(epochs=3, batch_size=50, seeds=[1, 2])
+        params["runtime"].update(device="cpu", threads=1)
+        params["eval"]["bootstrap_samples"] = 200
+        params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
+        params["tuning"] = {}
+
+    repo = new_project(tmp_path_factory.mktemp("pipeline"), edit)
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline run"], repo)
@@ -70,16 +45,11 @@ def test_repro_writes_every_variant_table_and_plots(repo):
         assert (repo / "plots" / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_second_repro_is_cached(repo):
+def test_second_repro_is_cached(repo, run, ran):
     assert ran(run(["dvc", "repro"], repo)) == {"download"}  # which finds its output current
 
 
-def ran(output: str) -> set[str]:
-    """The stages `dvc repro` ran (not the ones it found unchanged)."""
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def test_runtime_and_labels_change_nothing_cached(repo):
+def test_runtime_and_labels_change_nothing_cached(repo, run, ran):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     edited = {**params, "runtime": {**params["runtime"], "threads": 2, "eval_batch_size": 7},
               "report": {"labels": {**params["report"]["labels"], "relu": "Rectifier"}}}
@@ -94,13 +64,13 @@ def test_runtime_and_labels_change_nothing_cached(repo):
         run(["dvc", "repro"], repo)
 
 
-def test_metrics_show_lists_every_variant(repo):
+def test_metrics_show_lists_every_variant(repo, run):
     out = run(["dvc", "metrics", "show"], repo)
     for name in ("original", "relu"):
         assert f"metrics/variants/{name}.json" in out
 
 
-def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo):
+def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo, run):
     before = metrics(repo, "original")
     out = run(["dvc", "exp", "run", "-S", "beta.method=user_scaled"], repo)
     assert "train@original" in out
@@ -111,7 +81,7 @@ def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo):
     assert changed["ndcg@100"]["diff"] == pytest.approx(after["ndcg@100"] - before["ndcg@100"])
 
 
-def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo):
+def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo, run, ran):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "before a third seed"], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -135,7 +105,7 @@ def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo)
     assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo)) == {}
 
 
-def test_plots_show_overlays_every_variant_and_seed_in_one_chart(repo):
+def test_plots_show_overlays_every_variant_and_seed_in_one_chart(repo, run):
     out = json.loads(run(["dvc", "plots", "show", "--json"], repo))
     assert not out.get("errors"), out.get("errors")
     for title in ("Validation NDCG@100", "Validation Recall@20", "Validation Recall@50", "Training loss",
@@ -149,7 +119,7 @@ def test_plots_show_overlays_every_variant_and_seed_in_one_chart(repo):
         assert encoding["x"]["title"] == "epoch"
 
 
-def test_a_local_source_is_tracked_by_content_and_found_from_a_temporary_experiment(repo):
+def test_a_local_source_is_tracked_by_content_and_found_from_a_temporary_experiment(repo, run, ran):
     """Last: it switches the repository to a local ratings file."""
     from multvae.config import SYNTHETIC_PRESETS
     from multvae.synthetic import generate

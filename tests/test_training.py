@@ -125,18 +125,8 @@ def test_non_finite_loss_names_epoch_and_batch(dataset):
         train_model(cfg, dataset, seed=0, log=lambda _: None)
 
 
-PARAMS = """
-data:
-  dataset: synthetic
-  heldout_users: 30
-  synthetic: {users: 300, items: 200, ratings_per_user: 30, tastes: 5}
-model: {hidden_dims: [32], latent_dim: 8}
-beta: {total_anneal_steps: 20}
-train: {epochs: 40, batch_size: 20, seeds: [98765]}
-runtime: {device: cpu, threads: 1, checkpoint_seconds: 0}
-variants:
-  original: {}
-"""
+# The tiny params (tests/conftest.py) with 40 epochs and an anneal that ends within them.
+LONG = {"train": {"epochs": 40}, "beta": {"total_anneal_steps": 20}}
 
 
 def _cli(args, cwd, **kw):
@@ -145,12 +135,12 @@ def _cli(args, cwd, **kw):
 
 
 @pytest.mark.slow
-def test_train_stage_killed_mid_run_resumes_to_same_metrics(tmp_path):
+def test_train_stage_killed_mid_run_resumes_to_same_metrics(tmp_path, tiny_params):
     runs = {}
     for name in ("killed", "straight"):
         cwd = tmp_path / name
         cwd.mkdir()
-        (cwd / "params.yaml").write_text(PARAMS)
+        (cwd / "params.yaml").write_text(tiny_params(**LONG))
         for cmd in (["download"], ["prepare"]):
             assert _cli(cmd, cwd).returncode == 0
         runs[name] = cwd
@@ -182,8 +172,8 @@ def test_train_stage_killed_mid_run_resumes_to_same_metrics(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_per_epoch_log_grows_while_training_runs(tmp_path):
-    (tmp_path / "params.yaml").write_text(PARAMS)
+def test_the_per_epoch_log_grows_while_training_runs(tmp_path, tiny_params):
+    (tmp_path / "params.yaml").write_text(tiny_params(**LONG))
     for cmd in (["download"], ["prepare"]):
         assert _cli(cmd, tmp_path).returncode == 0
     exe = Path(sys.executable).with_name("multvae")
