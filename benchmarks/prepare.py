@@ -70,7 +70,8 @@ def run_prepare(work: Path, split: str, heldout_users: float) -> tuple[float, fl
     measured = json.loads(report.read_text())
     if measured["rc"] != 0:
         sys.exit(f"multvae prepare failed (exit {measured['rc']}):\n{measured['output']}")
-    return measured["wall"], measured["peak_kib"] / 2**20, json.loads((work / "stats.json").read_text())
+    stats = json.loads((work / "stats.json").read_text())
+    return measured["wall"], measured["peak_kib"] / 2**20, {**stats, **stats["folds"]["0"]}
 
 
 def main(argv: list[str] | None = None) -> int:

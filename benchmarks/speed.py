@@ -123,7 +123,7 @@ def child_data(args) -> dict:
                           "role": roles})
     items = pd.DataFrame({"item": np.arange(n_items, dtype=np.int32), "movieId": np.arange(1, n_items + 1),
                           "title": ""})
-    write_split(Split(users=users, items=items, stats={}, **tables), Path(args.work) / "synthetic",
+    write_split({0: Split(users=users, items=items, stats={}, **tables)}, Path(args.work) / "synthetic",
                 Path(args.work) / "synthetic-stats.json")
     return {"users": n_train, "heldout": n_heldout, "items": n_items, "nnz": int(train.nnz),
             "density": train.nnz / (n_train * n_items), "seconds": time.perf_counter() - start}
@@ -139,14 +139,15 @@ def child_small_data(args) -> dict:
     movies = read_movies(ML_LATEST_SMALL / "movies.csv")
     result = split(ratings, DataConfig(dataset="ml-latest-small", heldout_users=60), movies)
     write_split(result, Path(args.work) / "small", Path(args.work) / "small-stats.json")
-    return result.stats
+    return result[0].stats
 
 
 def _dataset(args):
     """The Dataset of --data, read as the train stage reads it (`multvae.data.load_dataset`)."""
     from multvae.data import load_dataset
+    from multvae.layout import fold_dir
 
-    return load_dataset(Path(args.work) / args.data)
+    return load_dataset(fold_dir(Path(args.work) / args.data, 0))
 
 
 def _config(args, epochs: int = 1):

@@ -57,6 +57,8 @@ class DataConfig:
     heldout_users: float = 10000
     target_fraction: float = 0.2
     seed: int = 98765
+    kfold: int = 1  # 1: one test set of heldout_users; K >= 2: users in K folds, each a test set once
+    folds: tuple[int, ...] = (0,)  # which folds to compute (dvc.yaml's fold axis)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def heldout_count(self, n_users: int) -> int:
@@ -234,6 +236,13 @@ def validate(cfg: Config) -> Config:
              f"a count must be a whole number, got {d.heldout_users}")
     _require(0 < d.target_fraction < 1, "data.target_fraction",
              f"expected a fraction in (0, 1), got {d.target_fraction}")
+    _require(d.kfold >= 1, "data.kfold", f"expected 1 (one held-out test set) or more folds, got {d.kfold}")
+    _require(d.kfold == 1 or d.split == "heldout_users", "data.kfold",
+             f"folds split users, so they need data.split: heldout_users (got {d.split}); set data.kfold: 1")
+    _require(len(d.folds) >= 1 and len(set(d.folds)) == len(d.folds)
+             and all(0 <= f < d.kfold for f in d.folds), "data.folds",
+             f"expected distinct fold numbers in 0..{d.kfold - 1} (data.kfold={d.kfold}), "
+             f"got {list(d.folds)}")
     s = d.synthetic
     _require(s.users >= 10, "data.synthetic.users", f"expected at least 10, got {s.users}")
     _require(s.items >= 10, "data.synthetic.items", f"expected at least 10, got {s.items}")

@@ -46,6 +46,12 @@ class Dataset:
         """movieId of each item column."""
         return self.items["movieId"].to_numpy()
 
+    def user_ids(self, users: np.ndarray) -> np.ndarray:
+        """The userId of each of `users` (indices of users.parquet): the key that stays the same
+        in every fold, so results of different folds and systems pair up by user."""
+        table = self.users["userId"].to_numpy()
+        return table[np.searchsorted(self.users["user"].to_numpy(), users)]
+
 
 MANIFEST = "manifest.json"
 ROLES = ("train", "validation", "test")
@@ -145,7 +151,12 @@ def _heldout(data_dir: Path, role: str, n_items: int) -> HeldOut:
 
 
 def load_dataset(data_dir: Path | str) -> Dataset:
+    """One fold's prepared split (data/prepared/fold-<k>)."""
     data_dir = Path(data_dir)
+    folds = sorted(p.name for p in data_dir.glob("fold-*") if p.is_dir())
+    if folds and not (data_dir / "items.parquet").exists():
+        raise DataError(f"{data_dir} holds the prepared folds ({', '.join(folds)}), not one split; "
+                        f"give one of them, such as {data_dir / folds[0]}")
     items = _read(data_dir, "items")
     users = _read(data_dir, "users")
     n_items = len(items)

@@ -9,36 +9,40 @@ import torch
 
 from multvae.data import Dataset
 from multvae.errors import MultVAEError
+from multvae.layout import run_path, train_stage
 from multvae.metrics import metric_names, score_heldout, val_key
 from multvae.model import make_scorer
 from multvae.model_file import load_model
-from multvae.results import Summary, summarize
+from multvae.results import Summary, per_user_rows, summarize
 
 
 class EvaluationError(MultVAEError, FileNotFoundError):
     """No trained model to evaluate; the message says which stage to run."""
 
 
-def evaluate_variant(name: str, model_dir: Path, seeds: tuple[int, ...], data: Dataset, ks: tuple[int, ...],
-                     batch_size: int, device: torch.device) -> tuple[Summary, pd.DataFrame]:
-    """(summary, per-user test metrics with a seed column) of the models of `seeds` in `model_dir`;
-    a model left there by a seed no longer in train.seeds is not used. A model trained on another
-    prepared split is refused (model_file.load_model)."""
+def evaluate_variant(name: str, model_dir: Path, seeds: tuple[int, ...], folds: dict[int, Dataset],
+                     ks: tuple[int, ...], batch_size: int,
+                     device: torch.device) -> tuple[Summary, pd.DataFrame]:
+    """(summary, per-user test metrics with fold and seed columns) of the variant's models, one per
+    fold of `folds` and seed of `seeds`, in `model_dir`/fold-<k>/seed-<s>.pt; a model left there by a
+    seed or fold no longer in the params is not used. A model trained on another prepared split is
+    refused (model_file.load_model)."""
     names = metric_names(ks)
     key = val_key(ks)
-    per_user, best_epochs, validation = [], {}, []
-    for seed in seeds:
-        path = model_dir / f"seed-{seed}.pt"
-        retrain = f"dvc repro train@{name}-{seed}"
-        if not path.is_file():
-            raise EvaluationError(f"{path}: no trained model; run `{retrain}` first")
-        model, saved = load_model(path, device, data.fingerprint, retrain)
-        with torch.no_grad():
-            users = score_heldout(make_scorer(model, device), data.test, ks, batch_size)
-        users.insert(1, "seed", saved.seed)
-        per_user.append(users)
-        best_epochs[saved.seed] = saved.best_epoch
-        validation.append(saved.best_validation[key])
+    per_user, validation = [], []
+    best_epochs: dict[int, int] = {}
+    for fold, data in folds.items():
+        for seed in seeds:
+            path = run_path(model_dir.parent, model_dir.name, fold, seed, ".pt")
+            retrain = f"dvc repro {train_stage(name, fold, seed)}"
+            if not path.is_file():
+                raise EvaluationError(f"{path}: no trained model; run `{retrain}` first")
+            model, saved = load_model(path, device, data.fingerprint, retrain)
+            with torch.no_grad():
+                scores = score_heldout(make_scorer(model, device), data.test, ks, batch_size)
+            per_user.append(per_user_rows(scores, data.user_ids(data.test.users), fold, saved.seed))
+            best_epochs.setdefault(saved.seed, saved.best_epoch)
+            validation.append(saved.best_validation[key])
     table = pd.concat(per_user, ignore_index=True)
     summary = summarize(name, "vae", table, names, {key: float(sum(validation) / len(validation))},
                         best_epochs=best_epochs)

@@ -20,13 +20,13 @@ from multvae.table import Result, label, metric_title
 
 
 def training_log(results: list[Result]) -> pd.DataFrame:
-    """Every variant's and seed's per-epoch log in one long table (variant, seed, epoch, ...): the
-    data of dvc.yaml's overlaid plots, which draw one colour per variant and one line per seed."""
+    """Every run's per-epoch log in one long table (variant, fold, seed, epoch, ...): the data of
+    dvc.yaml's overlaid plots, which draw one colour per variant and one line per fold and seed."""
     frames = [r.curves.assign(variant=r.name) for r in results if r.curves is not None]
     if not frames:
-        return pd.DataFrame(columns=["variant", "seed", "epoch"])
+        return pd.DataFrame(columns=["variant", "fold", "seed", "epoch"])
     log = pd.concat(frames, ignore_index=True).drop(columns=["seconds"], errors="ignore")
-    first = ["variant", "seed", "epoch"]
+    first = ["variant", "fold", "seed", "epoch"]
     return log[first + [c for c in log.columns if c not in first]]
 
 
@@ -87,8 +87,8 @@ def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confide
 
 def plot_validation_curves(results: list[Result], metrics: list[str], path: Path,
                            labels: dict[str, str], dataset: str) -> None:
-    """Mean over seeds per epoch, with a ±1 std band when there are several; baselines with a
-    validation score appear as dashed horizontal lines."""
+    """Mean over runs (seeds and folds) per epoch, with a ±1 std band when there are several;
+    baselines with a validation score appear as dashed horizontal lines."""
     colors = _colors(results)
     trained = [(r, r.curves) for r in results if r.curves is not None]
     fig = Figure(figsize=(4.6 * len(metrics) + 3.0, 5.2), layout="constrained")
@@ -122,7 +122,7 @@ def plot_validation_curves(results: list[Result], metrics: list[str], path: Path
             handles.setdefault(text, handle)
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper")
-    band = " (line: mean over seeds, band: ±1 std)" if several else ""
+    band = " (line: mean over runs, band: ±1 std)" if several else ""
     fig.suptitle(f"{dataset}, {_epochs(results)}: validation metrics during training{band}")
     _save(fig, path)
 

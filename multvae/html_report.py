@@ -59,8 +59,11 @@ def _image(path: Path, title: str) -> str:
 def render(dataset: str, table_markdown: str, figures: dict[str, Path], stats: dict[str, Any],
            params_text: str) -> str:
     table, legend = _markdown_table(table_markdown)
+    flat = {k: v for k, v in stats.items() if not isinstance(v, dict)}
+    for fold, counts in (stats.get("folds") or {}).items():
+        flat.update({f"fold {fold}: {k}": v for k, v in counts.items() if not isinstance(v, dict)})
     stat_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in stats.items() if not isinstance(v, dict))
+                        for k, v in flat.items())
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         f"<title>Mult-VAE study: {html.escape(dataset)}</title>", f"<style>{STYLE}</style>", "</head>",

@@ -27,7 +27,7 @@ class LogError(MultVAEError):
 
 
 class EpochLog:
-    """One log folder (dvclive/<variant>/seed-<s>): metrics.json and plots/metrics/<name>.tsv, the
+    """One log folder (dvclive/<variant>/fold-<k>/seed-<s>): metrics.json and plots/metrics/<name>.tsv, the
     step being the epoch. Each epoch's line is appended and flushed at once."""
 
     def __init__(self, folder: Path):
@@ -52,8 +52,8 @@ class EpochLog:
         write_json(self.folder / "metrics.json", {**latest, "step": int(row["epoch"])})
 
 
-def read_log(folder: Path, seed: int | str) -> pd.DataFrame:
-    """A DVCLive folder's per-metric TSVs as one table: seed, epoch and a column per metric."""
+def read_log(folder: Path, fold: int, seed: int) -> pd.DataFrame:
+    """A DVCLive folder's per-metric TSVs as one table: fold, seed, epoch and a column per metric."""
     files = sorted((Path(folder) / "plots" / "metrics").glob("*.tsv"))
     if not files:
         raise LogError(f"{folder}: no per-epoch log (plots/metrics/*.tsv); run the train stage")
@@ -68,5 +68,6 @@ def read_log(folder: Path, seed: int | str) -> pd.DataFrame:
         column = column[["step", path.stem]].rename(columns={"step": "epoch"})
         table = column if table is None else table.merge(column, on="epoch", how="outer")
     assert table is not None
-    table.insert(0, "seed", int(seed))
+    table.insert(0, "fold", int(fold))
+    table.insert(1, "seed", int(seed))
     return table.sort_values("epoch", ignore_index=True)

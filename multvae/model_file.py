@@ -37,6 +37,7 @@ class SavedModel:
     data_fingerprint: str
     best_epoch: int
     best_validation: dict[str, float]
+    fold: int = 0
 
     @property
     def n_items(self) -> int:
@@ -49,7 +50,7 @@ def save_model(path: Path, state_dict: dict[str, torch.Tensor], meta: SavedModel
             "format": FORMAT, "state_dict": state_dict, "config": to_dict(meta.config), "seed": meta.seed,
             "movie_ids": torch.tensor(np.asarray(meta.movie_ids, dtype=np.int64)),
             "data_fingerprint": meta.data_fingerprint, "best_epoch": meta.best_epoch,
-            "best_validation": meta.best_validation,
+            "best_validation": meta.best_validation, "fold": meta.fold,
         }, tmp)
 
 
@@ -74,6 +75,7 @@ def load_model(path: Path, device: torch.device | str, data_fingerprint: str | N
         config=from_dict(saved["config"]), seed=int(saved["seed"]),
         movie_ids=saved["movie_ids"].cpu().numpy(), data_fingerprint=str(saved["data_fingerprint"]),
         best_epoch=int(saved["best_epoch"]), best_validation=dict(saved["best_validation"]),
+        fold=int(saved.get("fold", 0)),
     )
     if data_fingerprint is not None and meta.data_fingerprint != data_fingerprint:
         raise ModelFileError(

@@ -22,6 +22,7 @@ import torch
 from multvae.config import ConfigError, read_params, variant_names
 from multvae.data import DataError, read_fingerprint
 from multvae.errors import MultVAEError
+from multvae.layout import fold_dir
 from multvae.metrics import top_k
 from multvae.model import make_scorer
 from multvae.model_file import load_model
@@ -58,10 +59,11 @@ class Recommender:
 
     def __init__(self, variant: str = "original", models: Path = Path("models"),
                  data: Path = Path("data/prepared"), seed: int | None = None,
-                 params: Path = Path("params.yaml"), device: torch.device | str = "cpu"):
+                 params: Path = Path("params.yaml"), device: torch.device | str = "cpu",
+                 fold: int | None = None):
         self.variant = variant
-        self.data = Path(data)
-        self.path = _model_path(Path(models), variant, seed, Path(params))
+        self.path, self.fold = _model_path(Path(models), variant, fold, seed, Path(params))
+        self.data = fold_dir(data, self.fold)
         self.device = torch.device(device)
         self.model, saved = load_model(self.path, self.device, read_fingerprint(self.data),
                                        _train_command(variant))
@@ -189,12 +191,17 @@ def _train_command(variant: str) -> str:
     return "multvae train" if variant == "base" else f"dvc repro --glob 'train@{variant}-*'"
 
 
-def _model_path(models: Path, variant: str, seed: int | None, params: Path) -> Path:
-    """The seed's model of the variant (the lowest seed by default), or an error saying what to run."""
+def _model_path(models: Path, variant: str, fold: int | None, seed: int | None,
+                params: Path) -> tuple[Path, int]:
+    """The run's model of the variant (the lowest fold and seed by default) and its fold, or an
+    error saying what to run."""
     folder = models / variant
-    named = {p.stem.removeprefix("seed-"): p for p in folder.glob("seed-*.pt")}
-    seeds = {int(name): p for name, p in named.items() if name.isdigit()}
-    if not seeds:
+    runs: dict[tuple[int, int], Path] = {}
+    for path in folder.glob("fold-*/seed-*.pt"):
+        k, s = path.parent.name.removeprefix("fold-"), path.stem.removeprefix("seed-")
+        if k.isdigit() and s.isdigit():
+            runs[int(k), int(s)] = path
+    if not runs:
         try:
             known = variant_names(read_params(params))
         except ConfigError:
@@ -202,11 +209,11 @@ def _model_path(models: Path, variant: str, seed: int | None, params: Path) -> P
         if variant not in known and variant != "base":
             raise RecommendError(f"unknown variant '{variant}': not under `variants:` in {params} "
                                  f"(known: {', '.join(known)})")
-        raise RecommendError(f"variant '{variant}' has no trained model ({folder}/seed-*.pt not found); "
-                             f"run `{_train_command(variant)}` first")
-    if seed is None:
-        return seeds[min(seeds)]
-    if seed not in seeds:
-        raise RecommendError(f"{folder}/seed-{seed}.pt not found; trained seeds of '{variant}': "
-                             f"{', '.join(str(s) for s in sorted(seeds))}")
-    return seeds[seed]
+        raise RecommendError(f"variant '{variant}' has no trained model ({folder}/fold-*/seed-*.pt not "
+                             f"found); run `{_train_command(variant)}` first")
+    chosen = [run for run in sorted(runs) if fold in (None, run[0]) and seed in (None, run[1])]
+    if not chosen:
+        wanted = folder / f"fold-{'*' if fold is None else fold}" / f"seed-{'*' if seed is None else seed}.pt"
+        raise RecommendError(f"{wanted} not found; trained runs of '{variant}' (fold, seed): "
+                             f"{', '.join(f'({k}, {s})' for k, s in sorted(runs))}")
+    return runs[chosen[0]], chosen[0][0]

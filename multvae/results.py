@@ -38,13 +38,14 @@ class Summary:
     metrics: dict[str, float]  # metric name -> mean over test users (and seeds)
     validation: dict[str, float]  # val_<metric> -> the validation score that selected the model
     test_users: int
-    best_epoch: int | None = None  # a Mult-VAE variant's, of its first seed
+    folds: tuple[int, ...] = (0,)  # the folds whose test users are in the results
+    best_epoch: int | None = None  # a Mult-VAE variant's, of its first seed (on its first fold)
     seeds: dict[str, dict[str, float]] = field(default_factory=dict)  # seed -> metrics, best_epoch
     chosen: dict[str, Any] = field(default_factory=dict)  # a baseline's selected hyper-parameters
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"variant": self.variant, "kind": self.kind, **self.metrics, **self.validation,
-                               "test_users": self.test_users}
+                               "test_users": self.test_users, "folds": list(self.folds)}
         if self.best_epoch is not None:
             out["best_epoch"] = self.best_epoch
         if self.seeds:
@@ -53,11 +54,27 @@ class Summary:
         return out
 
 
+def per_user_rows(scores: pd.DataFrame, user_ids: np.ndarray, fold: int, seed: int) -> pd.DataFrame:
+    """One run's per-user test metrics (`metrics.score_heldout`'s table) keyed by userId, which is
+    the same in every fold, with the run's fold and seed: the per-user table's layout."""
+    rows = scores.drop(columns="user")
+    rows.insert(0, "userId", user_ids)
+    rows.insert(1, "fold", fold)
+    rows.insert(2, "seed", seed)
+    return rows
+
+
 def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[str],
               validation: dict[str, float], best_epochs: dict[int, int] | None = None,
               chosen: dict[str, Any] | None = None) -> Summary:
-    """The summary of a per-user table (columns user, seed, *metrics): means over users, per seed
-    and over seeds; `best_epochs` maps a Mult-VAE variant's seeds to their selected epochs."""
+    """The summary of a per-user table (columns userId, fold, seed, *metrics): means over users,
+    per seed and over seeds; `best_epochs` maps a Mult-VAE variant's seeds to their selected epochs.
+    Every user is a test user in one fold only, so a seed's rows hold each user once."""
+    repeated = per_user.duplicated(["userId", "seed"])
+    if repeated.any():
+        user, fold, seed = (int(v) for v in per_user.loc[repeated, ["userId", "fold", "seed"]].iloc[0])
+        raise ResultError(f"{variant}: user {user} is a test user in more than one fold (again in fold "
+                          f"{fold}, seed {seed}); the folds must partition the users")
     by_seed = per_user.groupby("seed")[metrics].mean()
     seeds: dict[str, dict[str, float]] = {}
     if kind == "vae":
@@ -67,7 +84,8 @@ def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[st
     first = next(iter(seeds.values()), None)
     return Summary(
         variant=variant, kind=kind, metrics={m: float(by_seed[m].mean()) for m in metrics},
-        validation=validation, test_users=int(per_user["user"].nunique()),
+        validation=validation, test_users=int(per_user["userId"].nunique()),
+        folds=tuple(sorted(int(f) for f in per_user["fold"].unique())),
         best_epoch=int(first["best_epoch"]) if first else None, seeds=seeds, chosen=chosen or {},
     )
 
@@ -105,17 +123,17 @@ def read_summary(path: Path, metrics: list[str]) -> dict[str, Any]:
 
 
 def read_per_user(path: Path, metrics: list[str], summary: dict[str, Any]) -> pd.DataFrame:
-    """Per-user metrics averaged over seeds (index: user), checked against the summary's means."""
+    """Per-user metrics averaged over seeds (index: userId), checked against the summary's means."""
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
         raise ResultError(f"{path}: cannot read the per-user results: {exc}") from None
-    missing = [c for c in ("user", *metrics) if c not in frame.columns]
+    missing = [c for c in ("userId", *metrics) if c not in frame.columns]
     if missing:
         raise ResultError(f"{path}: missing column(s) {', '.join(missing)}")
     if frame.empty or frame[metrics].isna().any().any():
         raise ResultError(f"{path}: no rows, or missing metric values")
-    per_user = frame.groupby("user")[metrics].mean()
+    per_user = frame.groupby("userId")[metrics].mean()
     for m in metrics:
         if abs(per_user[m].mean() - summary[m]) > MEAN_TOLERANCE:
             raise ResultError(

@@ -17,6 +17,7 @@ from multvae.atomic import atomic_dir, write_json
 from multvae.config import DataConfig
 from multvae.data import MANIFEST, fingerprint
 from multvae.errors import MultVAEError
+from multvae.layout import fold_dir
 
 
 class SplitError(MultVAEError, ValueError):
@@ -94,16 +95,47 @@ def _item_codes(movie_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray
     return item, known
 
 
-def _heldout_count(data: DataConfig, n_users: int) -> int:
+def _heldout_count(data: DataConfig, n_users: int, n_test: int | None = None) -> int:
+    """Validation users; as many test users too, unless the fold fixes `n_test`."""
     requested = data.heldout_users
     n = data.heldout_count(n_users)
-    if n < 1 or 2 * n >= n_users:
+    if n_test is None and (n < 1 or 2 * n >= n_users):
         raise SplitError(
             f"data.heldout_users={requested:g} asks for {n} validation and {n} test users, but only "
             f"{n_users} users have >= {data.min_user_positives} positives and at least one must "
             f"be left for training; use a count below {max(n_users // 2, 1)} or a fraction such as 0.1"
         )
+    if n_test is not None and (n < 1 or n + n_test >= n_users):
+        raise SplitError(
+            f"data.heldout_users={requested:g} asks for {n} validation users, but with data.kfold="
+            f"{data.kfold} a fold holds {n_test} of the {n_users} users as test users and at least one "
+            f"must be left for training; use fewer validation users or more folds"
+        )
     return n
+
+
+def _assign_roles(data: DataConfig, n_users: int, fold: int) -> tuple[np.ndarray, np.random.Generator]:
+    """Each user's role (0 train, 1 validation, 2 test) in `fold`, and the generator for the
+    fold-in/target draw that follows.
+
+    kfold 1 (the paper): a random heldout_users users validate and as many test.
+    kfold K >= 2: one seeded permutation deals the users into K folds of near-equal size, so every
+    user is a test user in exactly one fold; each fold draws its validation users from the others.
+    """
+    rng = np.random.default_rng(data.seed)
+    perm = rng.permutation(n_users)
+    role = np.zeros(n_users, dtype=np.int8)
+    if data.kfold == 1:
+        n = _heldout_count(data, n_users)
+        role[perm[:n]], role[perm[n:2 * n]] = 1, 2
+        return role, rng
+    fold_of = np.empty(n_users, dtype=np.int64)
+    fold_of[perm] = np.arange(n_users) % data.kfold
+    role[fold_of == fold] = 2
+    n = _heldout_count(data, n_users, int((role == 2).sum()))
+    fold_rng = np.random.default_rng([data.seed, fold])
+    role[fold_rng.choice(np.flatnonzero(role == 0), size=n, replace=False)] = 1
+    return role, fold_rng
 
 
 def _index_frames(item_ids: np.ndarray, titles: pd.DataFrame,
@@ -126,14 +158,11 @@ def _encode(rows: np.ndarray, user_row: np.ndarray, user_index: np.ndarray,
     return pd.DataFrame({"user": user_index[user_row[rows]], "item": item[rows]})
 
 
-def split_heldout_users(pos: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> Split:
+def split_heldout_users(pos: pd.DataFrame, data: DataConfig, titles: pd.DataFrame, fold: int = 0) -> Split:
     """Liang et al.'s strong generalization: held-out users, their items split fold-in/target."""
-    rng = np.random.default_rng(data.seed)
     all_users, user_row = _user_rows(pos["userId"].to_numpy())
-    n = _heldout_count(data, all_users.size)
-    perm = rng.permutation(all_users.size)
-    role_of_user = np.zeros(all_users.size, dtype=np.int8)  # 0 train, 1 validation, 2 test
-    role_of_user[perm[:n]], role_of_user[perm[n:2 * n]] = 1, 2
+    role_of_user, rng = _assign_roles(data, all_users.size, fold)
+    n = int((role_of_user == 1).sum())
     role = role_of_user[user_row]
 
     movie_ids = pos["movieId"].to_numpy()
@@ -235,25 +264,44 @@ def _stats(pos: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
     return stats
 
 
-def split(ratings: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> Split:
+def split(ratings: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> dict[int, Split]:
+    """One split per fold of data.folds (the single held-out split when data.kfold is 1)."""
     pos = binarize(ratings, data.min_rating, data.min_user_positives)
     if pos.empty:
         raise SplitError(
             f"no user has >= {data.min_user_positives} ratings >= {data.min_rating} "
             "(data.min_rating, data.min_user_positives): nothing is left to train on"
         )
-    splitter = split_heldout_users if data.split == "heldout_users" else split_temporal
-    result = splitter(pos, data, titles)
-    result.stats.update(ratings=int(len(ratings)))
-    return result
+    if data.split == "temporal":
+        folds = {0: split_temporal(pos, data, titles)}
+    else:
+        folds = {fold: split_heldout_users(pos, data, titles, fold) for fold in data.folds}
+    for result in folds.values():
+        result.stats.update(ratings=int(len(ratings)), kfold=data.kfold)
+    return folds
 
 
-def write_split(result: Split, out_dir: Path, stats_path: Path) -> None:
-    """All tables into `out_dir`, replaced as a whole only once all are written; then the stats."""
-    tables = {name: getattr(result, name) for name in Split.TABLES}
+def write_split(folds: dict[int, Split], out_dir: Path, stats_path: Path, extra: dict | None = None) -> None:
+    """Every fold's tables into `out_dir`/fold-<k>, replaced as a whole only once all are written;
+    then the statistics: `extra` and the kfold at the top, each fold's counts under `folds`."""
     with atomic_dir(out_dir) as tmp:
-        for name, frame in tables.items():
-            frame.to_parquet(tmp / f"{name}.parquet", index=False)
-        write_json(tmp / MANIFEST, {"fingerprint": fingerprint(tables),
-                                    "rows": {name: len(frame) for name, frame in tables.items()}})
-    write_json(stats_path, result.stats)
+        for fold, result in folds.items():
+            tables = {name: getattr(result, name) for name in Split.TABLES}
+            where = fold_dir(tmp, fold)
+            where.mkdir()
+            for name, frame in tables.items():
+                frame.to_parquet(where / f"{name}.parquet", index=False)
+            write_json(where / MANIFEST, {"fingerprint": fingerprint(tables),
+                                          "rows": {name: len(frame) for name, frame in tables.items()}})
+    write_json(stats_path, fold_stats(folds, extra))
+
+
+def fold_stats(folds: dict[int, Split], extra: dict | None = None) -> dict:
+    """The statistics file's content: what all folds share at the top, each fold's counts by fold."""
+    names = ("split", "min_rating", "min_user_positives", "seed", "kfold", "ratings", "positives",
+             "users_kept")
+    first = next(iter(folds.values())).stats
+    return {**(extra or {}), **{k: first[k] for k in names if k in first},
+            "test_users_all_folds": sum(r.stats["test_users"] for r in folds.values()),
+            "folds": {str(fold): {k: v for k, v in r.stats.items() if k not in names}
+                      for fold, r in folds.items()}}

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from multvae.config import EvalConfig
+from multvae.layout import run_path
 from multvae.live_log import LogError, read_log
 from multvae.results import ResultError, read_per_user, read_summary
 from multvae.stats import bootstrap_ci, detectable_difference, holm, paired_difference
@@ -29,8 +30,8 @@ class Result:
     name: str
     kind: str
     summary: dict[str, Any]
-    per_user: pd.DataFrame | None  # index: test user; metric columns, averaged over seeds
-    curves: pd.DataFrame | None  # the per-epoch training log, every seed
+    per_user: pd.DataFrame | None  # index: test userId; metric columns, averaged over seeds
+    curves: pd.DataFrame | None  # the per-epoch training log, every fold and seed
 
 
 def label(name: str, labels: dict[str, str]) -> str:
@@ -43,20 +44,20 @@ def metric_title(metric: str) -> str:
     return f"{_METRIC_TITLES.get(kind, kind)}@{k}"
 
 
-def _read_curves(folder: Path, metrics: list[str], seeds: list[str]) -> pd.DataFrame | None:
-    """The per-epoch logs of a variant's seeds (<folder>/seed-<s>, DVCLive's layout), stacked;
-    None if there are none."""
-    paths = [folder / f"seed-{seed}" for seed in seeds]
-    if not any(p.is_dir() for p in paths):
+def _read_curves(curves_dir: Path, name: str, metrics: list[str], folds: list[int],
+                 seeds: list[int]) -> pd.DataFrame | None:
+    """The per-epoch logs of a variant's runs (<curves_dir>/<name>/fold-<k>/seed-<s>, DVCLive's
+    layout), stacked; None if there are none."""
+    runs = [(fold, seed, run_path(curves_dir, name, fold, seed)) for fold in folds for seed in seeds]
+    if not any(path.is_dir() for _, _, path in runs):
         return None
     try:
-        curves = pd.concat([read_log(path, seed) for path, seed in zip(paths, seeds, strict=True)],
-                           ignore_index=True)
+        curves = pd.concat([read_log(path, fold, seed) for fold, seed, path in runs], ignore_index=True)
     except LogError as exc:
         raise ResultError(str(exc)) from None
     missing = [c for c in ("epoch", "beta", *(f"val_{m}" for m in metrics)) if c not in curves.columns]
     if missing:
-        raise ResultError(f"{folder}: missing column(s) {', '.join(missing)}")
+        raise ResultError(f"{curves_dir / name}: missing column(s) {', '.join(missing)}")
     return curves
 
 
@@ -89,7 +90,8 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
             kind=summary["kind"],
             summary=summary,
             per_user=read_per_user(user_path, metrics, summary) if user_path.is_file() else None,
-            curves=_read_curves(curves_dir / name, metrics, list(summary.get("seeds") or {})),
+            curves=_read_curves(curves_dir, name, metrics, [int(f) for f in summary.get("folds") or [0]],
+                                [int(s) for s in summary.get("seeds") or {}]),
         ))
     rank = [*order, *BASELINES]
     results.sort(key=lambda r: (r.kind == "baseline", rank.index(r.name) if r.name in rank else len(rank),
@@ -129,6 +131,20 @@ def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]],
     return rows, grid
 
 
+def _chosen_lambda(summary: dict[str, Any]) -> str:
+    """A baseline's λ chosen on validation (EASE): one value, or each fold's where they differ."""
+    lam = summary.get("lambda")
+    if isinstance(lam, (int, float)):
+        return f"λ = {lam:g}"
+    by_fold = summary.get("lambda_by_fold")
+    if not isinstance(by_fold, dict) or not by_fold:
+        return ""
+    values = sorted({float(v) for v in by_fold.values()})
+    if len(values) == 1:
+        return f"λ = {values[0]:g} (every fold)"
+    return "λ by fold: " + ", ".join(f"{v:g}" for v in by_fold.values())
+
+
 def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
                 labels: dict[str, str]) -> pd.DataFrame:
     """One row per variant/baseline; NaN where an interval or comparison cannot be computed.
@@ -165,8 +181,7 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
                         f"diff_{key}_high": d["high"], "p_value": d["p_value"]}
                 differences[r.name] = r.per_user[key].to_numpy() - reference[key].to_numpy()
             row.update(diff)
-        lam = r.summary.get("lambda")  # a baseline's hyper-parameter chosen on validation (EASE)
-        row["chosen"] = r.summary.get("chosen") or (f"λ = {lam:g}" if isinstance(lam, (int, float)) else "")
+        row["chosen"] = r.summary.get("chosen") or _chosen_lambda(r.summary)
         row["best_epoch"] = r.summary.get("best_epoch", pd.NA)
         row["seeds"] = len(r.summary["seeds"]) if r.kind == "vae" else pd.NA
         if multi_seed:

@@ -17,8 +17,8 @@ def aggregate(
         "metrics/variants"),
     per_user_dir: Annotated[Path, typer.Option(help="Folder of <variant>.parquet per-user metrics.")] = Path(
         "metrics/per_user"),
-    curves_dir: Annotated[Path, typer.Option(help="DVCLive training logs, <variant>/seed-<s>.")] = Path(
-        "dvclive"),
+    curves_dir: Annotated[Path, typer.Option(
+        help="DVCLive training logs, <variant>/fold-<k>/seed-<s>.")] = Path("dvclive"),
     table: Annotated[Path, typer.Option(help="Comparison table, as Markdown.")] = Path("metrics/table.md"),
     csv: Annotated[Path, typer.Option(help="Comparison table, as CSV.")] = Path("metrics/table.csv"),
     summary: Annotated[Path, typer.Option(
@@ -53,7 +53,7 @@ def aggregate(
             typer.echo(f"aggregate: no {per_user_dir / f'{r.name}.parquet'}: {label(r.name, labels)} "
                        "without intervals")
         if r.kind == "vae" and r.curves is None:
-            typer.echo(f"aggregate: no {curves_dir / r.name}/seed-*: {label(r.name, labels)} "
+            typer.echo(f"aggregate: no {curves_dir / r.name}/fold-*/seed-*: {label(r.name, labels)} "
                        "not in the curves")
     dataset = str(read_stats(stats).get("dataset", "unknown data"))
     rows, grid = select_tuned(results, load_tuning(params, order), metrics[0])

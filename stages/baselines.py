@@ -21,27 +21,35 @@ if TYPE_CHECKING:
 BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
 
 
-def _load(data: Path, ks: tuple[int, ...]) -> Dataset:
+def _load(data: Path, ks: tuple[int, ...], folds: tuple[int, ...]) -> dict[int, Dataset]:
     from multvae.data import DataError, load_dataset
+    from multvae.layout import fold_dir
     from multvae.metrics import check_cutoffs
 
-    dataset = load_dataset(data)
-    check_cutoffs(ks, dataset.n_items, str(data))
-    for role, heldout in (("validation", dataset.validation), ("test", dataset.test)):
-        if heldout.users.size == 0:
-            raise DataError(f"{data}: the {role} split has no users; check data.heldout_users")
-    return dataset
+    datasets = {}
+    for fold in folds:
+        where = fold_dir(data, fold)
+        dataset = datasets[fold] = load_dataset(where)
+        check_cutoffs(ks, dataset.n_items, str(where))
+        for role, heldout in (("validation", dataset.validation), ("test", dataset.test)):
+            if heldout.users.size == 0:
+                raise DataError(f"{where}: the {role} split has no users; check data.heldout_users")
+    return datasets
 
 
-def _score_and_write(command: str, name: str, scorer: Scorer, dataset: Dataset, ks: tuple[int, ...],
-                     validation: float, metrics: Path, per_user: Path, chosen: dict[str, Any],
-                     started: float) -> None:
+def _score_and_write(command: str, name: str, scorers: dict[int, Scorer], datasets: dict[int, Dataset],
+                     ks: tuple[int, ...], validation: float, metrics: Path, per_user: Path,
+                     chosen: dict[str, Any], started: float) -> None:
+    """Each fold's test users scored by that fold's scorer, written as one result."""
+    import pandas as pd
+
     from multvae.metrics import metric_names, score_heldout, val_key
-    from multvae.results import summarize, write_result
+    from multvae.results import per_user_rows, summarize, write_result
 
     names = metric_names(ks)
-    table = score_heldout(scorer, dataset.test, ks)
-    table.insert(1, "seed", BASELINE_SEED)
+    table = pd.concat([per_user_rows(score_heldout(scorers[fold], data.test, ks),
+                                     data.user_ids(data.test.users), fold, BASELINE_SEED)
+                       for fold, data in datasets.items()], ignore_index=True)
     summary = summarize(name, "baseline", table, names, {val_key(ks): validation}, chosen=chosen)
     write_result(summary, table, metrics, per_user)
     shown = ", ".join(f"{m} {v:.4f}" for m, v in summary.metrics.items())
@@ -58,17 +66,20 @@ def popularity(
     per_user: Annotated[Path, typer.Option(help="Per-user test metrics (Parquet).")] = Path(
         "metrics/per_user/most_popular.parquet"),
 ) -> None:
-    """Most-popular: rank every item by its number of training users."""
+    """Most-popular: rank every item by its number of training users (of each fold)."""
     from multvae.baselines import popularity_scorer
     from multvae.config import load_config
     from multvae.metrics import metric_names, score_heldout
 
     started = time.perf_counter()
-    ks = load_config(params).eval.ks
-    dataset = _load(data, ks)
-    scorer = popularity_scorer(dataset.train)
-    val = float(score_heldout(scorer, dataset.validation, ks)[metric_names(ks)[0]].mean())
-    _score_and_write("popularity", "most_popular", scorer, dataset, ks, val, metrics, per_user, {}, started)
+    cfg = load_config(params)
+    ks = cfg.eval.ks
+    datasets = _load(data, ks, cfg.data.folds)
+    scorers = {fold: popularity_scorer(d.train) for fold, d in datasets.items()}
+    val = [float(score_heldout(scorers[f], d.validation, ks)[metric_names(ks)[0]].mean())
+           for f, d in datasets.items()]
+    _score_and_write("popularity", "most_popular", scorers, datasets, ks, sum(val) / len(val), metrics,
+                     per_user, {}, started)
 
 
 @user_errors
@@ -79,15 +90,24 @@ def ease(
     per_user: Annotated[Path, typer.Option(help="Per-user test metrics (Parquet).")] = Path(
         "metrics/per_user/ease.parquet"),
 ) -> None:
-    """EASE (Steck 2019): lambda from baselines.ease_lambdas by validation NDCG, then the test users."""
+    """EASE (Steck 2019): lambda from baselines.ease_lambdas by validation NDCG (per fold), then the
+    test users."""
     from multvae.baselines import fit_ease, linear_scorer
     from multvae.config import load_config
 
     started = time.perf_counter()
     cfg = load_config(params)
-    dataset = _load(data, cfg.eval.ks)
-    fit = fit_ease(dataset.train, dataset.validation, cfg.baselines.ease_lambdas, cfg.eval.ks)
-    chosen = {"lambda": fit.lam, "lambda_grid": {f"{lam:g}": v for lam, v in fit.validation.items()}}
-    typer.echo(f"ease: lambda {fit.lam:g} chosen on validation ({fit.weights.dtype})")
-    _score_and_write("ease", "ease", linear_scorer(fit.weights), dataset, cfg.eval.ks,
-                     fit.validation[fit.lam], metrics, per_user, chosen, started)
+    datasets = _load(data, cfg.eval.ks, cfg.data.folds)
+    scorers, lambdas, grids, val = {}, {}, {}, []
+    for fold, dataset in datasets.items():
+        fit = fit_ease(dataset.train, dataset.validation, cfg.baselines.ease_lambdas, cfg.eval.ks)
+        scorers[fold] = linear_scorer(fit.weights)
+        lambdas[fold], grids[fold] = fit.lam, {f"{lam:g}": v for lam, v in fit.validation.items()}
+        val.append(fit.validation[fit.lam])
+        typer.echo(f"ease: fold {fold}: lambda {fit.lam:g} chosen on validation ({fit.weights.dtype})")
+    chosen: dict[str, Any] = {"lambda": lambdas[min(lambdas)], "lambda_grid": grids[min(grids)]}
+    if len(datasets) > 1:
+        chosen = {"lambda_by_fold": {str(f): lam for f, lam in lambdas.items()},
+                  "lambda_grid_by_fold": {str(f): g for f, g in grids.items()}}
+    _score_and_write("ease", "ease", scorers, datasets, cfg.eval.ks, sum(val) / len(val), metrics,
+                     per_user, chosen, started)

@@ -17,7 +17,8 @@ ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Parameters f
 VariantArgument = Annotated[
     str | None, typer.Argument(help="Variant name under `variants:` in params; none: the base configuration.")
 ]
-DataOption = Annotated[Path, typer.Option(help="Folder written by the prepare stage.")]
+DataOption = Annotated[Path, typer.Option(
+    help="Folder written by the prepare stage (a fold-<k> folder per fold).")]
 
 
 def user_errors(func: F) -> F:

@@ -19,10 +19,11 @@ def evaluate(
     metrics: Annotated[Path, typer.Option(help="Folder for <variant>.json.")] = Path("metrics/variants"),
     per_user: Annotated[Path, typer.Option(help="Folder for <variant>.parquet.")] = Path("metrics/per_user"),
 ) -> None:
-    """Score the held-out test users with each seed's best-epoch model."""
+    """Score each fold's test users with the best-epoch model of every seed trained on that fold."""
     from multvae.config import load_config, load_runtime
     from multvae.data import load_dataset
     from multvae.evaluation import evaluate_variant
+    from multvae.layout import fold_dir
     from multvae.metrics import check_cutoffs
     from multvae.results import write_result
     from multvae.runtime import setup
@@ -30,9 +31,10 @@ def evaluate(
     name = variant or "base"
     cfg, runtime = load_config(params, variant), load_runtime(params)
     device = setup(runtime)
-    dataset = load_dataset(data)
-    check_cutoffs(cfg.eval.ks, dataset.n_items, str(data))
-    summary, users = evaluate_variant(name, models / name, cfg.train.seeds, dataset, cfg.eval.ks,
+    folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
+    for k, dataset in folds.items():
+        check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
+    summary, users = evaluate_variant(name, models / name, cfg.train.seeds, folds, cfg.eval.ks,
                                       runtime.eval_batch_size, device)
     write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())

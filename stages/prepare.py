@@ -17,19 +17,22 @@ def prepare(
     out: Annotated[Path, typer.Option(help="Folder for the split tables.")] = Path("data/prepared"),
     stats: Annotated[Path, typer.Option(help="Counts per split, as JSON.")] = Path("data/stats.json"),
 ) -> None:
-    """Binarize (rating >= data.min_rating), drop sparse users, split by data.split."""
+    """Binarize (rating >= data.min_rating), drop sparse users, split by data.split into
+    <out>/fold-<k> for each fold of data.folds."""
     from multvae.config import load_config
     from multvae.data import read_raw, read_source_info
+    from multvae.layout import fold_dir
     from multvae.split import split, write_split
 
     cfg = load_config(params)
     ratings, movies = read_raw(raw)
-    result = split(ratings, cfg.data, movies)
+    folds = split(ratings, cfg.data, movies)
     source = read_source_info(raw)
-    result.stats.update(dataset=source.get("dataset", cfg.data.dataset),
-                        duplicate_ratings_dropped=source.get("duplicate_ratings_dropped", 0))
-    write_split(result, out, stats)
-    s = result.stats
-    typer.echo(f"prepare ({cfg.data.split}): {s['users_kept']:,} users, {s['items']:,} items, "
-               f"{s['positives']:,} positives; train {s['train_users']:,} users, "
-               f"validation {s['validation_users']:,}, test {s['test_users']:,} -> {out}")
+    write_split(folds, out, stats, {"dataset": source.get("dataset", cfg.data.dataset),
+                                    "duplicate_ratings_dropped": source.get("duplicate_ratings_dropped", 0)})
+    for fold, result in folds.items():
+        s = result.stats
+        where = f" fold {fold} of {cfg.data.kfold}" if cfg.data.kfold > 1 else ""
+        typer.echo(f"prepare ({cfg.data.split}{where}): {s['users_kept']:,} users, {s['items']:,} items, "
+                   f"{s['positives']:,} positives; train {s['train_users']:,} users, "
+                   f"validation {s['validation_users']:,}, test {s['test_users']:,} -> {fold_dir(out, fold)}")

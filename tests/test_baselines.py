@@ -25,6 +25,7 @@ from multvae.baselines import (
 )
 from multvae.config import SYNTHETIC_PRESETS, DataConfig
 from multvae.data import Dataset, load_dataset
+from multvae.layout import fold_dir
 from multvae.metrics import score_heldout, top_k
 from multvae.split import split, write_split
 from multvae.synthetic import generate
@@ -59,7 +60,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset(prepared: Path) -> Dataset:
-    return load_dataset(prepared)
+    return load_dataset(fold_dir(prepared, 0))
 
 
 def test_gram_matrix_blocks_match_the_sparse_product() -> None:
@@ -154,7 +155,7 @@ def check_outputs(out: Path, name: str, n_test: int) -> dict:
     assert summary["variant"] == name and summary["kind"] == "baseline"
     assert summary["test_users"] == n_test
     per_user = pd.read_parquet(out / "per_user" / f"{name}.parquet")
-    assert set(per_user.columns) == {"user", "seed", "ndcg@100", "recall@20", "recall@50"}
+    assert set(per_user.columns) == {"userId", "fold", "seed", "ndcg@100", "recall@20", "recall@50"}
     assert len(per_user) == n_test and (per_user["seed"] == 0).all()
     for metric in ("ndcg@100", "recall@20", "recall@50"):
         assert summary[metric] == pytest.approx(per_user[metric].mean())
@@ -170,7 +171,8 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
     popularity(params=params, data=prepared, metrics=out / "variants" / "most_popular.json",
                per_user=out / "per_user" / "most_popular.parquet")
     pop = check_outputs(out, "most_popular", n_test)
-    assert set(pop) == {"variant", "kind", "ndcg@100", "recall@20", "recall@50", "val_ndcg@100", "test_users"}
+    assert set(pop) == {"variant", "kind", "ndcg@100", "recall@20", "recall@50", "val_ndcg@100", "test_users",
+                        "folds"}
 
     ease(params=params, data=prepared, metrics=out / "variants" / "ease.json",
          per_user=out / "per_user" / "ease.parquet")

@@ -24,14 +24,17 @@ def invoke(*args) -> Result:
 
 
 def run_stages(params: Path, root: Path) -> dict:
-    """download then prepare into root/data, as `dvc repro prepare` would; returns the stats."""
+    """download then prepare into root/data, as `dvc repro prepare` would; returns the stats, fold 0's
+    counts merged into the shared ones."""
     data = root / "data"
     result = invoke("download", "-p", params, "--out", data / "raw", "--no-progress")
     assert result.exit_code == 0, result.output
     result = invoke("prepare", "-p", params, "--raw", data / "raw", "--out", data / "prepared",
                     "--stats", data / "stats.json")
     assert result.exit_code == 0, result.output
-    return json.loads((data / "stats.json").read_text())
+    stats = json.loads((data / "stats.json").read_text())
+    assert list(stats["folds"]) == ["0"]
+    return {**stats, **stats["folds"]["0"]}
 
 
 def test_ml_latest_small_counts_match_an_independent_computation(tmp_path, params_file,
@@ -39,7 +42,7 @@ def test_ml_latest_small_counts_match_an_independent_computation(tmp_path, param
     params = params_file(dataset="ml-latest-small", source=str(ml_latest_small_ratings),
                          split="heldout_users", heldout_users=60)
     stats = run_stages(params, tmp_path)
-    prepared = tmp_path / "data" / "prepared"
+    prepared = tmp_path / "data" / "prepared" / "fold-0"
 
     # Independently, with plain pandas: positives are ratings >= 4, of users with >= 5 of them.
     ratings = pd.read_csv(ml_latest_small_ratings)
@@ -101,7 +104,7 @@ def test_titles_of_a_local_archive_land_in_items(make_zip, tiny, tmp_path, param
     archive = make_zip(tmp_path / "copy.zip", {"something/ratings.csv": ratings.to_csv(index=False),
                                                "something/movies.csv": movies.to_csv(index=False)})
     stats = run_stages(params_file(source=str(archive), heldout_users=20), tmp_path)
-    items = pd.read_parquet(tmp_path / "data" / "prepared" / "items.parquet")
+    items = pd.read_parquet(tmp_path / "data" / "prepared" / "fold-0" / "items.parquet")
     assert len(items) == stats["items"] > 0
     expected = movies.set_index("movieId")["title"]
     assert items["title"].tolist() == expected[items["movieId"]].tolist()
@@ -215,7 +218,8 @@ def test_stage_outputs_replace_earlier_ones_as_a_whole(tiny, tmp_path, params_fi
     result = invoke("prepare", "-p", params_file(heldout_users=20), "--raw", tmp_path / "data" / "raw",
                     "--out", prepared, "--stats", tmp_path / "data" / "stats.json")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in prepared.iterdir()) == sorted(
+    assert [p.name for p in prepared.iterdir()] == ["fold-0"]
+    assert sorted(p.name for p in (prepared / "fold-0").iterdir()) == sorted(
         [f"{name}.parquet" for name in ("users", "items", "train", "validation_foldin", "validation_target",
                                         "test_foldin", "test_target")] + ["manifest.json"])
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["prepared", "raw", "stats.json"]

@@ -29,8 +29,8 @@ def test_two_workers_push_and_a_third_clone_trains_nothing(tmp_path, new_project
         run(["git", "clone", "-q", str(origin), str(tmp_path / name)], tmp_path)
         clones[name] = tmp_path / name
     for worker, variant in (("worker_a", "original"), ("worker_b", "relu")):
-        out = run(["dvc", "repro", f"train@{variant}-1"], clones[worker])
-        assert f"train@{variant}-1" in ran(out)
+        out = run(["dvc", "repro", f"train@{variant}-1-0"], clones[worker])
+        assert f"train@{variant}-1-0" in ran(out)
         run(["dvc", "push", "--run-cache"], clones[worker])
 
     head = clones["head"]
@@ -38,5 +38,5 @@ def test_two_workers_push_and_a_third_clone_trains_nothing(tmp_path, new_project
     out = run(["dvc", "repro", "--pull"], head)
     assert not {s for s in ran(out) if s.startswith(("train@", "prepare"))}, ran(out)
     for variant in ("original", "relu"):
-        assert (head / "models" / variant / "seed-1.pt").is_file()
+        assert (head / "models" / variant / "fold-0" / "seed-1.pt").is_file()
         assert (head / "metrics" / "variants" / f"{variant}.json").is_file()

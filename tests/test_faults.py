@@ -37,7 +37,7 @@ KS = (20, 50, 100)
 def prepared(root: Path, data: DataConfig) -> Path:
     ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
     write_split(split(ratings, data, movies), root / "prepared", root / "stats.json")
-    return root / "prepared"
+    return root / "prepared" / "fold-0"
 
 
 def test_the_next_write_removes_what_a_killed_write_left(tmp_path):
@@ -102,23 +102,23 @@ def test_evaluate_refuses_a_model_of_another_split_with_as_many_items(tmp_path):
     assert data.n_items == other.n_items and data.fingerprint != other.fingerprint
     result = train_model(TINY, data, 0, CPU, log=lambda _: None)
     assert result.state_dict is not None
-    save_model(tmp_path / "models" / "original" / "seed-0.pt", result.state_dict, SavedModel(
+    save_model(tmp_path / "models" / "original" / "fold-0" / "seed-0.pt", result.state_dict, SavedModel(
         config=TINY, seed=0, movie_ids=data.movie_ids, data_fingerprint=data.fingerprint,
         best_epoch=result.best_epoch, best_validation=result.best_validation))
     folder = tmp_path / "models" / "original"
-    summary, _ = evaluate_variant("original", folder, (0,), data, KS, 100, CPU_DEVICE)
+    summary, _ = evaluate_variant("original", folder, (0,), {0: data}, KS, 100, CPU_DEVICE)
     assert summary.test_users == data.test.users.size
-    with pytest.raises(ModelFileError, match=r"another prepared split .* run `dvc repro train@original-0`"):
-        evaluate_variant("original", folder, (0,), other, KS, 100, CPU_DEVICE)
+    with pytest.raises(ModelFileError, match=r"another prepared split .* run `dvc repro train@original-0-0`"):
+        evaluate_variant("original", folder, (0,), {0: other}, KS, 100, CPU_DEVICE)
 
 
 def test_a_damaged_model_file_is_one_clear_error(tmp_path):
     data = load_dataset(prepared(tmp_path, TINY.data))
     folder = tmp_path / "models" / "original"
-    folder.mkdir(parents=True)
-    (folder / "seed-0.pt").write_bytes(b"garbage")
+    (folder / "fold-0").mkdir(parents=True)
+    (folder / "fold-0" / "seed-0.pt").write_bytes(b"garbage")
     with pytest.raises(ModelFileError, match=r"seed-0\.pt: not a readable model file"):
-        evaluate_variant("original", folder, (0,), data, KS, 100, CPU_DEVICE)
+        evaluate_variant("original", folder, (0,), {0: data}, KS, 100, CPU_DEVICE)
 
 
 def run(*args: object):
@@ -172,7 +172,7 @@ def test_a_pair_rated_twice_keeps_its_latest_rating_and_is_counted(tmp_path, par
 
 
 def test_a_cut_off_longer_than_the_item_list_is_refused(tmp_path):
-    data = prepared(tmp_path, TINY.data)
+    data = prepared(tmp_path, TINY.data).parent
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"eval": {"ks": [20, 50, 1000]}}))
     result = run("popularity", "-p", params, "--data", data, "--metrics", tmp_path / "m.json",

@@ -20,7 +20,7 @@ def test_original_reaches_one_and_a_half_times_most_popular_ndcg(tmp_path, ml1m_
     ratings = read_ratings(ml1m_ratings)
     movies = read_movies(ml1m_ratings.with_name("movies.dat"))
     write_split(split(ratings, cfg.data, movies), tmp_path / "p", tmp_path / "s.json")
-    data = load_dataset(tmp_path / "p")
+    data = load_dataset(tmp_path / "p" / "fold-0")
     result = train_model(cfg, data, seed=98765, log=lambda _: None)
 
     # Most-popular NDCG@100 on the validation users, computed independently with plain numpy.

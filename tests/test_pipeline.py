@@ -89,7 +89,7 @@ def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo,
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         stages = ran(run(["dvc", "repro"], repo))
-        assert {s for s in stages if s.startswith("train@")} == {"train@original-3", "train@relu-3"}
+        assert {s for s in stages if s.startswith("train@")} == {"train@original-3-0", "train@relu-3-0"}
         assert metrics(repo, "relu")["seeds"].keys() == {"1", "2", "3"}
         summary = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
         flat = json.dumps(summary)
@@ -101,7 +101,31 @@ def test_a_new_seed_trains_only_itself_and_summary_metrics_carry_intervals(repo,
         run(["dvc", "repro"], repo)
     # Back to the committed seeds: the seed-3 models still lie in models/ but are not used, so the
     # results are those of the commit, and identical runs show no metrics difference at all.
-    assert (repo / "models" / "relu" / "seed-3.pt").exists()
+    assert (repo / "models" / "relu" / "fold-0" / "seed-3.pt").exists()
+    assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo)) == {}
+
+
+def test_folds_test_every_user_once_and_a_new_fold_trains_only_itself(repo, run, ran):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    try:
+        params["data"].update(kfold=2, folds=[0])
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run(["dvc", "repro"], repo)
+        params["data"]["folds"] = [0, 1]
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        stages = ran(run(["dvc", "repro"], repo))
+        assert {s for s in stages if s.startswith("train@")} == {
+            f"train@{v}-{s}-1" for v in ("original", "relu") for s in (1, 2)}
+        stats = json.loads((repo / "data" / "stats.json").read_text())
+        kept = stats["users_kept"]
+        dropped = sum(f["heldout_users_dropped"]["test"] for f in stats["folds"].values())
+        for name in ("original", "relu", "most_popular", "ease"):
+            assert metrics(repo, name)["test_users"] == stats["test_users_all_folds"] == kept - dropped
+    finally:
+        params["data"].update(kfold=1, folds=[0])
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        # Back to the committed split: DVC's run-cache restores the models trained on it.
+        assert not {s for s in ran(run(["dvc", "repro"], repo)) if s.startswith("train@")}
     assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo)) == {}
 
 
@@ -112,10 +136,11 @@ def test_plots_show_overlays_every_variant_and_seed_in_one_chart(repo, run):
                   "KL weight β"):
         [chart] = out["data"][title]
         values = chart["content"]["data"]["values"]
-        assert {(v["variant"], str(v["seed"])) for v in values} == {
-            (variant, seed) for variant in ("original", "relu") for seed in ("1", "2")}
+        assert {(v["variant"], str(v["fold"]), str(v["seed"])) for v in values} == {
+            (variant, "0", seed) for variant in ("original", "relu") for seed in ("1", "2")}
         encoding = chart["content"]["encoding"]
-        assert encoding["color"]["field"] == "variant" and encoding["detail"]["field"] == "seed"
+        assert encoding["color"]["field"] == "variant"
+        assert [d["field"] for d in encoding["detail"]] == ["fold", "seed"]
         assert encoding["x"]["title"] == "epoch"
 
 
@@ -145,7 +170,8 @@ def test_a_local_source_is_tracked_by_content_and_found_from_a_temporary_experim
     assert ran(run(["dvc", "repro"], repo)) == {"download"}
 
     ratings.iloc[: len(ratings) // 2].to_csv(source, index=False)  # other bytes, same path
-    assert {"download", "prepare", "train@original-1", "train@original-2"} <= ran(run(["dvc", "repro"], repo))
+    expected = {"download", "prepare", "train@original-1-0", "train@original-2-0"}
+    assert expected <= ran(run(["dvc", "repro"], repo))
     after = json.loads((repo / "data" / "stats.json").read_text())
     assert after["ratings"] < before["ratings"]
     recorded = json.loads((repo / "data" / "raw" / "source.json").read_text())["input"]

@@ -36,11 +36,11 @@ def root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("recommend")
     ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
     write_split(split(ratings, TINY.data, movies), root / "prepared", root / "stats.json")
-    dataset = load_dataset(root / "prepared")
+    dataset = load_dataset(root / "prepared" / "fold-0")
     result = train_model(TINY, dataset, seed=0, log=lambda _: None)
     assert result.state_dict is not None
     for seed in (0, 7):
-        save_model(root / "models" / "original" / f"seed-{seed}.pt", result.state_dict, SavedModel(
+        save_model(root / "models" / "original" / "fold-0" / f"seed-{seed}.pt", result.state_dict, SavedModel(
             config=TINY, seed=seed, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
             best_epoch=result.best_epoch, best_validation=result.best_validation))
     (root / "params.yaml").write_text("variants:\n  original: {}\n  relu:\n    model: {activation: relu}\n")
@@ -56,19 +56,20 @@ def edited_split(root: Path, tmp_path: Path, edit) -> Path:
     """A copy of the prepared split whose item table went through `edit`."""
     data = tmp_path / "prepared"
     shutil.copytree(root / "prepared", data)
-    items = pd.read_parquet(data / "items.parquet")
-    edit(items).to_parquet(data / "items.parquet", index=False)
+    items = pd.read_parquet(data / "fold-0" / "items.parquet")
+    edit(items).to_parquet(data / "fold-0" / "items.parquet", index=False)
     return data
 
 
 def title_of(root: Path, movie_id: int) -> str:
-    items = pd.read_parquet(root / "prepared" / "items.parquet")
+    items = pd.read_parquet(root / "prepared" / "fold-0" / "items.parquet")
     return items.loc[items["movieId"] == movie_id, "title"].item()
 
 
 def test_a_held_out_user_gets_the_best_scored_movies_outside_their_fold_in(root, rec):
-    data = load_dataset(root / "prepared")
-    model, _ = load_model(root / "models" / "original" / "seed-0.pt", "cpu", data.fingerprint, "retrain")
+    data = load_dataset(root / "prepared" / "fold-0")
+    path = root / "models" / "original" / "fold-0" / "seed-0.pt"
+    model, _ = load_model(path, "cpu", data.fingerprint, "retrain")
     score = make_scorer(model, torch.device("cpu"))
     user_ids = data.users.set_index("user")["userId"]
     movie_ids = data.items["movieId"].to_numpy()
@@ -90,10 +91,10 @@ def test_a_held_out_user_gets_the_best_scored_movies_outside_their_fold_in(root,
 
 
 def test_a_training_user_is_folded_in_from_their_training_items(root, rec):
-    users = pd.read_parquet(root / "prepared" / "users.parquet")
+    users = pd.read_parquet(root / "prepared" / "fold-0" / "users.parquet")
     user = users.loc[users["role"] == "train"].iloc[0]
-    train = pd.read_parquet(root / "prepared" / "train.parquet")
-    items = pd.read_parquet(root / "prepared" / "items.parquet").set_index("item")
+    train = pd.read_parquet(root / "prepared" / "fold-0" / "train.parquet")
+    items = pd.read_parquet(root / "prepared" / "fold-0" / "items.parquet").set_index("item")
     known = set(items.loc[train.loc[train["user"] == user["user"], "item"], "movieId"])
     answer = rec.for_user(int(user["userId"]), n=5)
     assert answer.role == "train" and set(answer.given["movieId"]) == known
@@ -146,7 +147,7 @@ def test_two_movies_with_the_same_title_are_ambiguous(root, tmp_path):
 
 
 def test_unknown_users_are_refused(root, rec):
-    users = pd.read_parquet(root / "prepared" / "users.parquet")
+    users = pd.read_parquet(root / "prepared" / "fold-0" / "users.parquet")
     missing = int(users["userId"].max()) + 1
     with pytest.raises(RecommendError, match=rf"user {missing} is not in .*users.parquet"):
         rec.for_user(missing)
@@ -156,10 +157,11 @@ def test_variants_and_seeds_without_a_model_are_refused(root):
     models, data, params = root / "models", root / "prepared", root / "params.yaml"
     with pytest.raises(RecommendError, match=r"unknown variant 'nope'.*known: original, relu"):
         Recommender("nope", models, data, params=params)
-    with pytest.raises(RecommendError, match=r"'relu' has no trained model \(.*relu/seed-\*\.pt not found\); "
-                                             r"run `dvc repro --glob 'train@relu-\*'` first"):
+    with pytest.raises(RecommendError, match=r"'relu' has no trained model \(.*relu/fold-\*/seed-\*\.pt "
+                                             r"not found\); run `dvc repro --glob 'train@relu-\*'` first"):
         Recommender("relu", models, data, params=params)
-    with pytest.raises(RecommendError, match=r"seed-3\.pt not found; trained seeds of 'original': 0, 7"):
+    with pytest.raises(RecommendError, match=r"fold-\*/seed-3\.pt not found; trained runs of 'original' "
+                                             r"\(fold, seed\): \(0, 0\), \(0, 7\)"):
         Recommender("original", models, data, seed=3, params=params)
     assert Recommender("original", models, data, params=params).seed == 0
     assert Recommender("original", models, data, seed=7, params=params).seed == 7
@@ -169,8 +171,8 @@ def test_a_model_of_another_split_with_as_many_items_is_refused(root, tmp_path):
     ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
     other = dataclasses.replace(TINY.data, seed=TINY.data.seed + 1)
     write_split(split(ratings, other, movies), tmp_path / "prepared", tmp_path / "stats.json")
-    assert len(pd.read_parquet(tmp_path / "prepared" / "items.parquet")) == len(
-        pd.read_parquet(root / "prepared" / "items.parquet"))
+    assert len(pd.read_parquet(tmp_path / "prepared" / "fold-0" / "items.parquet")) == len(
+        pd.read_parquet(root / "prepared" / "fold-0" / "items.parquet"))
     with pytest.raises(ModelFileError, match=r"seed-0\.pt was trained on another prepared split .*"
                                              r"run `dvc repro --glob 'train@original-\*'`"):
         Recommender("original", root / "models", tmp_path / "prepared", params=root / "params.yaml")
@@ -224,5 +226,5 @@ def test_cli_errors_are_one_line(cli, args, message):
 
 
 def _test_user(root: Path) -> int:
-    users = pd.read_parquet(root / "prepared" / "users.parquet")
+    users = pd.read_parquet(root / "prepared" / "fold-0" / "users.parquet")
     return int(users.loc[users["role"] == "test", "userId"].iloc[0])

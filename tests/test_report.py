@@ -67,7 +67,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
     for name, (kind, shift, seeds) in SYSTEMS.items():
         frames = []
         for seed in seeds:
-            frame = pd.DataFrame({"user": np.arange(USERS) + 1000, "seed": seed})
+            frame = pd.DataFrame({"userId": np.arange(USERS) + 1000, "fold": 0, "seed": seed})
             for m in METRICS:
                 noise = rng.normal(0, 0.01, size=USERS)
                 frame[m] = base[m] + shift + noise - noise.mean()
@@ -88,7 +88,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
                 **{f"val_{m}": 0.4 + shift - 0.2 * np.exp(-epochs / 3) + 0.005 * i for m in METRICS},
                 "seconds": 1.0}) for i, seed in enumerate(seeds)])
             for seed, frame in curve.groupby("seed"):
-                folder = dirs["curves"] / name / f"seed-{seed}" / "plots" / "metrics"
+                folder = dirs["curves"] / name / "fold-0" / f"seed-{seed}" / "plots" / "metrics"
                 folder.mkdir(parents=True)
                 for column in frame.columns.drop(["seed", "epoch"]):  # DVCLive's layout
                     frame[["epoch", column]].rename(columns={"epoch": "step"}).to_csv(
@@ -246,7 +246,7 @@ def test_unreadable_or_inconsistent_inputs_are_named(tmp_path, inputs):
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 1 and "ease.parquet" in result.output and "disagrees" in result.output
 
-    frame.assign(user=frame["user"] + 1).to_parquet(inputs["per_user"] / "ease.parquet")
+    frame.assign(userId=frame["userId"] + 1).to_parquet(inputs["per_user"] / "ease.parquet")
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 1 and "different test users" in result.output
 

@@ -62,7 +62,7 @@ def check_common(result: Split, pos: pd.DataFrame) -> None:
 def test_heldout_users_invariants(tiny):
     ratings = tiny[0]
     pos = positives(ratings, HELDOUT)
-    result = split(ratings, HELDOUT, tiny[1])
+    result = split(ratings, HELDOUT, tiny[1])[0]
     check_common(result, pos)
     roles = result.users.set_index("user")["role"]
     train_u, val_u, test_u = (set(roles.index[roles == r]) for r in ("train", "validation", "test"))
@@ -98,7 +98,7 @@ def timestamps(result: Split, name: str, ratings: pd.DataFrame) -> pd.DataFrame:
 def test_temporal_invariants(tiny):
     ratings = tiny[0]
     pos = positives(ratings, TEMPORAL)
-    result = split(ratings, TEMPORAL, tiny[1])
+    result = split(ratings, TEMPORAL, tiny[1])[0]
     check_common(result, pos)
     assert set(result.users["role"]) == {"train"}
     last_train = timestamps(result, "train", ratings).groupby("userId")["timestamp"].max()
@@ -127,7 +127,7 @@ def test_temporal_keeps_every_positive_of_a_user_with_too_few_to_split():
                             "rating": np.float32(5.0), "timestamp": [1, 2, 1, 2, 3, 4, 5, 6]})
     data = dataclasses.replace(TEMPORAL, min_user_positives=2)
     no_titles = pd.DataFrame({"movieId": pd.Series(dtype="int64"), "title": pd.Series(dtype="str")})
-    result = split(ratings, data, no_titles)
+    result = split(ratings, data, no_titles)[0]
     assert pairs(decoded(result, "train")) >= {(1, 1), (1, 2)}
     for role in ("validation", "test"):
         target, foldin = getattr(result, f"{role}_target"), getattr(result, f"{role}_foldin")
@@ -140,16 +140,16 @@ def test_temporal_split_without_timestamps_says_it_needs_them(tiny):
 
 
 def test_heldout_users_works_without_timestamps(tiny):
-    with_ts = split(tiny[0], HELDOUT, tiny[1])
-    without = split(tiny[0].drop(columns="timestamp"), HELDOUT, tiny[1])
+    with_ts = split(tiny[0], HELDOUT, tiny[1])[0]
+    without = split(tiny[0].drop(columns="timestamp"), HELDOUT, tiny[1])[0]
     for name in Split.TABLES:
         pd.testing.assert_frame_equal(getattr(with_ts, name), getattr(without, name))
 
 
 @pytest.mark.parametrize("data", [HELDOUT, TEMPORAL], ids=["heldout_users", "temporal"])
 def test_same_seed_gives_identical_tables_whatever_the_row_order(tiny, data):
-    first = split(tiny[0], data, tiny[1])
-    again = split(tiny[0].sample(frac=1.0, random_state=3), data, tiny[1])
+    first = split(tiny[0], data, tiny[1])[0]
+    again = split(tiny[0].sample(frac=1.0, random_state=3), data, tiny[1])[0]
     for name in Split.TABLES:
         pd.testing.assert_frame_equal(getattr(first, name), getattr(again, name))
     assert first.stats == again.stats
@@ -157,7 +157,7 @@ def test_same_seed_gives_identical_tables_whatever_the_row_order(tiny, data):
 
 def test_another_seed_holds_out_other_users(tiny):
     def heldout_ids(seed):
-        users = split(tiny[0], dataclasses.replace(HELDOUT, seed=seed), tiny[1]).users
+        users = split(tiny[0], dataclasses.replace(HELDOUT, seed=seed), tiny[1])[0].users
         return set(users.loc[users["role"] != "train", "userId"])
 
     assert heldout_ids(1) == heldout_ids(1)
@@ -165,7 +165,7 @@ def test_another_seed_holds_out_other_users(tiny):
 
 
 def test_heldout_fraction_is_a_share_of_the_kept_users(tiny):
-    result = split(tiny[0], dataclasses.replace(HELDOUT, heldout_users=0.1), tiny[1])
+    result = split(tiny[0], dataclasses.replace(HELDOUT, heldout_users=0.1), tiny[1])[0]
     kept = positives(tiny[0], HELDOUT)["userId"].nunique()
     assert result.stats["heldout_users_requested"] == round(0.1 * kept)
 

@@ -39,7 +39,7 @@ def dataset(tmp_path_factory):
     ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
     root = tmp_path_factory.mktemp("prepared")
     write_split(split(ratings, SMALL.data, movies), root / "prepared", root / "stats.json")
-    return load_dataset(root / "prepared")
+    return load_dataset(root / "prepared" / "fold-0")
 
 
 def test_same_seed_same_metrics(dataset):
@@ -148,7 +148,7 @@ def test_train_stage_killed_mid_run_resumes_to_same_metrics(tmp_path, tiny_param
     exe = Path(sys.executable).with_name("multvae")
     proc = subprocess.Popen([str(exe), "train", "original"], cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    ckpt = cwd / ".checkpoints" / "original" / "seed-98765.pt"
+    ckpt = cwd / ".checkpoints" / "original" / "fold-0" / "seed-98765.pt"
     deadline = time.time() + 60
     while not ckpt.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -166,7 +166,7 @@ def test_train_stage_killed_mid_run_resumes_to_same_metrics(tmp_path, tiny_param
         assert _cli(["evaluate", "original"], cwd).returncode == 0
     a, b = (pd.read_parquet(c / "metrics/per_user/original.parquet") for c in runs.values())
     pd.testing.assert_frame_equal(a, b)
-    ca, cb = (read_log(c / "dvclive/original/seed-98765", 98765) for c in runs.values())
+    ca, cb = (read_log(c / "dvclive/original/fold-0/seed-98765", 0, 98765) for c in runs.values())
     pd.testing.assert_frame_equal(ca, cb)  # the resumed run's DVCLive log, row for row
     assert len(ca) == 40
 
@@ -177,7 +177,8 @@ def test_the_per_epoch_log_grows_while_training_runs(tmp_path, tiny_params):
     for cmd in (["download"], ["prepare"]):
         assert _cli(cmd, tmp_path).returncode == 0
     exe = Path(sys.executable).with_name("multvae")
-    log = tmp_path / "dvclive" / "original" / "seed-98765" / "plots" / "metrics" / "val_ndcg@100.tsv"
+    log = tmp_path / "dvclive" / "original" / "fold-0" / "seed-98765" / "plots" / "metrics"
+    log = log / "val_ndcg@100.tsv"
     proc = subprocess.Popen([str(exe), "train", "original"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     seen: list[int] = []

@@ -30,6 +30,8 @@ def recommend(
     )] = None,
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many movies.")] = 10,
     seed: Annotated[int | None, typer.Option(help="Which seed's model; default: the lowest trained.")] = None,
+    fold: Annotated[int | None, typer.Option(help="Which fold's model (data.kfold > 1); default: the "
+                                                  "lowest trained.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     models: Annotated[Path, typer.Option(help="Folder of trained models, a sub-folder per variant.")] = Path(
         "models"),
@@ -44,12 +46,13 @@ def recommend(
     if (user is None) == (not movie):
         raise RecommendError("give either --user or --movie (one or more), not both or neither")
     device = setup(load_runtime(params)) if params.is_file() else "cpu"
-    recommender = Recommender(variant, models, data, seed, params, device)
+    recommender = Recommender(variant, models, data, seed, params, device, fold)
     answer = recommender.for_user(user, top) if user is not None else recommender.for_items(movie or [], top)
     for movie_id in answer.ignored:
         typer.echo(f"note: movieId {movie_id} is not among the model's items; ignored", err=True)
     if as_json:
-        typer.echo(json.dumps({"variant": variant, "seed": recommender.seed, **answer.to_dict()}, indent=2))
+        run = {"variant": variant, "fold": recommender.fold, "seed": recommender.seed}
+        typer.echo(json.dumps({**run, **answer.to_dict()}, indent=2))
         return
     typer.echo(f"{variant} (seed {recommender.seed}) for {_whose(answer)}:")
     typer.echo(_table(answer))

@@ -1,0 +1,174 @@
+"""User-level K-fold evaluation: every user a test user exactly once, each fold its own split and
+its own runs, and the results of all folds paired by user like a single split's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from multvae.config import ConfigError, DataConfig, load_config
+from multvae.data import fingerprint, load_dataset
+from multvae.split import Split, SplitError, binarize, split
+from stages.cli import app
+
+KFOLD = DataConfig(dataset="synthetic", heldout_users=30, seed=1, kfold=5, folds=(0, 1, 2, 3, 4))
+
+
+def roles(result: Split) -> dict[str, set[int]]:
+    users = result.users
+    return {role: set(users.loc[users["role"] == role, "userId"]) for role in ("train", "validation", "test")}
+
+
+def test_every_user_is_a_test_user_in_exactly_one_fold(tiny):
+    ratings, movies = tiny
+    folds = split(ratings, KFOLD, movies)
+    everyone = set(binarize(ratings, KFOLD.min_rating, KFOLD.min_user_positives)["userId"])
+    tested: list[int] = []
+    sizes = []
+    for fold, result in folds.items():
+        r = roles(result)
+        dropped = result.stats["heldout_users_dropped"]
+        sizes.append(len(r["test"]) + dropped["test"])
+        tested += sorted(r["test"])
+        assert not r["test"] & r["validation"] and not r["train"] & (r["test"] | r["validation"])
+        assert len(r["validation"]) + dropped["validation"] == 30, fold
+        # The rest train: no kept user is without a role.
+        assigned = len(r["train"]) + len(r["validation"]) + len(r["test"]) + sum(dropped.values())
+        assert assigned == len(everyone)
+    assert len(tested) == len(set(tested))  # nobody twice
+    missing = everyone - set(tested)
+    assert len(missing) == sum(r.stats["heldout_users_dropped"]["test"] for r in folds.values())
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == len(everyone)  # near-equal folds
+
+
+def test_a_fold_is_the_same_whichever_other_folds_are_computed(tiny):
+    """So adding a fold to data.folds leaves the other folds' data, and their trained runs, valid."""
+    ratings, movies = tiny
+    every = split(ratings, KFOLD, movies)
+    alone = split(ratings, dataclasses.replace(KFOLD, folds=(3,)), movies)
+    tables = {name: getattr(alone[3], name) for name in Split.TABLES}
+    assert list(alone) == [3]
+    assert fingerprint(tables) == fingerprint({name: getattr(every[3], name) for name in Split.TABLES})
+    assert fingerprint(tables) != fingerprint({name: getattr(every[2], name) for name in Split.TABLES})
+
+
+def test_one_fold_is_the_papers_single_split(tiny):
+    """kfold 1: heldout_users test users, as many validation users (the default, unchanged)."""
+    ratings, movies = tiny
+    r = roles(split(ratings, DataConfig(dataset="synthetic", heldout_users=30, seed=1), movies)[0])
+    assert len(r["test"]) == len(r["validation"]) == 30
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"kfold": 3, "folds": [0, 3]}, r"data\.folds: expected distinct fold numbers in 0\.\.2"),
+    ({"kfold": 3, "folds": [1, 1]}, r"data\.folds: expected distinct"),
+    ({"kfold": 0}, r"data\.kfold: expected 1"),
+    ({"folds": [1]}, r"data\.folds: expected distinct fold numbers in 0\.\.0"),
+    ({"kfold": 2, "folds": [0], "split": "temporal"}, r"data\.kfold: folds split users"),
+    ({"kfold": 2, "folds": ["0"]}, r"data\.folds\[0\]: expected an integer"),
+])
+def test_fold_parameters_are_checked(tmp_path, data, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"data": data}))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_too_many_validation_users_for_a_fold_is_refused(tiny):
+    ratings, movies = tiny
+    with pytest.raises(SplitError,
+                       match=r"data\.heldout_users=200 .* data\.kfold=3 a fold holds 9[45] of the 284 users"):
+        split(ratings, dataclasses.replace(KFOLD, heldout_users=200, kfold=3, folds=(0,)), movies)
+
+
+def _invoke(*args: object) -> None:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def three_folds(tmp_path_factory, tiny_params) -> Path:
+    """The stages of the pipeline run by hand on 3 folds of the tiny data, 2 seeds, 3 epochs."""
+    root = tmp_path_factory.mktemp("kfold")
+    params = root / "params.yaml"
+    params.write_text(tiny_params(data={"kfold": 3, "folds": [0, 1, 2], "heldout_users": 20},
+                                  train={"epochs": 3, "seeds": [1, 2]}))
+    data = root / "data"
+    _invoke("download", "-p", params, "--out", data / "raw", "--no-progress")
+    _invoke("prepare", "-p", params, "--raw", data / "raw", "--out", data / "prepared", "--stats",
+            data / "stats.json")
+    for fold in (0, 1, 2):
+        for seed in (1, 2):
+            _invoke("train", "original", "-p", params, "--seed", seed, "--fold", fold, "--data",
+                    data / "prepared", "--models", root / "models", "--logs", root / "dvclive",
+                    "--checkpoints", root / "ckpt")
+    metrics, per_user = root / "metrics" / "variants", root / "metrics" / "per_user"
+    _invoke("evaluate", "original", "-p", params, "--data", data / "prepared", "--models", root / "models",
+            "--metrics", metrics, "--per-user", per_user)
+    _invoke("popularity", "-p", params, "--data", data / "prepared", "--metrics",
+            metrics / "most_popular.json", "--per-user", per_user / "most_popular.parquet")
+    _invoke("ease", "-p", params, "--data", data / "prepared", "--metrics", metrics / "ease.json",
+            "--per-user", per_user / "ease.parquet")
+    return root
+
+
+def test_the_folds_results_cover_every_test_user_once_per_seed(three_folds):
+    root = three_folds
+    stats = json.loads((root / "data" / "stats.json").read_text())
+    assert stats["kfold"] == 3 and list(stats["folds"]) == ["0", "1", "2"]
+    assert stats["test_users_all_folds"] == sum(f["test_users"] for f in stats["folds"].values())
+    tested: set[int] = set()
+    for fold in (0, 1, 2):
+        data = load_dataset(root / "data" / "prepared" / f"fold-{fold}")
+        ids = set(data.user_ids(data.test.users).tolist())
+        assert not ids & tested
+        tested |= ids
+        for seed in (1, 2):
+            assert (root / "models" / "original" / f"fold-{fold}" / f"seed-{seed}.pt").is_file()
+            log = root / "dvclive" / "original" / f"fold-{fold}" / f"seed-{seed}"
+            assert (log / "metrics.json").is_file()
+    for name in ("original", "most_popular", "ease"):
+        summary = json.loads((root / "metrics" / "variants" / f"{name}.json").read_text())
+        table = pd.read_parquet(root / "metrics" / "per_user" / f"{name}.parquet")
+        assert summary["folds"] == [0, 1, 2]
+        assert summary["test_users"] == len(tested) == stats["test_users_all_folds"]
+        for _, rows in table.groupby("seed"):
+            assert set(rows["userId"]) == tested and rows["userId"].is_unique
+        assert summary["ndcg@100"] == pytest.approx(table.groupby("userId")["ndcg@100"].mean().mean())
+    ease = json.loads((root / "metrics" / "variants" / "ease.json").read_text())
+    assert list(ease["lambda_by_fold"]) == ["0", "1", "2"]
+
+
+def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
+    root = three_folds
+    out = tmp_path / "out"
+    _invoke("aggregate", "-p", root / "params.yaml", "--metrics-dir", root / "metrics" / "variants",
+            "--per-user-dir", root / "metrics" / "per_user", "--curves-dir", root / "dvclive",
+            "--table", out / "table.md", "--csv", out / "table.csv", "--summary", out / "summary.json",
+            "--plots-dir", out, "--training", out / "training.csv", "--report", out / "report.html",
+            "--stats", root / "data" / "stats.json")
+    table = pd.read_csv(out / "table.csv").set_index("variant")
+    stats = json.loads((root / "data" / "stats.json").read_text())
+    assert (table["test_users"] == stats["test_users_all_folds"]).all()
+    assert np.isfinite(table.loc["ease", "diff_ndcg@100"])
+    curves = pd.read_csv(out / "training.csv")
+    assert set(map(tuple, curves[["fold", "seed"]].drop_duplicates().to_numpy())) == {
+        (f, s) for f in (0, 1, 2) for s in (1, 2)}
+    assert "fold 2: test_users" in (out / "report.html").read_text()
+
+
+def test_a_user_in_two_folds_results_is_refused(three_folds, tmp_path):
+    """Results whose folds overlap (hand-edited, or from two different kfold settings) are refused."""
+    from multvae.results import ResultError, summarize
+
+    table = pd.read_parquet(three_folds / "metrics" / "per_user" / "most_popular.parquet")
+    doubled = pd.concat([table, table.iloc[:1].assign(fold=1)], ignore_index=True)
+    with pytest.raises(ResultError, match=r"user \d+ is a test user in more than one fold"):
+        summarize("most_popular", "baseline", doubled, ["ndcg@100"], {})
