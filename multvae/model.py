@@ -63,23 +63,45 @@ class SparseRows:
     def __init__(self, matrix, device: torch.device | str = "cpu"):
         self.indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(device)
         self.indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(device)
+        self.counts = self.indptr[1:] - self.indptr[:-1]
         self.n_items = matrix.shape[1]
         self._counts = np.diff(matrix.indptr).astype(np.int64)  # on the host: batch sizes without a sync
 
     def batch(self, users: np.ndarray) -> SparseBatch:
         """The rows `users` (in that order) as a SparseBatch on this matrix's device."""
-        device = self.indptr.device
-        counts_host = self._counts[users]
-        nnz = int(counts_host.sum())
-        counts = torch.from_numpy(counts_host).to(device)
-        indptr = torch.zeros(len(users) + 1, dtype=torch.int64, device=device)
+        return self.epoch(users).batch(0, len(users))
+
+    def epoch(self, order: np.ndarray) -> EpochRows:
+        """The rows in `order`, moved to the device once, to be cut into batches there."""
+        return EpochRows(self, order)
+
+
+class EpochRows:
+    """One epoch's user order on the device, and each batch's non-zero count on the host.
+
+    A batch is then a slice of device tensors: no host-to-device copy per update, which on a GPU is
+    a synchronisation (a copy from pageable memory waits for the stream), and no output size the
+    device would have to report back."""
+
+    def __init__(self, rows: SparseRows, order: np.ndarray):
+        self.rows = rows
+        self.order_host = np.asarray(order, dtype=np.int64)
+        self.order = torch.from_numpy(self.order_host).to(rows.indptr.device)
+        self.counts = rows.counts[self.order]
+
+    def batch(self, start: int, stop: int) -> SparseBatch:
+        m, device = self.rows, self.order.device
+        nnz = int(m._counts[self.order_host[start:stop]].sum())
+        counts = self.counts[start:stop]
+        n = counts.numel()
+        indptr = torch.zeros(n + 1, dtype=torch.int64, device=device)
         torch.cumsum(counts, 0, out=indptr[1:])
-        rows = torch.repeat_interleave(torch.arange(len(users), device=device), counts, output_size=nnz)
+        rows = torch.repeat_interleave(torch.arange(n, device=device), counts, output_size=nnz)
         # A non-zero's position in the whole matrix: its rank within the batch, shifted by how far
         # its row starts there from where it starts in the batch.
-        shift = self.indptr[torch.from_numpy(np.asarray(users, dtype=np.int64)).to(device)] - indptr[:-1]
+        shift = m.indptr[self.order[start:stop]] - indptr[:-1]
         positions = torch.arange(nnz, device=device) + shift[rows]
-        return SparseBatch(indptr=indptr, indices=self.indices[positions], rows=rows, n_items=self.n_items)
+        return SparseBatch(indptr=indptr, indices=m.indices[positions], rows=rows, n_items=m.n_items)
 
 
 class _SparseMatmul(torch.autograd.Function):
@@ -129,8 +151,11 @@ def _transpose_host(indptr: torch.Tensor, indices: torch.Tensor, n_items: int):
 
 def _transpose_device(indices: torch.Tensor, rows: torch.Tensor, n_items: int):
     by_item = torch.argsort(indices, stable=True)
+    # Counts by index_add rather than bincount, whose output size the device would report back.
+    per_item = torch.zeros(n_items, dtype=indices.dtype, device=indices.device)
+    per_item.index_add_(0, indices, torch.ones_like(indices))
     item_offsets = torch.zeros(n_items, dtype=indices.dtype, device=indices.device)
-    torch.cumsum(torch.bincount(indices, minlength=n_items)[:-1], 0, out=item_offsets[1:])
+    torch.cumsum(per_item[:-1], 0, out=item_offsets[1:])
     return by_item, rows[by_item], item_offsets
 
 

@@ -6,9 +6,11 @@ Resuming restores the model, the optimiser, every random generator and the log, 
 interrupted run ends with exactly the metrics of an uninterrupted one.
 
 Speed (benchmarks/speed.py measures it): the training matrix is held as tensors on the training
-device and each batch's rows are gathered there; the model's first layer and loss touch only the
-batch's non-zeros; Adam is the fused kernel. At ML-20M shape an epoch then costs little more than
-its matrix products.
+device and each batch's rows are gathered there from an epoch order moved there once; the model's
+first layer and loss touch only the batch's non-zeros; Adam is the fused kernel. The loss
+statistics stay on the device until the epoch ends, so on a GPU the host queues update after
+update without waiting for one (tests/test_gpu.py checks that an update makes no synchronising
+call); a non-finite loss is still reported with the update where it first appeared.
 """
 
 from __future__ import annotations
@@ -83,22 +85,47 @@ def compiled_decode_nll(model: MultVAE) -> DecodeNLL:
 
 
 def train_step(model: MultVAE, optimizer: torch.optim.Optimizer, batch: SparseBatch, beta: BetaConfig,
-               step: int, total_steps: int, nll_fn: DecodeNLL = decode_nll) -> np.ndarray:
+               step: int, total_steps: int, nll_fn: DecodeNLL = decode_nll) -> torch.Tensor:
     """One update on `batch` (update number `step`, 0-based); returns the batch's mean loss, NLL,
-    KL and β. A non-finite loss is returned without an update, for the caller to report."""
+    KL and β as a tensor on the training device, never read here: reading it would make a GPU
+    wait for the update to finish before the next could be queued. A non-finite loss is the
+    caller's to detect (EpochStats), and makes the weights non-finite too."""
     mu, logvar = model.encode(batch)
     nll = nll_fn(model, model.sample(mu, logvar), batch).mean()
     kl = kl_divergence(mu, logvar)
     betas = user_betas(beta, step, total_steps, batch.counts)
     loss = nll + (betas * kl).mean()
-    # One transfer (a sync on a GPU) per update for the log and the finiteness check.
-    stats = torch.stack([loss, nll, kl.mean(), betas.mean()]).detach().cpu().numpy()
-    if not np.isfinite(stats[0]):
-        return stats
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return stats
+    return torch.stack([loss, nll, kl.mean(), betas.mean()]).detach()
+
+
+class EpochStats:
+    """An epoch's sums of loss, NLL, KL and β, and its first update with a non-finite loss, kept on
+    the training device and read once, at the end of the epoch (one synchronisation an epoch on
+    a GPU, none per update). Summed in float64 in update order: the same numbers as adding each
+    update's float32 values on the host."""
+
+    NAMES = ("loss", "nll", "kl", "beta")
+    NONE = torch.iinfo(torch.int64).max
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(self.NAMES), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((), self.NONE, dtype=torch.int64, device=device)
+        self.bad_loss = torch.zeros((), dtype=torch.float32, device=device)
+
+    def add(self, stats: torch.Tensor, update: int) -> None:
+        self.sums += stats.to(torch.float64)
+        bad = ~torch.isfinite(stats[0]) & (self.first_bad == self.NONE)
+        self.first_bad = torch.where(bad, update, self.first_bad)
+        self.bad_loss = torch.where(bad, stats[0], self.bad_loss)
+
+    def read(self) -> tuple[dict[str, float], int | None, float]:
+        """The sums, the first non-finite update (None if every loss was finite) and its loss."""
+        first = int(self.first_bad)
+        sums = dict(zip(self.NAMES, self.sums.tolist(), strict=True))
+        return sums, (None if first == self.NONE else first), float(self.bad_loss)
 
 
 def evaluate(model: MultVAE, heldout: HeldOut, cfg: Config, runtime: RuntimeConfig,
@@ -132,6 +159,18 @@ def _read_checkpoint(path: Path, device: torch.device, log: Callable[[str], None
         log(f"checkpoint {path} cannot be read ({type(exc).__name__}); set aside as {aside.name}, "
             "starting afresh")
         return None
+
+
+def _check_finite(stats: EpochStats, epoch: int, first_step: int, batches_per_epoch: int) -> dict[str, float]:
+    """The epoch's sums; a non-finite loss stops training with the epoch, batch and update where the
+    loss first went non-finite (no checkpoint of the damaged weights is written)."""
+    sums, bad, loss = stats.read()
+    if bad is not None:
+        raise TrainingError(
+            f"non-finite loss ({loss}) at epoch {epoch}, batch {bad - first_step + 1} of "
+            f"{batches_per_epoch} (update {bad + 1}); lower optim.lr or check the data"
+        )
+    return sums
 
 
 UpdateHook = Callable[[int, MultVAE], bool]
@@ -194,23 +233,18 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        order = rng.permutation(n_users)
-        sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0, "beta": 0.0}
-        for b, start in enumerate(range(0, n_users, batch_size)):
+        epoch_rows = train.epoch(rng.permutation(n_users))
+        epoch_stats, first_step = EpochStats(device), step
+        for start in range(0, n_users, batch_size):
             if before_batch is not None:
                 before_batch(step)
-            batch = train.batch(order[start:start + batch_size])
-            stats = train_step(model, optimizer, batch, cfg.beta, step, total_steps, nll_fn)
-            if not np.isfinite(stats[0]):
-                raise TrainingError(
-                    f"non-finite loss ({stats[0]}) at epoch {epoch}, batch {b + 1} of "
-                    f"{batches_per_epoch} (update {step + 1}); lower optim.lr or check the data"
-                )
+            batch = epoch_rows.batch(start, start + batch_size)
+            epoch_stats.add(train_step(model, optimizer, batch, cfg.beta, step, total_steps, nll_fn), step)
             step += 1
-            for name, value in zip(sums, stats, strict=True):
-                sums[name] += float(value)
             if on_update is not None and on_update(step, model):
+                _check_finite(epoch_stats, epoch, first_step, batches_per_epoch)
                 return TrainResult(best_state, best_epoch, best_val, pd.DataFrame(rows), seconds)
+        sums = _check_finite(epoch_stats, epoch, first_step, batches_per_epoch)
         val = evaluate(model, data.validation, cfg, runtime, device)
         val_means = {f"val_{n}": float(val[n].mean()) for n in names}
         seconds += time.perf_counter() - t0

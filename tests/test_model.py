@@ -154,6 +154,16 @@ def test_gathered_rows_equal_the_scipy_rows():
     assert got.n_items == want.n_items == N_ITEMS
 
 
+def test_an_epochs_batches_are_slices_of_its_order_moved_once():
+    matrix = _matrix(50, N_ITEMS, seed=5)
+    order = np.random.default_rng(1).permutation(50)
+    epoch = SparseRows(matrix).epoch(order)
+    for start in range(0, 50, 7):
+        got, want = epoch.batch(start, start + 7), SparseBatch.from_scipy(matrix[order[start:start + 7]])
+        for field in ("indptr", "indices", "rows"):
+            assert torch.equal(getattr(got, field), getattr(want, field)), (start, field)
+
+
 def test_plain_decode_nll_for_compile_matches_the_eager_loss():
     # train.compile runs the decoder and loss in plain operations; they must agree with the default.
     torch.manual_seed(6)

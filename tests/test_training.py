@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from multvae.config import (
     SYNTHETIC_PRESETS,
@@ -21,6 +22,7 @@ from multvae.config import (
 )
 from multvae.data import load_dataset
 from multvae.live_log import read_log
+from multvae.model import MultVAE
 from multvae.split import split, write_split
 from multvae.synthetic import generate
 from multvae.training import TrainingError, train_model
@@ -123,6 +125,33 @@ def test_non_finite_loss_names_epoch_and_batch(dataset):
     cfg = dataclasses.replace(SMALL, optim=OptimConfig(name="sgd", lr=1e12))
     with pytest.raises(TrainingError, match=r"epoch \d+, batch \d+ of \d+"):
         train_model(cfg, dataset, seed=0, log=lambda _: None)
+
+
+@pytest.mark.parametrize("bad_update", [1, 7, 13])
+def test_the_first_non_finite_update_is_named_although_losses_are_read_once_an_epoch(dataset, bad_update):
+    """The losses stay on the device until the epoch ends; the message still names the update
+    whose loss first went non-finite (a weight set to NaN just before it), not a later one."""
+    per_epoch = -(-dataset.train.shape[0] // SMALL.train.batch_size)
+    models: list[MultVAE] = []
+    epochs: list[dict] = []
+
+    def on_update(step: int, model) -> bool:
+        models.append(model)
+        return False
+
+    def before_batch(step: int) -> None:
+        if step == bad_update:
+            last = models[-1].decoder[-1]
+            assert isinstance(last, torch.nn.Linear)
+            with torch.no_grad():
+                last.bias.fill_(float("nan"))
+
+    epoch, batch = bad_update // per_epoch + 1, bad_update % per_epoch + 1
+    with pytest.raises(TrainingError, match=rf"non-finite loss \(nan\) at epoch {epoch}, batch {batch} of "
+                                            rf"{per_epoch} \(update {bad_update + 1}\)"):
+        train_model(SMALL, dataset, seed=0, log=lambda _: None, on_update=on_update,
+                    before_batch=before_batch, on_epoch=epochs.append)
+    assert len(epochs) == epoch - 1  # no log row (and no checkpoint) for the failed epoch
 
 
 # The tiny params (tests/conftest.py) with 40 epochs and an anneal that ends within them.
