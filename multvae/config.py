@@ -74,6 +74,11 @@ class ModelConfig:
     latent_dim: int = 200
     activation: Literal["tanh", "relu"] = "tanh"
     dropout: float = 0.5
+    # RecVAE's ingredients (Shenbin et al., WSDM 2020), each on its own switch:
+    encoder: Literal["mlp", "dense"] = "mlp"  # dense: every layer sees all earlier ones, swish, LayerNorm
+    decoder: Literal["mirror", "linear"] = "mirror"  # linear: one layer from the latent space to the items
+    prior: Literal["standard", "composite"] = "standard"  # composite: N(0, I), last epoch's posterior, wide
+    prior_weights: tuple[float, ...] = (0.15, 0.75, 0.1)  # composite: of the three components, in that order
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,10 @@ class OptimConfig:
     name: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    scheme: Literal["joint", "alternating"] = "joint"  # alternating: encoder passes, then decoder passes
+    encoder_passes: int = 3  # alternating: passes over the users updating the encoder, each epoch
+    decoder_passes: int = 1  # alternating: then passes updating the decoder
+    decoder_dropout: bool = True  # alternating: input dropout in the decoder passes too (false: RecVAE)
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,13 @@ def validate(cfg: Config) -> Config:
              f"layer sizes must be positive, got {list(m.hidden_dims)}")
     _require(m.latent_dim > 0, "model.latent_dim", f"expected a positive size, got {m.latent_dim}")
     _require(0 <= m.dropout < 1, "model.dropout", f"expected 0 <= dropout < 1, got {m.dropout}")
+    _require(m.encoder == "mlp" or len(set(m.hidden_dims)) == 1, "model.hidden_dims",
+             f"the dense encoder adds every layer's output to the next, so its layers need one width, "
+             f"got {list(m.hidden_dims)}")
+    _require(len(m.prior_weights) == 3 and all(w >= 0 for w in m.prior_weights)
+             and abs(sum(m.prior_weights) - 1) < 1e-9 and m.prior_weights[0] + m.prior_weights[2] > 0,
+             "model.prior_weights", "expected three non-negative weights summing to 1 (standard normal, last "
+             f"epoch's posterior, wide normal), not all on the posterior; got {list(m.prior_weights)}")
     _require(b.cap >= 0, "beta.cap", f"must not be negative, got {b.cap}")
     _require(b.gamma >= 0, "beta.gamma", f"must not be negative, got {b.gamma}")
     _require(b.total_anneal_steps is None or b.total_anneal_steps > 0, "beta.total_anneal_steps",
@@ -266,6 +282,8 @@ def validate(cfg: Config) -> Config:
     _require(0 < b.ratio <= 1, "beta.ratio", f"expected 0 < ratio <= 1, got {b.ratio}")
     _require(o.lr > 0, "optim.lr", f"must be positive, got {o.lr}")
     _require(o.weight_decay >= 0, "optim.weight_decay", f"must not be negative, got {o.weight_decay}")
+    _require(o.encoder_passes >= 1, "optim.encoder_passes", f"expected at least 1, got {o.encoder_passes}")
+    _require(o.decoder_passes >= 1, "optim.decoder_passes", f"expected at least 1, got {o.decoder_passes}")
     _require(t.epochs >= 1, "train.epochs", f"expected at least 1, got {t.epochs}")
     _require(t.batch_size >= 1, "train.batch_size", f"expected at least 1, got {t.batch_size}")
     _require(len(t.seeds) >= 1, "train.seeds", "expected a non-empty list of integer seeds")

@@ -10,6 +10,7 @@ formulation (tests/test_model.py checks loss and gradients against it) at a frac
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from torch.autograd.function import once_differentiable
 from multvae.config import ModelConfig
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+ENCODER_PARTS = ("enc_in", "enc_in_bias", "encoder")  # the attributes the composite prior copies
 
 
 @dataclass
@@ -159,6 +161,41 @@ def _transpose_device(indices: torch.Tensor, rows: torch.Tensor, n_items: int):
     return by_item, rows[by_item], item_offsets
 
 
+def _encode(m: MultVAE | _EncoderCopy, batch: SparseBatch,
+            dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder of `m` (its enc_in, enc_in_bias and body): the first layer over the non-zeros
+    only, enc_in(dropout(normalize(x))), then the body; the posterior's mean and log-variance."""
+    values = torch.rsqrt(batch.counts.clamp(min=1).to(m.enc_in.weight.dtype))[batch.rows]
+    if dropout > 0:
+        keep = torch.rand_like(values) >= dropout
+        values = values * keep / (1.0 - dropout)
+    first = _SparseMatmul.apply(m.enc_in.weight, batch.indptr, batch.indices, batch.rows, values)
+    first = first + m.enc_in_bias
+    h = m.encoder(first if m.dense_encoder else m.act(first))
+    return h[:, : m.latent_dim], h[:, m.latent_dim:]
+
+
+class DenseLayers(nn.Module):
+    """RecVAE's encoder body: after the first layer, each layer's input is the previous output
+    plus every earlier output (dense connections), then swish and LayerNorm (eps 0.1, RecVAE's);
+    a last linear layer gives the posterior's mean and log-variance."""
+
+    def __init__(self, width: int, layers: int, out_dim: int):
+        super().__init__()
+        self.first_norm = nn.LayerNorm(width, eps=0.1)
+        self.linears = nn.ModuleList(nn.Linear(width, width) for _ in range(layers - 1))
+        self.norms = nn.ModuleList(nn.LayerNorm(width, eps=0.1) for _ in range(layers - 1))
+        self.out = nn.Linear(width, out_dim)
+
+    def forward(self, first: torch.Tensor) -> torch.Tensor:
+        h = self.first_norm(F.silu(first))
+        total = h
+        for linear, norm in zip(self.linears, self.norms, strict=True):
+            h = norm(F.silu(linear(h) + total))
+            total = total + h
+        return self.out(h)
+
+
 def _mlp(dims: list[int], activation: str) -> nn.Sequential:
     """Linear layers with the activation between them (none after the last)."""
     layers: list[nn.Module] = []
@@ -181,29 +218,45 @@ class MultVAE(nn.Module):
         # summing the rows of a user's items, weighted by the input values, is the sparse product.
         self.enc_in = nn.EmbeddingBag(n_items, hidden[0], mode="sum")
         self.enc_in_bias = nn.Parameter(torch.zeros(hidden[0]))
-        self.encoder = _mlp(hidden + [2 * cfg.latent_dim], cfg.activation)
-        # Decoder mirrors it: [latent, *reversed(hidden), I].
-        self.decoder = _mlp([cfg.latent_dim] + hidden[::-1] + [n_items], cfg.activation)
+        self.dense_encoder = cfg.encoder == "dense"
+        self.encoder: nn.Module = (
+            DenseLayers(hidden[0], len(hidden), 2 * cfg.latent_dim) if self.dense_encoder
+            else _mlp(hidden + [2 * cfg.latent_dim], cfg.activation))
+        # The paper's decoder mirrors the encoder, [latent, *reversed(hidden), I]; RecVAE's is linear.
+        self.decoder = _mlp([cfg.latent_dim] + (hidden[::-1] if cfg.decoder == "mirror" else []) + [n_items],
+                            cfg.activation)
         nn.init.xavier_uniform_(self.enc_in.weight)
         nn.init.normal_(self.enc_in_bias, std=0.001)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.normal_(module.bias, std=0.001)
+        # The composite prior's copy of the encoder as it was after the last encoder passes; part
+        # of the state, so checkpoints resume it and saved models carry it. Never trained.
+        self.previous: _EncoderCopy | None = _EncoderCopy(self) if cfg.prior == "composite" else None
 
-    def _first_layer(self, batch: SparseBatch) -> torch.Tensor:
-        """enc_in(dropout(normalize(x))) computed over the non-zeros only."""
-        norm = torch.rsqrt(batch.counts.clamp(min=1).to(self.enc_in.weight.dtype))
-        values = norm[batch.rows]
-        if self.training and self.dropout > 0:
-            keep = torch.rand_like(values) >= self.dropout
-            values = values * keep / (1.0 - self.dropout)
-        out = _SparseMatmul.apply(self.enc_in.weight, batch.indptr, batch.indices, batch.rows, values)
-        return out + self.enc_in_bias
+    def encode(self, batch: SparseBatch, dropout: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and log-variance; `dropout` overrides model.dropout (training only)."""
+        rate = self.dropout if dropout is None else dropout
+        return _encode(self, batch, rate if self.training else 0.0)
 
-    def encode(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(self.act(self._first_layer(batch)))
-        return h[:, : self.latent_dim], h[:, self.latent_dim:]
+    def encoder_parameters(self) -> list[torch.Tensor]:
+        return [p for name, p in self.named_parameters() if name.split(".")[0] in ENCODER_PARTS]
+
+    def trained_parameters(self) -> list[torch.Tensor]:
+        """Every parameter but the composite prior's frozen copy, in the module's order."""
+        return [p for name, p in self.named_parameters() if not name.startswith("previous.")]
+
+    def update_previous(self) -> None:
+        """The composite prior's posterior becomes the encoder's current one."""
+        if self.previous is not None:
+            self.previous.copy_from(self)
+
+    def previous_posterior(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The composite prior's component: the posterior of the encoder copy, without dropout."""
+        assert self.previous is not None
+        with torch.no_grad():
+            return self.previous.encode(batch)
 
     def forward(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits over items, and the posterior's mean and log-variance."""
@@ -219,6 +272,27 @@ class MultVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Logits over items."""
         return self.decoder(z)
+
+
+class _EncoderCopy(nn.Module):
+    """A frozen copy of a MultVAE's encoder (first layer and body), under the same names."""
+
+    def __init__(self, model: MultVAE):
+        super().__init__()
+        self.enc_in = copy.deepcopy(model.enc_in)
+        self.enc_in_bias = nn.Parameter(model.enc_in_bias.detach().clone())
+        self.encoder = copy.deepcopy(model.encoder)
+        self.act, self.dense_encoder, self.latent_dim = model.act, model.dense_encoder, model.latent_dim
+        self.requires_grad_(False)
+
+    def copy_from(self, model: MultVAE) -> None:
+        theirs = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, mine in self.named_parameters():
+                mine.copy_(theirs[name])
+
+    def encode(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return _encode(self, batch, 0.0)
 
 
 class _MultinomialNLL(torch.autograd.Function):
@@ -269,11 +343,6 @@ def plain_decode_nll(decoder: nn.Module, z: torch.Tensor, rows: torch.Tensor, in
     picked = torch.zeros(logits.shape[0], dtype=logits.dtype, device=logits.device)
     picked = picked.index_add(0, rows, logits[rows, indices])
     return counts * torch.logsumexp(logits, dim=1) - picked
-
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per user."""
-    return 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1.0).sum(dim=1)
 
 
 def make_scorer(model: MultVAE, device: torch.device | str) -> Callable[[sp.csr_matrix], torch.Tensor]:

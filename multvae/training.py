@@ -31,19 +31,12 @@ import pandas as pd
 import torch
 
 from multvae.atomic import atomic_path
-from multvae.config import BetaConfig, Config, RuntimeConfig, to_dict
+from multvae.config import Config, RuntimeConfig, to_dict
 from multvae.data import Dataset, HeldOut
 from multvae.errors import MultVAEError
 from multvae.metrics import metric_names, score_heldout, val_key
-from multvae.model import (
-    MultVAE,
-    SparseBatch,
-    SparseRows,
-    decode_nll,
-    kl_divergence,
-    make_scorer,
-    plain_decode_nll,
-)
+from multvae.model import MultVAE, SparseBatch, SparseRows, decode_nll, make_scorer, plain_decode_nll
+from multvae.prior import composite_kl, standard_kl
 from multvae.runtime import setup
 from multvae.schedules import user_betas
 
@@ -62,11 +55,14 @@ class TrainResult:
 
 
 def make_optimizer(model: MultVAE, cfg: Config) -> torch.optim.Optimizer:
-    o = cfg.optim
+    """One optimiser over every trained parameter. In RecVAE's alternating scheme a phase freezes
+    the other half, whose parameters then get no gradient and are skipped: the same as RecVAE's
+    two optimisers, since Adam keeps its moments and step count per parameter."""
+    o, params = cfg.optim, model.trained_parameters()
     if o.name == "adam":
         # The fused kernel is ~8x faster than the default on CPU for the 24M-parameter model.
-        return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, fused=True)
-    return torch.optim.SGD(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
 DecodeNLL = Callable[[MultVAE, torch.Tensor, SparseBatch], torch.Tensor]
@@ -84,21 +80,57 @@ def compiled_decode_nll(model: MultVAE) -> DecodeNLL:
     return run
 
 
-def train_step(model: MultVAE, optimizer: torch.optim.Optimizer, batch: SparseBatch, beta: BetaConfig,
-               step: int, total_steps: int, nll_fn: DecodeNLL = decode_nll) -> torch.Tensor:
-    """One update on `batch` (update number `step`, 0-based); returns the batch's mean loss, NLL,
-    KL and β as a tensor on the training device, never read here: reading it would make a GPU
-    wait for the update to finish before the next could be queued. A non-finite loss is the
-    caller's to detect (EpochStats), and makes the weights non-finite too."""
-    mu, logvar = model.encode(batch)
-    nll = nll_fn(model, model.sample(mu, logvar), batch).mean()
-    kl = kl_divergence(mu, logvar)
-    betas = user_betas(beta, step, total_steps, batch.counts)
+def train_step(model: MultVAE, optimizer: torch.optim.Optimizer, batch: SparseBatch, cfg: Config,
+               step: int, total_steps: int, nll_fn: DecodeNLL = decode_nll,
+               dropout: float | None = None) -> torch.Tensor:
+    """One update on `batch` (update number `step`, 0-based) of the parameters that require a
+    gradient; returns the batch's mean loss, NLL, KL and β as a tensor on the training device, never
+    read here: reading it would make a GPU wait for the update to finish before the next could be
+    queued. A non-finite loss is the caller's to detect (EpochStats), and makes the weights
+    non-finite too. `dropout` overrides the input dropout (RecVAE's decoder passes use none)."""
+    mu, logvar = model.encode(batch, dropout)
+    z = model.sample(mu, logvar)
+    nll = nll_fn(model, z, batch).mean()
+    if cfg.model.prior == "composite":
+        old_mu, old_logvar = model.previous_posterior(batch)
+        kl = composite_kl(z, mu, logvar, old_mu, old_logvar, cfg.model.prior_weights)
+    else:
+        kl = standard_kl(mu, logvar)
+    betas = user_betas(cfg.beta, step, total_steps, batch.counts)
     loss = nll + (betas * kl).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return torch.stack([loss, nll, kl.mean(), betas.mean()]).detach()
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Passes over the training users within an epoch that update some of the parameters."""
+
+    passes: int
+    train_encoder: bool
+    train_decoder: bool
+    dropout: float | None  # None: model.dropout
+
+
+def epoch_phases(cfg: Config) -> list[Phase]:
+    """The paper: one pass updating everything. RecVAE's alternating scheme: encoder passes (with
+    the input dropout: denoising), then decoder passes (without it, unless optim.decoder_dropout)."""
+    o = cfg.optim
+    if o.scheme == "joint":
+        return [Phase(1, True, True, None)]
+    return [Phase(o.encoder_passes, True, False, None),
+            Phase(o.decoder_passes, False, True, None if o.decoder_dropout else 0.0)]
+
+
+def _train_only(model: MultVAE, phase: Phase) -> None:
+    """Freeze what this phase does not update: no gradient is computed for it, and Adam skips a
+    parameter without a gradient (its moments and step count stay as they are)."""
+    for p in model.encoder_parameters():
+        p.requires_grad_(phase.train_encoder)
+    for p in model.decoder.parameters():
+        p.requires_grad_(phase.train_decoder)
 
 
 class EpochStats:
@@ -196,7 +228,8 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
     train = SparseRows(data.train, device)
     n_users = data.train.shape[0]
     batch_size = cfg.train.batch_size
-    batches_per_epoch = math.ceil(n_users / batch_size)
+    phases = epoch_phases(cfg)
+    batches_per_epoch = math.ceil(n_users / batch_size) * sum(phase.passes for phase in phases)
     total_steps = batches_per_epoch * cfg.train.epochs
     model = MultVAE(data.n_items, cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
@@ -233,17 +266,24 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        epoch_rows = train.epoch(rng.permutation(n_users))
         epoch_stats, first_step = EpochStats(device), step
-        for start in range(0, n_users, batch_size):
-            if before_batch is not None:
-                before_batch(step)
-            batch = epoch_rows.batch(start, start + batch_size)
-            epoch_stats.add(train_step(model, optimizer, batch, cfg.beta, step, total_steps, nll_fn), step)
-            step += 1
-            if on_update is not None and on_update(step, model):
-                _check_finite(epoch_stats, epoch, first_step, batches_per_epoch)
-                return TrainResult(best_state, best_epoch, best_val, pd.DataFrame(rows), seconds)
+        for phase in phases:
+            if len(phases) > 1:
+                _train_only(model, phase)
+            for _ in range(phase.passes):
+                epoch_rows = train.epoch(rng.permutation(n_users))
+                for start in range(0, n_users, batch_size):
+                    if before_batch is not None:
+                        before_batch(step)
+                    batch = epoch_rows.batch(start, start + batch_size)
+                    stats = train_step(model, optimizer, batch, cfg, step, total_steps, nll_fn, phase.dropout)
+                    epoch_stats.add(stats, step)
+                    step += 1
+                    if on_update is not None and on_update(step, model):
+                        _check_finite(epoch_stats, epoch, first_step, batches_per_epoch)
+                        return TrainResult(best_state, best_epoch, best_val, pd.DataFrame(rows), seconds)
+            if phase.train_encoder:
+                model.update_previous()
         sums = _check_finite(epoch_stats, epoch, first_step, batches_per_epoch)
         val = evaluate(model, data.validation, cfg, runtime, device)
         val_means = {f"val_{n}": float(val[n].mean()) for n in names}

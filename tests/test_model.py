@@ -12,10 +12,10 @@ from multvae.model import (
     SparseBatch,
     SparseRows,
     decode_nll,
-    kl_divergence,
     multinomial_nll,
     plain_decode_nll,
 )
+from multvae.prior import standard_kl
 
 N_ITEMS = 300
 BETA = 0.3
@@ -34,7 +34,7 @@ def _matrix(n_users: int, n_items: int, seed: int = 0) -> sp.csr_matrix:
 def _sparse_loss(model: MultVAE, batch: SparseBatch, seed: int) -> torch.Tensor:
     torch.manual_seed(seed)
     logits, mu, logvar = model(batch)
-    return multinomial_nll(logits, batch).mean() + BETA * kl_divergence(mu, logvar).mean()
+    return multinomial_nll(logits, batch).mean() + BETA * standard_kl(mu, logvar).mean()
 
 
 def _dense_loss(model: MultVAE, batch: SparseBatch, seed: int) -> torch.Tensor:
