@@ -21,6 +21,7 @@ from multvae.stats import bootstrap_ci, detectable_difference, holm, paired_diff
 
 REFERENCE = "original"
 BASELINES = ("most_popular", "ease")
+STRONGEST_BASELINE = "ease"  # every Mult-VAE row is also compared with it
 SIGNIFICANT = "*"
 _METRIC_TITLES = {"ndcg": "NDCG", "recall": "Recall"}
 
@@ -193,6 +194,7 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
         row["test_users"] = len(r.per_user) if r.per_user is not None else r.summary.get("test_users", pd.NA)
         rows.append(row)
     table = pd.DataFrame(rows)
+    _compare_with_baseline(table, results, key, eval_cfg, boot)
     types = {"best_epoch": "Int64", "seeds": "Int64", "test_users": "Int64"}
     if reference is not None:
         alpha = 1 - eval_cfg.confidence
@@ -205,6 +207,28 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
     return table.astype(types)
 
 
+def _compare_with_baseline(table: pd.DataFrame, results: list[Result], key: str, eval_cfg: EvalConfig,
+                           boot: dict[str, Any]) -> None:
+    """Each Mult-VAE row against the strongest baseline (EASE) too, when it has per-user results:
+    paired difference with its interval, and Holm's correction over these comparisons."""
+    baseline = next((r.per_user for r in results
+                     if r.name == STRONGEST_BASELINE and r.per_user is not None), None)
+    if baseline is None:
+        return
+    b = STRONGEST_BASELINE
+    columns: dict[str, list[float]] = {f"diff_{b}_{key}": [], f"diff_{b}_{key}_low": [],
+                                       f"diff_{b}_{key}_high": [], f"p_{b}": []}
+    for r in results:
+        d = (paired_difference(r.per_user[key].to_numpy(), baseline[key].to_numpy(), **boot)
+             if r.kind == "vae" and r.per_user is not None else None)
+        found = [np.nan] * 4 if d is None else [d["mean_diff"], d["low"], d["high"], d["p_value"]]
+        for column, value in zip(columns, found, strict=True):
+            columns[column].append(float(value))
+    for column, values in columns.items():
+        table[column] = values
+    table[f"p_{STRONGEST_BASELINE}_holm"] = holm(table[f"p_{STRONGEST_BASELINE}"].to_numpy(float))
+
+
 def summary_metrics(table: pd.DataFrame, key: str) -> dict[str, dict[str, float]]:
     """The compact metrics file for `dvc metrics` / `dvc exp show`: per row, the key metric (named
     without its cut-off, `ndcg`, so that every variant's column fits a terminal) with its interval
@@ -212,7 +236,11 @@ def summary_metrics(table: pd.DataFrame, key: str) -> dict[str, dict[str, float]
     short = key.partition("@")[0]
     columns = {key: short, f"{key}_low": "low", f"{key}_high": "high",
                f"diff_{key}": "diff", f"diff_{key}_low": "diff_low", f"diff_{key}_high": "diff_high",
-               "p_value": "p", "p_holm": "p_holm"}
+               "p_value": "p", "p_holm": "p_holm",
+               f"diff_{STRONGEST_BASELINE}_{key}": f"diff_{STRONGEST_BASELINE}",
+               f"diff_{STRONGEST_BASELINE}_{key}_low": f"diff_{STRONGEST_BASELINE}_low",
+               f"diff_{STRONGEST_BASELINE}_{key}_high": f"diff_{STRONGEST_BASELINE}_high",
+               f"p_{STRONGEST_BASELINE}_holm": f"p_{STRONGEST_BASELINE}_holm"}
     out: dict[str, dict[str, float]] = {}
     for row in table.to_dict("records"):
         values = {short: round(float(row[column]), 6) for column, short in columns.items()
@@ -254,6 +282,9 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     headers = ["Experiment", *(f"Test {metric_title(m)}" for m in metrics)]
     if compared:
         headers += [f"Δ {metric_title(key)} vs {label(REFERENCE, labels)}", "p", "p (Holm)"]
+    against = f"diff_{STRONGEST_BASELINE}_{key}" in table.columns
+    if against:
+        headers += [f"Δ {metric_title(key)} vs {label(STRONGEST_BASELINE, labels)}", "p (Holm) "]
     headers.append("Best epoch")
     if multi_seed:
         headers += ["Seeds", *(f"{metric_title(m)} across seeds" for m in metrics)]
@@ -271,6 +302,15 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
                 diff = _with_interval(row[f"diff_{key}"], row[f"diff_{key}_low"], row[f"diff_{key}_high"],
                                       signed=True)
                 cells += [diff + mark, _p_value(row["p_value"]), _p_value(row["p_holm"])]
+        if against:
+            b = STRONGEST_BASELINE
+            if np.isnan(row[f"diff_{b}_{key}"]):
+                cells += ["", ""]
+            else:
+                mark = f" {SIGNIFICANT}" if row[f"p_{b}_holm"] < 1 - eval_cfg.confidence else ""
+                cells += [_with_interval(row[f"diff_{b}_{key}"], row[f"diff_{b}_{key}_low"],
+                                         row[f"diff_{b}_{key}_high"], signed=True) + mark,
+                          _p_value(row[f"p_{b}_holm"])]
         cells.append(row["best_epoch"])
         if multi_seed:
             cells.append(row["seeds"])
@@ -306,6 +346,13 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     else:
         legend.append(f"No comparison column: the {label(REFERENCE, labels)} ('{REFERENCE}') has no per-user "
                       "results.")
+    if against:
+        family = max(int(table[f"diff_{STRONGEST_BASELINE}_{key}"].notna().sum()), 1)
+        legend.append(
+            f"Δ vs {label(STRONGEST_BASELINE, labels)}: each Mult-VAE row against the strongest baseline, "
+            f"paired over the same users, with its {level} bootstrap interval and the paired t-test's p "
+            f"adjusted by Holm over these {family} comparisons ({SIGNIFICANT}: below "
+            f"{1 - eval_cfg.confidence:.2g}); positive: the row beats it.")
     legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}.")
     for group, scores in (grid or {}).items():
         shown = ", ".join(f"{name} {score:.4f}" for name, score in scores.items())

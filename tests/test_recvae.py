@@ -22,7 +22,7 @@ from multvae.config import (
     OptimConfig,
     TrainConfig,
 )
-from multvae.model import MultVAE, SparseBatch
+from multvae.model import DenseLayers, MultVAE, SparseBatch
 from multvae.prior import WIDE_LOGVAR, composite_kl, composite_log_prior, log_normal, standard_kl
 from multvae.training import epoch_phases, train_model
 
@@ -67,7 +67,8 @@ def test_the_kl_estimate_with_only_the_standard_normal_averages_to_the_closed_fo
 
 def test_the_kl_estimate_is_log_q_minus_log_prior_summed_over_dimensions():
     g = torch.Generator().manual_seed(2)
-    z, mu, logvar, old_mu, old_logvar = (torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(5))
+    z, mu, logvar, old_mu, old_logvar = (torch.randn(2, 3, generator=g, dtype=torch.float64)
+                                         for _ in range(5))
     kl = composite_kl(z, mu, logvar, old_mu, old_logvar, WEIGHTS).numpy()
     q = scipy.stats.norm.logpdf(z.numpy(), mu.numpy(), np.exp(0.5 * logvar.numpy()))
     prior = composite_log_prior(z, old_mu, old_logvar, WEIGHTS).numpy()
@@ -89,6 +90,7 @@ def test_the_dense_encoder_is_recvaes_formula():
     batch = _batch()
     x = batch.to_dense().double()
     body = model.encoder
+    assert isinstance(body, DenseLayers)
     h1 = body.first_norm(F.silu(F.normalize(x, dim=1) @ model.enc_in.weight + model.enc_in_bias))
     h2 = body.norms[0](F.silu(body.linears[0](h1) + h1))
     h3 = body.norms[1](F.silu(body.linears[1](h2) + h1 + h2))
@@ -125,7 +127,8 @@ def test_dropout_can_be_switched_off_for_a_pass_while_sampling_stays_on():
 
 TINY = Config(
     data=DataConfig(dataset="synthetic", heldout_users=30),
-    model=ModelConfig(hidden_dims=(16, 16), latent_dim=4, encoder="dense", decoder="linear", prior="composite"),
+    model=ModelConfig(hidden_dims=(16, 16), latent_dim=4, encoder="dense", decoder="linear",
+                      prior="composite"),
     beta=BetaConfig(method="user_scaled"),
     optim=OptimConfig(scheme="alternating", encoder_passes=2, decoder_passes=1, decoder_dropout=False),
     train=TrainConfig(epochs=2, batch_size=60),
@@ -195,8 +198,8 @@ def test_a_recvae_model_resumes_and_loads_with_its_prior(dataset, tmp_path):
     full = train_model(TINY, dataset, seed=3, runtime=every_epoch, log=lambda _: None)
     checkpoint = tmp_path / "ckpt.pt"
     updates = -(-dataset.train.shape[0] // TINY.train.batch_size) * 3
-    train_model(TINY, dataset, seed=3, runtime=every_epoch, checkpoint=checkpoint, log=lambda _: None,
-                on_update=lambda step, model: step == updates + 2)  # stopped inside epoch 2
+    train_model(TINY, dataset, seed=3, runtime=every_epoch, checkpoint=checkpoint,
+                log=lambda _: None, on_update=lambda step, model: step == updates + 2)  # epoch 2
     resumed = train_model(TINY, dataset, seed=3, runtime=every_epoch, checkpoint=checkpoint, log=lambda _: None)
     assert resumed.curves["loss"].tolist() == full.curves["loss"].tolist()
     assert full.state_dict is not None

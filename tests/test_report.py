@@ -169,10 +169,14 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
 
     summary = json.loads((tmp_path / "metrics/summary.json").read_text())
     assert set(summary) == set(SYSTEMS)
-    assert set(summary["relu"]) == {"ndcg", "low", "high", "diff", "diff_low", "diff_high", "p", "p_holm"}
+    against_ease = {"diff_ease", "diff_ease_low", "diff_ease_high", "p_ease_holm"}
+    assert set(summary["relu"]) == {"ndcg", "low", "high", "diff", "diff_low", "diff_high", "p", "p_holm",
+                                    *against_ease}
+    assert set(summary["most_popular"]) == {"ndcg", "low", "high", "diff", "diff_low", "diff_high", "p",
+                                            "p_holm"}
     assert summary["relu"]["diff"] == pytest.approx(-0.05)
     assert summary["relu"]["p_holm"] >= summary["relu"]["p"]
-    assert set(summary["original"]) == {"ndcg", "low", "high"}
+    assert set(summary["original"]) == {"ndcg", "low", "high", *against_ease}
     assert summary["relu"]["low"] < summary["relu"]["ndcg"] < summary["relu"]["high"]
 
     table = pd.read_csv(tmp_path / "metrics/table.csv")
@@ -200,6 +204,13 @@ def test_table_values(inputs):
     assert relu["diff_ndcg@100"] == pytest.approx(-0.05)
     assert relu["diff_ndcg@100_high"] < 0 and relu["p_value"] < 1e-6 and relu["significant"]
     assert table.loc["latent_300", "p_value"] > 0.99 and not table.loc["latent_300", "significant"]
+    # Against the strongest baseline too (planted: EASE +0.02 over the original): VAE rows only.
+    assert relu["diff_ease_ndcg@100"] == pytest.approx(-0.07) and relu["diff_ease_ndcg@100_high"] < 0
+    assert table.loc["latent_300", "diff_ease_ndcg@100"] == pytest.approx(-0.02)
+    assert table.loc["user_scaled", "diff_ease_ndcg@100"] == pytest.approx(-0.01)
+    assert table[["diff_ease_ndcg@100"]].loc[["ease", "most_popular", "sgd"]].isna().all().all()
+    vae = table["diff_ease_ndcg@100"].notna()
+    assert vae.sum() == 8 and (table.loc[vae, "p_ease_holm"] >= table.loc[vae, "p_ease"]).all()
     assert 0.1 < table.loc["cyclical_cap_1", "p_value"] < 0.9
     assert not table.loc["cyclical_cap_1", "significant"]
     assert pd.isna(table.loc["original", "p_value"]) and pd.isna(table.loc["sgd", "significant"])
@@ -217,7 +228,7 @@ def test_without_original_the_table_has_no_comparison(tmp_path, inputs):
     assert result.exit_code == 0, result.output
     assert "original.json" in result.output
     text = (tmp_path / "metrics/table.md").read_text()
-    assert "Δ" not in text.splitlines()[2] and "Original model" not in markdown_rows(text)
+    assert "vs Original model" not in text.splitlines()[2] and "Original model" not in markdown_rows(text)
     assert "p_value" not in pd.read_csv(tmp_path / "metrics/table.csv").columns
 
 
