@@ -200,7 +200,8 @@ def test_a_recvae_model_resumes_and_loads_with_its_prior(dataset, tmp_path):
     updates = -(-dataset.train.shape[0] // TINY.train.batch_size) * 3
     train_model(TINY, dataset, seed=3, runtime=every_epoch, checkpoint=checkpoint,
                 log=lambda _: None, on_update=lambda step, model: step == updates + 2)  # epoch 2
-    resumed = train_model(TINY, dataset, seed=3, runtime=every_epoch, checkpoint=checkpoint, log=lambda _: None)
+    resumed = train_model(TINY, dataset, seed=3, runtime=every_epoch, checkpoint=checkpoint,
+                          log=lambda _: None)
     assert resumed.curves["loss"].tolist() == full.curves["loss"].tolist()
     assert full.state_dict is not None
     save_model(tmp_path / "m.pt", full.state_dict, SavedModel(
