@@ -50,6 +50,20 @@ def tiny() -> tuple[pd.DataFrame, pd.DataFrame]:
     return generate(SYNTHETIC_PRESETS["tiny"])
 
 
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny, tmp_path_factory):
+    """The tiny ratings split with 30 validation and 30 test users, read as training reads it
+    (fold 0 of the prepare stage's layout). Shared by the session: treat it as read-only."""
+    from multvae.config import DataConfig
+    from multvae.data import load_dataset
+    from multvae.split import split, write_split
+
+    root = tmp_path_factory.mktemp("tiny-dataset")
+    write_split(split(tiny[0], DataConfig(dataset="synthetic", heldout_users=30), tiny[1]), root / "prepared",
+                root / "stats.json")
+    return load_dataset(root / "prepared" / "fold-0")
+
+
 @pytest.fixture
 def params_file(tmp_path):
     """Write a params.yaml with the given `data` section (the rest takes the defaults)."""

@@ -27,16 +27,8 @@ GPU = RuntimeConfig(device="cuda", checkpoint_seconds=0)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from multvae.config import SYNTHETIC_PRESETS
-    from multvae.data import load_dataset
-    from multvae.split import split, write_split
-    from multvae.synthetic import generate
-
-    ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
-    root = tmp_path_factory.mktemp("gpu")
-    write_split(split(ratings, SMALL.data, movies), root / "prepared", root / "stats.json")
-    return load_dataset(root / "prepared" / "fold-0")
+def dataset(tiny_dataset):
+    return tiny_dataset  # conftest: the tiny ratings, 30 validation and 30 test users
 
 
 def test_batches_gathered_on_the_gpu_equal_the_cpu_ones():

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from multvae.config import (
-    SYNTHETIC_PRESETS,
     BetaConfig,
     Config,
     DataConfig,
@@ -136,15 +135,8 @@ TINY = Config(
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from multvae.data import load_dataset
-    from multvae.split import split, write_split
-    from multvae.synthetic import generate
-
-    ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
-    root = tmp_path_factory.mktemp("recvae")
-    write_split(split(ratings, TINY.data, movies), root / "prepared", root / "stats.json")
-    return load_dataset(root / "prepared" / "fold-0")
+def dataset(tiny_dataset):
+    return tiny_dataset  # conftest: the tiny ratings, 30 validation and 30 test users
 
 
 def test_alternating_passes_update_one_half_at_a_time_and_refresh_the_prior(dataset):

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from multvae.config import (
-    SYNTHETIC_PRESETS,
     BetaConfig,
     Config,
     DataConfig,
@@ -20,11 +19,8 @@ from multvae.config import (
     RuntimeConfig,
     TrainConfig,
 )
-from multvae.data import load_dataset
 from multvae.live_log import read_log
 from multvae.model import MultVAE
-from multvae.split import split, write_split
-from multvae.synthetic import generate
 from multvae.training import TrainingError, train_model
 
 SMALL = Config(
@@ -37,11 +33,8 @@ EVERY_EPOCH = RuntimeConfig(checkpoint_seconds=0)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
-    root = tmp_path_factory.mktemp("prepared")
-    write_split(split(ratings, SMALL.data, movies), root / "prepared", root / "stats.json")
-    return load_dataset(root / "prepared" / "fold-0")
+def dataset(tiny_dataset):
+    return tiny_dataset  # conftest: the tiny ratings, 30 validation and 30 test users
 
 
 def test_same_seed_same_metrics(dataset):
