@@ -123,7 +123,8 @@ def child_data(args) -> dict:
                           "role": roles})
     items = pd.DataFrame({"item": np.arange(n_items, dtype=np.int32), "movieId": np.arange(1, n_items + 1),
                           "title": ""})
-    write_split({0: Split(users=users, items=items, stats={}, **tables)}, Path(args.work) / "synthetic",
+    stats = {"train_users": n_train, "validation_users": n_heldout, "test_users": n_heldout, "items": n_items}
+    write_split({0: Split(users=users, items=items, stats=stats, **tables)}, Path(args.work) / "synthetic",
                 Path(args.work) / "synthetic-stats.json")
     return {"users": n_train, "heldout": n_heldout, "items": n_items, "nnz": int(train.nnz),
             "density": train.nnz / (n_train * n_items), "seconds": time.perf_counter() - start}

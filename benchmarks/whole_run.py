@@ -7,7 +7,7 @@ PyTorch implementation of the same recipe, each as the process a user would run.
 Both processes start from the same prepared split (ML-1M from ../shared/datasets, 600 validation
 and 600 test users, prepared once by `multvae download` and `multvae prepare`, not timed) and do
 the same work: start Python and import torch, read the split, build the model ([I, 600, 200],
-tanh, dropout 0.5), train with Adam (lr 1e-3, batch 500, β annealed to 0.2 at 85.5% of the
+tanh, dropout 0.5, Xavier-uniform weights and N(0, 0.001²) biases as in the paper), train with Adam (lr 1e-3, batch 500, β annealed to 0.2 at 85.5% of the
 updates), score the validation users after every epoch (NDCG@100, Recall@20, Recall@50, fold-in
 items excluded), keep the best epoch's weights and write them to disk. The dense one is what most
 public implementations do: each batch densified, F.normalize, F.dropout, nn.Linear layers,
@@ -68,6 +68,10 @@ def dense_main(data: Path, epochs: int, seed: int, out: Path) -> None:
         return nn.Sequential(*layers)
 
     encoder, decoder = mlp([n_items, 600, 2 * latent]), mlp([latent, 600, n_items])
+    for layer in [*encoder, *decoder]:
+        if isinstance(layer, nn.Linear):  # the paper's initialisation
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.normal_(layer.bias, std=0.001)
     params = list(encoder.parameters()) + list(decoder.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
     per_epoch = math.ceil(train.shape[0] / batch_size)
