@@ -7,11 +7,12 @@ PyTorch implementation of the same recipe, each as the process a user would run.
 Both processes start from the same prepared split (ML-1M from ../shared/datasets, 600 validation
 and 600 test users, prepared once by `multvae download` and `multvae prepare`, not timed) and do
 the same work: start Python and import torch, read the split, build the model ([I, 600, 200],
-tanh, dropout 0.5, Xavier-uniform weights and N(0, 0.001²) biases as in the paper), train with Adam (lr 1e-3, batch 500, β annealed to 0.2 at 85.5% of the
-updates), score the validation users after every epoch (NDCG@100, Recall@20, Recall@50, fold-in
-items excluded), keep the best epoch's weights and write them to disk. The dense one is what most
-public implementations do: each batch densified, F.normalize, F.dropout, nn.Linear layers,
-log_softmax * x, the default torch.optim.Adam, dense fold-in scores for validation. It runs as
+tanh, dropout 0.5, Xavier-uniform weights and N(0, 0.001²) biases as in the paper), train with
+Adam (lr 1e-3, batch 500, β annealed to 0.2 at 85.5% of the updates), score the validation
+users after every epoch (NDCG@100, Recall@20, Recall@50, fold-in items excluded), keep the best
+epoch's weights and write them to disk. The dense one is what most public implementations do:
+each batch densified, F.normalize, F.dropout, nn.Linear layers, log_softmax * x, the default
+torch.optim.Adam, dense fold-in scores for validation. It runs as
 `python benchmarks/whole_run.py dense --data <fold dir>`, so it stays runnable on its own.
 
 The runs alternate (multvae, dense, multvae, dense, ...) so that a change in the machine's load
