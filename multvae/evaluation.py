@@ -20,11 +20,11 @@ class EvaluationError(MultVAEError, FileNotFoundError):
     """No trained model to evaluate; the message says which stage to run."""
 
 
-def evaluate_variant(name: str, model_dir: Path, seeds: tuple[int, ...], folds: dict[int, Dataset],
+def evaluate_variant(name: str, models: Path, seeds: tuple[int, ...], folds: dict[int, Dataset],
                      ks: tuple[int, ...], batch_size: int,
                      device: torch.device) -> tuple[Summary, pd.DataFrame]:
     """(summary, per-user test metrics with fold and seed columns) of the variant's models, one per
-    fold of `folds` and seed of `seeds`, in `model_dir`/fold-<k>/seed-<s>.pt; a model left there by a
+    fold of `folds` and seed of `seeds`, in `models`/<name>/fold-<k>/seed-<s>.pt; a model left there by a
     seed or fold no longer in the params is not used. A model trained on another prepared split is
     refused (model_file.load_model)."""
     names = metric_names(ks)
@@ -33,7 +33,7 @@ def evaluate_variant(name: str, model_dir: Path, seeds: tuple[int, ...], folds: 
     best_epochs: dict[int, int] = {}
     for fold, data in folds.items():
         for seed in seeds:
-            path = run_path(model_dir.parent, model_dir.name, fold, seed, ".pt")
+            path = run_path(models, name, fold, seed, ".pt")
             retrain = f"dvc repro {train_stage(name, fold, seed)}"
             if not path.is_file():
                 raise EvaluationError(f"{path}: no trained model; run `{retrain}` first")

@@ -34,7 +34,7 @@ def evaluate(
     folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
     for k, dataset in folds.items():
         check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
-    summary, users = evaluate_variant(name, models / name, cfg.train.seeds, folds, cfg.eval.ks,
+    summary, users = evaluate_variant(name, models, cfg.train.seeds, folds, cfg.eval.ks,
                                       runtime.eval_batch_size, device)
     write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())

@@ -106,10 +106,10 @@ def test_evaluate_refuses_a_model_of_another_split_with_as_many_items(tmp_path):
         config=TINY, seed=0, movie_ids=data.movie_ids, data_fingerprint=data.fingerprint,
         best_epoch=result.best_epoch, best_validation=result.best_validation))
     folder = tmp_path / "models" / "original"
-    summary, _ = evaluate_variant("original", folder, (0,), {0: data}, KS, 100, CPU_DEVICE)
+    summary, _ = evaluate_variant("original", folder.parent, (0,), {0: data}, KS, 100, CPU_DEVICE)
     assert summary.test_users == data.test.users.size
     with pytest.raises(ModelFileError, match=r"another prepared split .* run `dvc repro train@original-0-0`"):
-        evaluate_variant("original", folder, (0,), {0: other}, KS, 100, CPU_DEVICE)
+        evaluate_variant("original", folder.parent, (0,), {0: other}, KS, 100, CPU_DEVICE)
 
 
 def test_a_damaged_model_file_is_one_clear_error(tmp_path):
@@ -118,7 +118,7 @@ def test_a_damaged_model_file_is_one_clear_error(tmp_path):
     (folder / "fold-0").mkdir(parents=True)
     (folder / "fold-0" / "seed-0.pt").write_bytes(b"garbage")
     with pytest.raises(ModelFileError, match=r"seed-0\.pt: not a readable model file"):
-        evaluate_variant("original", folder, (0,), {0: data}, KS, 100, CPU_DEVICE)
+        evaluate_variant("original", folder.parent, (0,), {0: data}, KS, 100, CPU_DEVICE)
 
 
 def run(*args: object):
