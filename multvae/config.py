@@ -1,13 +1,16 @@
 """Typed configuration, read from params.yaml and validated once, before any work starts.
 
 A variant is the base configuration with the overrides it names under `variants.<name>`:
-it states only what it changes, so the ablation matrix reads as a list of differences.
+it states only what it changes, so the ablation matrix reads as a list of differences. A study
+(`study:`) names which variants of that catalogue run as rows. `load_params` reads the file once
+per command into one `Params`, checking every section and every variant before any work starts.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,9 +22,14 @@ import yaml
 from multvae.errors import MultVAEError
 
 # Top-level sections of params.yaml that are not part of a result's configuration: `runtime`
-# (execution settings), `report` (display labels) and `tuning` (which grid point the table shows)
-# are read on their own, `variants` is merged.
-SIDE_SECTIONS = ("variants", "runtime", "report", "tuning")
+# (execution settings), `report` (display labels), `tuning` (which grid point the table shows) and
+# `study` (which rows run) are read on their own, `variants` is merged.
+SIDE_SECTIONS = ("variants", "runtime", "report", "tuning", "study")
+# What a variant may change: what its own train and evaluate stages compute. The data, the
+# evaluation and the baselines are shared by every row, so an override there would be ignored.
+VARIANT_SECTIONS = ("model", "beta", "optim", "train")
+# A variant's name is part of DVC stage names (train@<name>-<seed>-<fold>) and of shell commands.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 
 
 class ConfigError(MultVAEError, ValueError):
@@ -105,6 +113,9 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # Passes over the training users. An alternating epoch (optim.scheme) is encoder_passes +
+    # decoder_passes of them, so RecVAE's 4-pass epochs run 200 / 4 = 50 epochs: one budget serves
+    # every row, and `-S train.epochs=8` shortens them all.
     epochs: int = 200
     batch_size: int = 500
     seeds: tuple[int, ...] = (98765,)
@@ -126,6 +137,15 @@ class ReportConfig:
     """Display names of variants and baselines in the table and figures (the aggregate stage's)."""
 
     labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Which variants of the catalogue run, as rows of the table (the train and evaluate stages'
+    matrix), and the name under which aggregate files the study's results (results/<name>/)."""
+
+    name: str = "default"
+    rows: tuple[str, ...] = ()  # empty: every variant, in catalogue order
 
 
 @dataclass(frozen=True)
@@ -302,41 +322,130 @@ def from_dict(values: dict[str, Any]) -> Config:
     return validate(_build(Config, values, ""))
 
 
-def _section(path: Path, name: str, cls: type) -> Any:
-    try:
-        return _convert(read_params(path).get(name), cls, name)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def load_runtime(path: Path) -> RuntimeConfig:
-    """The `runtime:` section: device, threads, evaluation batch size, compile."""
-    runtime: RuntimeConfig = _section(path, "runtime", RuntimeConfig)
-    _require(runtime.threads >= 0, f"{path}: runtime.threads",
-             f"expected 0 (all cores) or more, got {runtime.threads}")
-    _require(runtime.eval_batch_size >= 1, f"{path}: runtime.eval_batch_size",
+def _runtime(values: Any) -> RuntimeConfig:
+    runtime: RuntimeConfig = _convert(values, RuntimeConfig, "runtime")
+    _require(runtime.threads >= 0, "runtime.threads", f"expected 0 (all cores) or more, got {runtime.threads}")
+    _require(runtime.eval_batch_size >= 1, "runtime.eval_batch_size",
              f"expected at least 1, got {runtime.eval_batch_size}")
-    _require(runtime.checkpoint_seconds >= 0, f"{path}: runtime.checkpoint_seconds",
+    _require(runtime.checkpoint_seconds >= 0, "runtime.checkpoint_seconds",
              f"expected 0 (every epoch) or more, got {runtime.checkpoint_seconds}")
     return runtime
 
 
-def load_tuning(path: Path, variants: list[str]) -> dict[str, tuple[str, ...]]:
-    """The `tuning:` section: a name for each grid of variants whose best member (by validation)
-    stands for it in the table. Members must be variants; a group may not reuse a variant's name."""
-    groups: dict[str, tuple[str, ...]] = _section(path, "tuning", dict[str, tuple[str, ...]]) or {}
+def _variants(values: Any) -> dict[str, dict[str, Any]]:
+    """The catalogue: each name checked, each override restricted to what a variant's own stages
+    compute (VARIANT_SECTIONS)."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError("variants: expected a mapping of variant name to overrides")
+    for name, override in values.items():
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise ConfigError(
+                f"variants.{name}: a variant name may hold only letters, digits and '_' (it is part of "
+                "DVC stage names and shell commands, and DVC reads dots in parameter paths as nesting)")
+        if override is None:
+            continue
+        if not isinstance(override, dict):
+            raise ConfigError(f"variants.{name}: expected a mapping of overrides, got {override!r}")
+        for section in override:
+            if section not in VARIANT_SECTIONS:
+                raise ConfigError(
+                    f"variants.{name}.{section}: a variant may override only {', '.join(VARIANT_SECTIONS)} "
+                    f"(what its own train and evaluate stages compute); `{section}` is shared by every row")
+        if "seeds" in (override.get("train") or {}):
+            raise ConfigError(f"variants.{name}.train.seeds: the seeds are shared by every variant "
+                              "(dvc.yaml trains each variant x seed); set train.seeds instead")
+    return {name: dict(override or {}) for name, override in values.items()}
+
+
+def _tuning(values: Any, variants: list[str]) -> dict[str, tuple[str, ...]]:
+    """Grids of variants whose best member (by validation) stands for them in the table. Members
+    must be variants; a group may not reuse a variant's name."""
+    groups: dict[str, tuple[str, ...]] = _convert(values, dict[str, tuple[str, ...]], "tuning") or {}
     for group, members in groups.items():
-        _require(group not in variants, f"{path}: tuning.{group}", "a group may not be named like a variant")
+        _require(group not in variants, f"tuning.{group}", "a group may not be named like a variant")
         unknown = [m for m in members if m not in variants]
-        _require(not unknown and len(members) >= 1, f"{path}: tuning.{group}",
+        _require(not unknown and len(members) >= 1, f"tuning.{group}",
                  f"members must be variants of the `variants:` section; unknown: {', '.join(unknown)}")
     return groups
 
 
-def load_report(path: Path) -> ReportConfig:
-    """The `report:` section: display labels for the table and figures."""
-    report: ReportConfig = _section(path, "report", ReportConfig)
-    return report
+def _study(values: Any, variants: list[str]) -> StudyConfig:
+    study: StudyConfig = _convert(values, StudyConfig, "study")
+    _require(bool(NAME_PATTERN.fullmatch(study.name)), "study.name",
+             f"expected letters, digits and '_' (it names the folder results/<name>), got {study.name!r}")
+    unknown = [r for r in study.rows if r not in variants]
+    _require(not unknown, "study.rows", f"not in the `variants:` catalogue: {', '.join(unknown)}")
+    _require(len(set(study.rows)) == len(study.rows), "study.rows", f"rows repeat: {list(study.rows)}")
+    return study
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.yaml, read and checked once: the base configuration, the variant catalogue, the
+    study's rows and the side sections. `config(variant)` is a variant's full configuration."""
+
+    path: Path
+    text: str  # the file as written (the report shows it; results/<study>/ keeps it)
+    base: Config
+    variants: dict[str, dict[str, Any]]
+    study: StudyConfig
+    runtime: RuntimeConfig
+    report: ReportConfig
+    tuning: dict[str, tuple[str, ...]]
+    _merged: dict[str, Config] = field(default_factory=dict, repr=False)
+
+    @property
+    def rows(self) -> list[str]:
+        """The variants this study runs, in table order."""
+        return list(self.study.rows) or list(self.variants)
+
+    @property
+    def row_tuning(self) -> dict[str, tuple[str, ...]]:
+        """The tuning groups whose members all run in this study; a member run without the rest of
+        its grid is a row of its own."""
+        rows = set(self.rows)
+        return {g: m for g, m in self.tuning.items() if set(m) <= rows}
+
+    def config(self, variant: str | None = None) -> Config:
+        if variant is None:
+            return self.base
+        if variant not in self._merged:
+            raise ConfigError(f"variants.{variant}: no such variant in {self.path}; "
+                              f"known: {', '.join(self.variants) or 'none'}")
+        return self._merged[variant]
+
+
+def load_params(path: Path | str) -> Params:
+    """Read params.yaml once and check all of it: a bad key, value or variant stops the first
+    stage that runs, before any work, with one line naming the file and the key."""
+    path = Path(path)
+    text, raw = _read(path)
+    try:
+        variants = _variants(raw.get("variants"))
+        plain = {k: v for k, v in raw.items() if k not in SIDE_SECTIONS}
+        base = from_dict(plain)
+        tuning = _tuning(raw.get("tuning"), list(variants))
+        study = _study(raw.get("study"), list(variants))
+        runtime = _runtime(raw.get("runtime"))
+        report: ReportConfig = _convert(raw.get("report"), ReportConfig, "report")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    merged = {}
+    for name, override in variants.items():
+        try:
+            merged[name] = from_dict(_deep_merge(plain, override))
+        except ConfigError as exc:
+            raise ConfigError(f"{path} (variant {name}): {exc}") from None
+    return Params(path=path, text=text, base=base, variants=variants, study=study, runtime=runtime, report=report,
+                  tuning=tuning, _merged=merged)
+
+
+def load_config(path: Path | str, variant: str | None = None) -> Config:
+    """The base configuration of a params file, or `variant`'s (tests and one-off scripts; a
+    command reads everything once with `load_params`)."""
+    return load_params(path).config(variant)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -349,57 +458,18 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def read_params(path: Path) -> dict[str, Any]:
-    path = Path(path)
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    """The file's text and its parsed mapping."""
     if not path.is_file():
         raise ConfigError(f"{path}: parameters file not found")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        text = path.read_text()
+        values = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return values
-
-
-def variant_names(params: dict[str, Any]) -> list[str]:
-    variants = params.get("variants") or {}
-    if not isinstance(variants, dict):
-        raise ConfigError("variants: expected a mapping of variant name to overrides")
-    for name in variants:
-        if not isinstance(name, str) or not name or "." in name or "/" in name:
-            raise ConfigError(
-                f"variants.{name}: variant names may not contain '.' or '/' "
-                "(DVC reads dots in parameter paths as nesting); use '_' instead"
-            )
-    return list(variants)
-
-
-def load_config(path: Path, variant: str | None = None) -> Config:
-    """The base configuration of params.yaml, with `variant`'s overrides applied."""
-    params = read_params(path)
-    try:
-        names = variant_names(params)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    base = {k: v for k, v in params.items() if k not in SIDE_SECTIONS}
-    if variant is not None:
-        if variant not in names:
-            raise ConfigError(
-                f"variants.{variant}: no such variant in {path}; known: {', '.join(names) or 'none'}"
-            )
-        override = params["variants"][variant] or {}
-        if not isinstance(override, dict):
-            raise ConfigError(f"variants.{variant}: expected a mapping of overrides, got {override!r}")
-        if "seeds" in (override.get("train") or {}):
-            raise ConfigError(f"{path}: variants.{variant}.train.seeds: the seeds are shared by every "
-                              "variant (dvc.yaml trains each variant x seed); set train.seeds instead")
-        base = _deep_merge(base, override)
-    try:
-        return from_dict(base)
-    except ConfigError as exc:
-        where = f" (variant {variant})" if variant else ""
-        raise ConfigError(f"{path}{where}: {exc}") from None
+    return text, values
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -45,13 +45,15 @@ class SavedModel:
 
 
 def save_model(path: Path, state_dict: dict[str, torch.Tensor], meta: SavedModel) -> None:
-    with atomic_path(path) as tmp:
+    # Through a file object: torch.save(obj, path) stores the temporary's random name inside the
+    # archive, so identical runs would write different bytes and DVC would see a new model.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save({
             "format": FORMAT, "state_dict": state_dict, "config": to_dict(meta.config), "seed": meta.seed,
             "movie_ids": torch.tensor(np.asarray(meta.movie_ids, dtype=np.int64)),
             "data_fingerprint": meta.data_fingerprint, "best_epoch": meta.best_epoch,
             "best_validation": meta.best_validation, "fold": meta.fold,
-        }, tmp)
+        }, fh)
 
 
 def _read(path: Path, device: torch.device | str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from multvae.config import ConfigError, read_params, variant_names
 from multvae.data import DataError, read_fingerprint
 from multvae.errors import MultVAEError
 from multvae.layout import fold_dir
@@ -59,10 +58,11 @@ class Recommender:
 
     def __init__(self, variant: str = "original", models: Path = Path("models"),
                  data: Path = Path("data/prepared"), seed: int | None = None,
-                 params: Path = Path("params.yaml"), device: torch.device | str = "cpu",
+                 known: Sequence[str] | None = None, device: torch.device | str = "cpu",
                  fold: int | None = None):
+        """`known`: the variants of params.yaml, to tell an unknown name from an untrained one."""
         self.variant = variant
-        self.path, self.fold = _model_path(Path(models), variant, fold, seed, Path(params))
+        self.path, self.fold = _model_path(Path(models), variant, fold, seed, known)
         self.data = fold_dir(data, self.fold)
         self.device = torch.device(device)
         self.model, saved = load_model(self.path, self.device, read_fingerprint(self.data),
@@ -192,7 +192,7 @@ def _train_command(variant: str) -> str:
 
 
 def _model_path(models: Path, variant: str, fold: int | None, seed: int | None,
-                params: Path) -> tuple[Path, int]:
+                known: Sequence[str] | None) -> tuple[Path, int]:
     """The run's model of the variant (the lowest fold and seed by default) and its fold, or an
     error saying what to run."""
     folder = models / variant
@@ -202,12 +202,8 @@ def _model_path(models: Path, variant: str, fold: int | None, seed: int | None,
         if k.isdigit() and s.isdigit():
             runs[int(k), int(s)] = path
     if not runs:
-        try:
-            known = variant_names(read_params(params))
-        except ConfigError:
-            known = [variant]  # no readable params to check the name against
-        if variant not in known and variant != "base":
-            raise RecommendError(f"unknown variant '{variant}': not under `variants:` in {params} "
+        if known is not None and variant not in known and variant != "base":
+            raise RecommendError(f"unknown variant '{variant}': not under `variants:` in params.yaml "
                                  f"(known: {', '.join(known)})")
         raise RecommendError(f"variant '{variant}' has no trained model ({folder}/fold-*/seed-*.pt not "
                              f"found); run `{_train_command(variant)}` first")

@@ -124,6 +124,12 @@ def epoch_phases(cfg: Config) -> list[Phase]:
             Phase(o.decoder_passes, False, True, None if o.decoder_dropout else 0.0)]
 
 
+def epoch_count(cfg: Config) -> int:
+    """Epochs to run: train.epochs counts passes over the training users, and an epoch holds every
+    phase's passes (RecVAE's 3 + 1), so 200 passes are 50 alternating epochs or 200 joint ones."""
+    return math.ceil(cfg.train.epochs / sum(phase.passes for phase in epoch_phases(cfg)))
+
+
 def _train_only(model: MultVAE, phase: Phase) -> None:
     """Freeze what this phase does not update: no gradient is computed for it, and Adam skips a
     parameter without a gradient (its moments and step count stay as they are)."""
@@ -219,7 +225,7 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
                 checkpoint: Path | None = None, log: Callable[[str], None] = print,
                 on_update: UpdateHook | None = None, before_batch: BatchHook | None = None,
                 on_epoch: EpochHook | None = None) -> TrainResult:
-    """Train for cfg.train.epochs (fewer if `on_update` stops it) and return the best epoch's weights.
+    """Train for `epoch_count(cfg)` epochs (fewer if `on_update` stops it) and return the best epoch's weights.
     The hooks let benchmarks and tests time, inspect or stop single updates."""
     runtime = runtime or RuntimeConfig()
     device = setup(runtime)
@@ -230,7 +236,8 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
     batch_size = cfg.train.batch_size
     phases = epoch_phases(cfg)
     batches_per_epoch = math.ceil(n_users / batch_size) * sum(phase.passes for phase in phases)
-    total_steps = batches_per_epoch * cfg.train.epochs
+    epochs = epoch_count(cfg)
+    total_steps = batches_per_epoch * epochs
     model = MultVAE(data.n_items, cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
     nll_fn = compiled_decode_nll(model) if runtime.compile else decode_nll
@@ -263,7 +270,7 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
             on_epoch(restored)
 
     saved_at = time.monotonic()  # checkpoints on a time budget: a full one is large at ML-20M
-    for epoch in range(start_epoch, cfg.train.epochs + 1):
+    for epoch in range(start_epoch, epochs + 1):
         t0 = time.perf_counter()
         model.train()
         epoch_stats, first_step = EpochStats(device), step
@@ -296,10 +303,10 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
         if val_means[key_metric] > best_score:
             best_epoch, best_score, best_val = epoch, val_means[key_metric], val_means
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        log(f"epoch {epoch:>3}/{cfg.train.epochs}  loss {row['loss']:.2f}  beta {row['beta']:.3f}  "
+        log(f"epoch {epoch:>3}/{epochs}  loss {row['loss']:.2f}  beta {row['beta']:.3f}  "
             f"{key_metric} {val_means[key_metric]:.4f}  best {best_score:.4f} (epoch {best_epoch})  "
             f"{time.perf_counter() - t0:.1f}s")
-        due = time.monotonic() - saved_at >= runtime.checkpoint_seconds or epoch == cfg.train.epochs
+        due = time.monotonic() - saved_at >= runtime.checkpoint_seconds or epoch == epochs
         if checkpoint is not None and due:
             saved_at = time.monotonic()
             _save_checkpoint(checkpoint, {

@@ -30,20 +30,22 @@ def aggregate(
         "metrics/report.html"),
     stats: Annotated[Path, typer.Option(help="The split's statistics (names the dataset).")] = Path(
         "data/stats.json"),
+    results_dir: Annotated[Path, typer.Option(
+        help="Folder of committed study results: <results>/<study.name>/ gets the table, summary, "
+             "split statistics and the params it ran with.")] = Path("results"),
 ) -> None:
     """Test metrics with bootstrap intervals, paired tests against `original`, curves and β schedules."""
-    from multvae.atomic import atomic_path, write_json, write_text
-    from multvae.config import load_config, load_report, load_tuning, read_params, variant_names
+    from multvae.atomic import atomic_dir, atomic_path, write_json, write_text
+    from multvae.config import load_params
     from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
     from multvae.html_report import render
     from multvae.metrics import metric_names
     from multvae.table import build_table, label, load_results, select_tuned, summary_metrics, table_markdown
 
-    cfg = load_config(params)
-    labels = load_report(params).labels
+    read = load_params(params)
+    cfg, labels, order = read.base, read.report.labels, read.rows
     metrics = metric_names(cfg.eval.ks)
-    order = variant_names(read_params(params))
     results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, order)
     for name in order:
         if not (metrics_dir / f"{name}.json").is_file():
@@ -55,12 +57,14 @@ def aggregate(
         if r.kind == "vae" and r.curves is None:
             typer.echo(f"aggregate: no {curves_dir / r.name}/fold-*/seed-*: {label(r.name, labels)} "
                        "not in the curves")
-    dataset = str(read_stats(stats).get("dataset", "unknown data"))
-    rows, grid = select_tuned(results, load_tuning(params, order), metrics[0])
+    split_stats = read_stats(stats)
+    dataset = str(split_stats.get("dataset", "unknown data"))
+    rows, grid = select_tuned(results, read.row_tuning, metrics[0])
     frame = build_table(rows, metrics, cfg.eval, labels)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, grid)
     write_text(table, markdown)
-    write_json(summary, summary_metrics(frame, metrics[0]))
+    compact = summary_metrics(frame, metrics[0])
+    write_json(summary, compact)
     with atomic_path(training) as tmp:
         training_log(results).to_csv(tmp, index=False)
     with atomic_path(csv) as tmp:
@@ -71,6 +75,14 @@ def aggregate(
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
                "Validation curves (every variant)": plots_dir / "validation_curves.png",
                "β schedules": plots_dir / "beta_schedules.png"}
-    write_text(report, render(dataset, markdown, figures, read_stats(stats), Path(params).read_text()))
-    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {report}; figures "
+    write_text(report, render(dataset, markdown, figures, split_stats, read.text))
+    study = results_dir / read.study.name
+    with atomic_dir(study) as tmp:  # what a reproduction is compared against, committed with git
+        (tmp / "table.md").write_text(markdown)
+        (tmp / "params.yaml").write_text(read.text)
+        frame.to_csv(tmp / "table.csv", index=False)
+        write_json(tmp / "summary.json", compact)
+        write_json(tmp / "stats.json", split_stats)
+    typer.echo(markdown)
+    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {report}, {study}/; figures "
                f"comparison.png, validation_curves.png, beta_schedules.png -> {plots_dir}")

@@ -68,11 +68,11 @@ def popularity(
 ) -> None:
     """Most-popular: rank every item by its number of training users (of each fold)."""
     from multvae.baselines import popularity_scorer
-    from multvae.config import load_config
+    from multvae.config import load_params
     from multvae.metrics import metric_names, score_heldout
 
     started = time.perf_counter()
-    cfg = load_config(params)
+    cfg = load_params(params).base
     ks = cfg.eval.ks
     datasets = _load(data, ks, cfg.data.folds)
     scorers = {fold: popularity_scorer(d.train) for fold, d in datasets.items()}
@@ -93,10 +93,10 @@ def ease(
     """EASE (Steck 2019): lambda from baselines.ease_lambdas by validation NDCG (per fold), then the
     test users."""
     from multvae.baselines import fit_ease, linear_scorer
-    from multvae.config import load_config
+    from multvae.config import load_params
 
     started = time.perf_counter()
-    cfg = load_config(params)
+    cfg = load_params(params).base
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
     scorers, lambdas, grids, val = {}, {}, {}, []
     for fold, dataset in datasets.items():

@@ -20,7 +20,7 @@ def evaluate(
     per_user: Annotated[Path, typer.Option(help="Folder for <variant>.parquet.")] = Path("metrics/per_user"),
 ) -> None:
     """Score each fold's test users with the best-epoch model of every seed trained on that fold."""
-    from multvae.config import load_config, load_runtime
+    from multvae.config import load_params
     from multvae.data import load_dataset
     from multvae.evaluation import evaluate_variant
     from multvae.layout import fold_dir
@@ -29,7 +29,8 @@ def evaluate(
     from multvae.runtime import setup
 
     name = variant or "base"
-    cfg, runtime = load_config(params, variant), load_runtime(params)
+    read = load_params(params)
+    cfg, runtime = read.config(variant), read.runtime
     device = setup(runtime)
     folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
     for k, dataset in folds.items():

@@ -19,12 +19,12 @@ def prepare(
 ) -> None:
     """Binarize (rating >= data.min_rating), drop sparse users, split by data.split into
     <out>/fold-<k> for each fold of data.folds."""
-    from multvae.config import load_config
+    from multvae.config import load_params
     from multvae.data import read_raw, read_source_info
     from multvae.layout import fold_dir
     from multvae.split import split, write_split
 
-    cfg = load_config(params)
+    cfg = load_params(params).base
     ratings, movies = read_raw(raw)
     folds = split(ratings, cfg.data, movies)
     source = read_source_info(raw)

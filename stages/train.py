@@ -37,7 +37,7 @@ def train(
         ".checkpoints"),
 ) -> None:
     """Train a variant (or, without one, the base configuration of --params) and keep its best epoch."""
-    from multvae.config import ConfigError, load_config, load_runtime
+    from multvae.config import ConfigError, load_params
     from multvae.data import load_dataset
     from multvae.layout import fold_dir, run_path
     from multvae.live_log import EpochLog
@@ -46,7 +46,8 @@ def train(
     from multvae.training import train_model
 
     name = variant or "base"
-    cfg, runtime = load_config(params, variant), load_runtime(params)
+    read = load_params(params)
+    cfg, runtime = read.config(variant), read.runtime
     if seed is not None and seed not in cfg.train.seeds:
         raise ConfigError(f"{params}: --seed {seed} is not in train.seeds {list(cfg.train.seeds)}")
     if fold is not None and fold not in cfg.data.folds:

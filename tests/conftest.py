@@ -135,20 +135,38 @@ def ran():
     return lambda output: set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def compose_params(folder: Path, overrides: list[str] | None = None) -> Path:
+    """params.yaml composed from <folder>/conf as `dvc exp run` composes it (DVC's own function)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(folder / "params.yaml", str((folder / "conf").resolve()), None, "config", "",
+                     overrides or [])
+    return folder / "params.yaml"
+
+
 @pytest.fixture(scope="session")
 def new_project():
-    """A git + DVC repository holding this project's pipeline (code, dvc.yaml, params.yaml with
-    `edit` applied, .dvc config and plot template), with nothing committed yet."""
+    """A git + DVC repository holding this project's pipeline (code, dvc.yaml, .dvc config with Hydra
+    composition on, plot template), with nothing committed yet. Its params are this repository's
+    params.yaml with `edit` applied; they are written as conf/config.yaml plus conf/study/default.yaml
+    (the edited `study:` section) and as params.yaml, their composition. `studies` adds more
+    conf/study/<name>.yaml files, each a mapping of top-level sections it overrides."""
 
-    def make(folder: Path, edit: Callable[[dict], None]) -> Path:
+    def make(folder: Path, edit: Callable[[dict], None], studies: dict[str, dict] | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("dvc.yaml", "params.yaml"):
-            shutil.copy(REPO / name, folder / name)
+        shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
         for package in ("multvae", "stages"):
             shutil.copytree(REPO / package, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
-        params = yaml.safe_load((folder / "params.yaml").read_text())
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
         edit(params)
-        (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        (folder / "conf" / "study").mkdir(parents=True)
+        base = {k: v for k, v in params.items() if k != "study"}
+        (folder / "conf" / "config.yaml").write_text(yaml.safe_dump(
+            {"defaults": ["_self_", {"study": "default"}], **base}, sort_keys=False))
+        for name, sections in {"default": {"study": params["study"]}, **(studies or {})}.items():
+            (folder / "conf" / "study" / f"{name}.yaml").write_text(
+                "# @package _global_\n" + yaml.safe_dump(sections, sort_keys=False))
+        compose_params(folder)
         _run(["git", "init", "-q"], folder)
         _run(["git", "config", "user.email", "ci@example.com"], folder)
         _run(["git", "config", "user.name", "ci"], folder)

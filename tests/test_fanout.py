@@ -12,12 +12,13 @@ def test_two_workers_push_and_a_third_clone_trains_nothing(tmp_path, new_project
 
     def edit(params: dict) -> None:
         synthetic = {"users": 300, "items": 120, "ratings_per_user": 25.0, "tastes": 4, "seed": 0}
-        params["data"].update(dataset="synthetic", heldout_users=40, synthetic=synthetic)
+        params["data"].update(dataset="synthetic", source=None, heldout_users=40, synthetic=synthetic)
         params["model"].update(hidden_dims=[16], latent_dim=4)
         params["train"].update(epochs=2, batch_size=50, seeds=[1])
         params["runtime"].update(device="cpu", threads=1)
         params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
         params["tuning"] = {}
+        params["study"] = {"name": "default", "rows": ["original", "relu"]}
 
     origin = new_project(tmp_path / "origin", edit)
     run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], origin)

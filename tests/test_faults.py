@@ -182,12 +182,29 @@ def test_a_cut_off_longer_than_the_item_list_is_refused(tmp_path):
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "u.parquet").exists()
 
 
-def test_a_dotted_variant_name_stops_the_first_stage_with_our_message(tmp_path, params_file):
+@pytest.mark.parametrize("name", ["cap.0.2", "min rating 3", "a/b", "x;rm", "café"])
+def test_a_variant_name_a_stage_name_cannot_carry_stops_the_first_stage(tmp_path, name):
     # dvc repro runs download first (on every repro), so this message comes before DVC's own.
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": {"dataset": "synthetic"}, "variants": {"cap.0.2": {}}}))
+    params.write_text(yaml.safe_dump({"data": {"dataset": "synthetic"}, "variants": {name: {}}}))
     result = run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert re.search(r"^error: .*params\.yaml: variants\.cap\.0\.2: variant names may not contain '\.'",
+    assert re.search(rf"^error: .*params\.yaml: variants\.{re.escape(name)}: a variant name may hold only "
+                     r"letters, digits and '_'", result.stderr)
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize(("override", "key"), [({"data": {"min_rating": 3.0}}, "data"),
+                                               ({"eval": {"ks": [5]}}, "eval"),
+                                               ({"baselines": {"ease_lambdas": [1.0]}}, "baselines"),
+                                               ({"runtime": {"threads": 1}}, "runtime")])
+def test_a_variant_overriding_what_every_row_shares_is_refused_at_the_first_stage(tmp_path, override, key):
+    """The data, evaluation and baselines are computed once for every row: a variant's override
+    there would be ignored, and the variant would be the original under a new name."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"dataset": "synthetic"}, "variants": {"v": override}}))
+    result = run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert re.search(rf"variants\.v\.{key}: a variant may override only model, beta, optim, train",
                      result.stderr)
     assert not (tmp_path / "raw").exists()

@@ -153,7 +153,7 @@ def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
             "--per-user-dir", root / "metrics" / "per_user", "--curves-dir", root / "dvclive",
             "--table", out / "table.md", "--csv", out / "table.csv", "--summary", out / "summary.json",
             "--plots-dir", out, "--training", out / "training.csv", "--report", out / "report.html",
-            "--stats", root / "data" / "stats.json")
+            "--stats", root / "data" / "stats.json", "--results-dir", out / "results")
     table = pd.read_csv(out / "table.csv").set_index("variant")
     stats = json.loads((root / "data" / "stats.json").read_text())
     assert (table["test_users"] == stats["test_users_all_folds"]).all()

@@ -13,7 +13,7 @@ def repo(tmp_path_factory, new_project, run):
 
     def edit(params: dict) -> None:
         synthetic = {"users": 400, "items": 150, "ratings_per_user": 30.0, "tastes": 5, "seed": 0}
-        params["data"].update(dataset="synthetic", heldout_users=40, synthetic=synthetic)
+        params["data"].update(dataset="synthetic", source=None, heldout_users=40, synthetic=synthetic)
         params["model"].update(hidden_dims=[32], latent_dim=8)
         params["beta"]["total_anneal_steps"] = 20
         params["train"].update(epochs=3, batch_size=50, seeds=[1, 2])
@@ -21,8 +21,10 @@ def repo(tmp_path_factory, new_project, run):
         params["eval"]["bootstrap_samples"] = 200
         params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
         params["tuning"] = {}
+        params["study"] = {"name": "default", "rows": ["original", "relu"]}
 
-    repo = new_project(tmp_path_factory.mktemp("pipeline"), edit)
+    repo = new_project(tmp_path_factory.mktemp("pipeline"), edit,
+                       studies={"relu_only": {"study": {"name": "relu_only", "rows": ["relu"]}}})
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline run"], repo)
@@ -68,6 +70,24 @@ def test_metrics_show_lists_every_variant(repo, run):
     out = run(["dvc", "metrics", "show"], repo)
     for name in ("original", "relu"):
         assert f"metrics/variants/{name}.json" in out
+
+
+def test_a_study_by_name_runs_its_rows_into_its_own_results_folder(repo, run, ran):
+    """`dvc exp run -S study=<name>` composes params.yaml from conf/ (no file edited by hand); a row
+    trained before is not trained again; each study's results land in results/<name>/ and the other
+    studies' committed folders stay as they were."""
+    default = (repo / "results" / "default" / "summary.json").read_text()
+    assert set(json.loads(default)) == {"original", "relu", "most_popular", "ease"}
+    out = run(["dvc", "exp", "run", "-S", "study=relu_only"], repo)
+    assert not {s for s in ran(out) if s.startswith(("train@", "evaluate@", "prepare"))}, ran(out)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["study"] == {"name": "relu_only", "rows": ["relu"]}
+    assert set(json.loads((repo / "results" / "relu_only" / "summary.json").read_text())) == {
+        "relu", "most_popular", "ease"}
+    assert (repo / "results" / "default" / "summary.json").read_text() == default
+    run(["dvc", "exp", "run", "-S", "study=default"], repo)
+    assert (repo / "results" / "default" / "summary.json").read_text() == default
+    assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo)) == {}
+    assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "results/default"], repo) == ""
 
 
 def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo, run):

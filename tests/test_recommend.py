@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, TrainConfig
+from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, TrainConfig, load_params
 from multvae.data import load_dataset
 from multvae.model import make_scorer
 from multvae.model_file import ModelFileError, SavedModel, load_model, save_model
@@ -49,7 +49,7 @@ def root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def rec(root) -> Recommender:
-    return Recommender("original", root / "models", root / "prepared", params=root / "params.yaml")
+    return Recommender("original", root / "models", root / "prepared", known=_known(root / "params.yaml"))
 
 
 def edited_split(root: Path, tmp_path: Path, edit) -> Path:
@@ -115,7 +115,7 @@ def test_an_exact_title_wins_over_a_longer_one_containing_it(root, tmp_path):
     first = title_of(root, 1)
     data = edited_split(root, tmp_path, lambda items: items.assign(
         title=items["title"].where(items["movieId"] != 3, first + " Returns")))
-    rec = Recommender("original", root / "models", data, params=root / "params.yaml")
+    rec = Recommender("original", root / "models", data, known=_known(root / "params.yaml"))
     assert rec.for_items([first.lower()]).given["movieId"].tolist() == [1]
     assert rec.for_items(["returns"]).given["movieId"].tolist() == [3]
 
@@ -141,7 +141,7 @@ def test_two_movies_with_the_same_title_are_ambiguous(root, tmp_path):
     twin = title_of(root, 5)
     data = edited_split(root, tmp_path, lambda items: items.assign(
         title=items["title"].where(items["movieId"] != 2, twin)))
-    rec = Recommender("original", root / "models", data, params=root / "params.yaml")
+    rec = Recommender("original", root / "models", data, known=_known(root / "params.yaml"))
     with pytest.raises(RecommendError, match=r"matches 2 titles exactly: .*\[movieId 2\]; .*\[movieId 5\]"):
         rec.for_items([twin])
 
@@ -153,18 +153,22 @@ def test_unknown_users_are_refused(root, rec):
         rec.for_user(missing)
 
 
+def _known(params: Path) -> list[str]:
+    return list(load_params(params).variants)
+
+
 def test_variants_and_seeds_without_a_model_are_refused(root):
     models, data, params = root / "models", root / "prepared", root / "params.yaml"
     with pytest.raises(RecommendError, match=r"unknown variant 'nope'.*known: original, relu"):
-        Recommender("nope", models, data, params=params)
+        Recommender("nope", models, data, known=_known(params))
     with pytest.raises(RecommendError, match=r"'relu' has no trained model \(.*relu/fold-\*/seed-\*\.pt "
                                              r"not found\); run `dvc repro --glob 'train@relu-\*'` first"):
-        Recommender("relu", models, data, params=params)
+        Recommender("relu", models, data, known=_known(params))
     with pytest.raises(RecommendError, match=r"fold-\*/seed-3\.pt not found; trained runs of 'original' "
                                              r"\(fold, seed\): \(0, 0\), \(0, 7\)"):
-        Recommender("original", models, data, seed=3, params=params)
-    assert Recommender("original", models, data, params=params).seed == 0
-    assert Recommender("original", models, data, seed=7, params=params).seed == 7
+        Recommender("original", models, data, seed=3, known=_known(params))
+    assert Recommender("original", models, data, known=_known(params)).seed == 0
+    assert Recommender("original", models, data, seed=7, known=_known(params)).seed == 7
 
 
 def test_a_model_of_another_split_with_as_many_items_is_refused(root, tmp_path):
@@ -175,13 +179,13 @@ def test_a_model_of_another_split_with_as_many_items_is_refused(root, tmp_path):
         pd.read_parquet(root / "prepared" / "fold-0" / "items.parquet"))
     with pytest.raises(ModelFileError, match=r"seed-0\.pt was trained on another prepared split .*"
                                              r"run `dvc repro --glob 'train@original-\*'`"):
-        Recommender("original", root / "models", tmp_path / "prepared", params=root / "params.yaml")
+        Recommender("original", root / "models", tmp_path / "prepared", known=_known(root / "params.yaml"))
 
 
 def test_an_item_table_edited_behind_the_manifest_is_refused(root, tmp_path):
     data = edited_split(root, tmp_path, lambda items: items.assign(movieId=items["movieId"][::-1].to_numpy()))
     with pytest.raises(RecommendError, match=r"its item map differs from .*items.parquet"):
-        Recommender("original", root / "models", data, params=root / "params.yaml")
+        Recommender("original", root / "models", data, known=_known(root / "params.yaml"))
 
 
 @pytest.fixture
@@ -228,3 +232,13 @@ def test_cli_errors_are_one_line(cli, args, message):
 def _test_user(root: Path) -> int:
     users = pd.read_parquet(root / "prepared" / "fold-0" / "users.parquet")
     return int(users.loc[users["role"] == "test", "userId"].iloc[0])
+
+
+def test_identical_models_are_written_as_identical_bytes(root, tmp_path):
+    """DVC hashes model files: a temporary's name stored inside would make identical runs differ."""
+    dataset = load_dataset(root / "prepared" / "fold-0")
+    model, saved = load_model(root / "models" / "original" / "fold-0" / "seed-0.pt", "cpu", None, "x")
+    paths = [tmp_path / "a" / "seed-0.pt", tmp_path / "b" / "other-name.pt"]
+    for path in paths:
+        save_model(path, model.state_dict(), dataclasses.replace(saved, movie_ids=dataset.movie_ids))
+    assert paths[0].read_bytes() == paths[1].read_bytes()

@@ -23,7 +23,7 @@ from multvae.config import (
 )
 from multvae.model import DenseLayers, MultVAE, SparseBatch
 from multvae.prior import WIDE_LOGVAR, composite_kl, composite_log_prior, log_normal, standard_kl
-from multvae.training import epoch_phases, train_model
+from multvae.training import epoch_count, epoch_phases, train_model
 
 WEIGHTS = (0.15, 0.75, 0.1)
 
@@ -130,7 +130,7 @@ TINY = Config(
                       prior="composite"),
     beta=BetaConfig(method="user_scaled"),
     optim=OptimConfig(scheme="alternating", encoder_passes=2, decoder_passes=1, decoder_dropout=False),
-    train=TrainConfig(epochs=2, batch_size=60),
+    train=TrainConfig(epochs=6, batch_size=60),  # 6 passes: 2 epochs of 2 encoder + 1 decoder pass
 )
 
 
@@ -154,8 +154,9 @@ def test_alternating_passes_update_one_half_at_a_time_and_refresh_the_prior(data
 
     result = train_model(TINY, dataset, seed=0, log=lambda _: None, on_update=on_update)
     per_epoch = batches * 3
-    assert len(snapshots) == per_epoch * TINY.train.epochs
-    for epoch in range(TINY.train.epochs):
+    assert epoch_count(TINY) == 2
+    assert len(snapshots) == per_epoch * 2
+    for epoch in range(2):
         first = epoch * per_epoch
         encoder_phase = range(first, first + 2 * batches)
         decoder_phase = range(first + 2 * batches, first + per_epoch)
@@ -171,7 +172,7 @@ def test_alternating_passes_update_one_half_at_a_time_and_refresh_the_prior(data
             # The prior's copy is the encoder as it left the encoder passes.
             assert all(torch.equal(a, b) for a, b in zip(snapshots[i][2], snapshots[encoder_phase[-1]][0],
                                                          strict=True))
-    assert len(result.curves) == TINY.train.epochs and np.isfinite(result.curves["loss"]).all()
+    assert len(result.curves) == 2 and np.isfinite(result.curves["loss"]).all()
 
 
 def test_the_joint_scheme_is_one_pass_updating_everything():
@@ -201,3 +202,13 @@ def test_a_recvae_model_resumes_and_loads_with_its_prior(dataset, tmp_path):
         best_epoch=full.best_epoch, best_validation=full.best_validation))
     model, _ = load_model(tmp_path / "m.pt", "cpu", dataset.fingerprint, "retrain")
     assert model.previous is not None
+
+
+def test_train_epochs_counts_passes_so_one_budget_serves_every_scheme():
+    """The paper's 200 epochs are 200 passes; RecVAE's epoch is 3 encoder + 1 decoder pass, so the
+    same budget is its 50 epochs, and a shortened budget shortens both (rounded up)."""
+    alternating = OptimConfig(scheme="alternating")
+    assert epoch_count(Config()) == 200
+    assert epoch_count(Config(optim=alternating)) == 50
+    assert epoch_count(Config(optim=alternating, train=TrainConfig(epochs=5))) == 2
+    assert epoch_count(Config(train=TrainConfig(epochs=5))) == 5

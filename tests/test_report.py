@@ -119,7 +119,7 @@ def run_stage(root: Path, dirs: dict[str, Path]):
         "--table", str(root / "metrics/table.md"), "--csv", str(root / "metrics/table.csv"),
         "--plots-dir", str(root / "plots"), "--stats", str(dirs["stats"]),
         "--summary", str(root / "metrics/summary.json"), "--report", str(root / "metrics/report.html"),
-        "--training", str(root / "plots/training.csv"),
+        "--training", str(root / "plots/training.csv"), "--results-dir", str(root / "results"),
     ])
 
 
@@ -169,6 +169,14 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
 
     summary = json.loads((tmp_path / "metrics/summary.json").read_text())
     assert set(summary) == set(SYSTEMS)
+    # The study's folder: what a reproduction is diffed against, with the params it ran with.
+    study = tmp_path / "results" / "default"
+    assert sorted(p.name for p in study.iterdir()) == ["params.yaml", "stats.json", "summary.json", "table.csv",
+                                                       "table.md"]
+    assert json.loads((study / "summary.json").read_text()) == summary
+    assert (study / "table.md").read_text() == text
+    assert (study / "params.yaml").read_text() == inputs["params"].read_text()
+    assert text in result.output  # the command prints the table
     against_ease = {"diff_ease", "diff_ease_low", "diff_ease_high", "p_ease_holm"}
     assert set(summary["relu"]) == {"ndcg", "low", "high", "diff", "diff_low", "diff_high", "p", "p_holm",
                                     *against_ease}

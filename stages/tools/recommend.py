@@ -39,14 +39,15 @@ def recommend(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Recommend movies the user does not have yet, best first, with the model's score (a logit)."""
-    from multvae.config import load_runtime
+    from multvae.config import load_params
     from multvae.recommend import Recommender, RecommendError
     from multvae.runtime import setup
 
     if (user is None) == (not movie):
         raise RecommendError("give either --user or --movie (one or more), not both or neither")
-    device = setup(load_runtime(params)) if params.is_file() else "cpu"
-    recommender = Recommender(variant, models, data, seed, params, device, fold)
+    read = load_params(params) if params.is_file() else None  # models carry their own configuration
+    device = setup(read.runtime) if read else "cpu"
+    recommender = Recommender(variant, models, data, seed, list(read.variants) if read else None, device, fold)
     answer = recommender.for_user(user, top) if user is not None else recommender.for_items(movie or [], top)
     for movie_id in answer.ignored:
         typer.echo(f"note: movieId {movie_id} is not among the model's items; ignored", err=True)
