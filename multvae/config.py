@@ -324,7 +324,8 @@ def from_dict(values: dict[str, Any]) -> Config:
 
 def _runtime(values: Any) -> RuntimeConfig:
     runtime: RuntimeConfig = _convert(values, RuntimeConfig, "runtime")
-    _require(runtime.threads >= 0, "runtime.threads", f"expected 0 (all cores) or more, got {runtime.threads}")
+    _require(runtime.threads >= 0, "runtime.threads",
+             f"expected 0 (all cores) or more, got {runtime.threads}")
     _require(runtime.eval_batch_size >= 1, "runtime.eval_batch_size",
              f"expected at least 1, got {runtime.eval_batch_size}")
     _require(runtime.checkpoint_seconds >= 0, "runtime.checkpoint_seconds",
@@ -438,8 +439,8 @@ def load_params(path: Path | str) -> Params:
             merged[name] = from_dict(_deep_merge(plain, override))
         except ConfigError as exc:
             raise ConfigError(f"{path} (variant {name}): {exc}") from None
-    return Params(path=path, text=text, base=base, variants=variants, study=study, runtime=runtime, report=report,
-                  tuning=tuning, _merged=merged)
+    return Params(path=path, text=text, base=base, variants=variants, study=study, runtime=runtime,
+                  report=report, tuning=tuning, _merged=merged)
 
 
 def load_config(path: Path | str, variant: str | None = None) -> Config:

@@ -225,8 +225,8 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
                 checkpoint: Path | None = None, log: Callable[[str], None] = print,
                 on_update: UpdateHook | None = None, before_batch: BatchHook | None = None,
                 on_epoch: EpochHook | None = None) -> TrainResult:
-    """Train for `epoch_count(cfg)` epochs (fewer if `on_update` stops it) and return the best epoch's weights.
-    The hooks let benchmarks and tests time, inspect or stop single updates."""
+    """Train for `epoch_count(cfg)` epochs (fewer if `on_update` stops it) and return the best
+    epoch's weights. The hooks let benchmarks and tests time, inspect or stop single updates."""
     runtime = runtime or RuntimeConfig()
     device = setup(runtime)
     torch.manual_seed(seed)

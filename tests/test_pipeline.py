@@ -80,14 +80,16 @@ def test_a_study_by_name_runs_its_rows_into_its_own_results_folder(repo, run, ra
     assert set(json.loads(default)) == {"original", "relu", "most_popular", "ease"}
     out = run(["dvc", "exp", "run", "-S", "study=relu_only"], repo)
     assert not {s for s in ran(out) if s.startswith(("train@", "evaluate@", "prepare"))}, ran(out)
-    assert yaml.safe_load((repo / "params.yaml").read_text())["study"] == {"name": "relu_only", "rows": ["relu"]}
+    study = yaml.safe_load((repo / "params.yaml").read_text())["study"]
+    assert study == {"name": "relu_only", "rows": ["relu"]}
     assert set(json.loads((repo / "results" / "relu_only" / "summary.json").read_text())) == {
         "relu", "most_popular", "ease"}
     assert (repo / "results" / "default" / "summary.json").read_text() == default
     run(["dvc", "exp", "run", "-S", "study=default"], repo)
     assert (repo / "results" / "default" / "summary.json").read_text() == default
     assert json.loads(run(["dvc", "metrics", "diff", "--json"], repo)) == {}
-    assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "results/default"], repo) == ""
+    status = ["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "results/default"]
+    assert run(status, repo) == ""
 
 
 def test_exp_run_user_scaled_changes_metrics_and_diff_reports_them(repo, run):

@@ -171,8 +171,8 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     assert set(summary) == set(SYSTEMS)
     # The study's folder: what a reproduction is diffed against, with the params it ran with.
     study = tmp_path / "results" / "default"
-    assert sorted(p.name for p in study.iterdir()) == ["params.yaml", "stats.json", "summary.json", "table.csv",
-                                                       "table.md"]
+    assert sorted(p.name for p in study.iterdir()) == [
+        "params.yaml", "stats.json", "summary.json", "table.csv", "table.md"]
     assert json.loads((study / "summary.json").read_text()) == summary
     assert (study / "table.md").read_text() == text
     assert (study / "params.yaml").read_text() == inputs["params"].read_text()

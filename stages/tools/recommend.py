@@ -47,7 +47,8 @@ def recommend(
         raise RecommendError("give either --user or --movie (one or more), not both or neither")
     read = load_params(params) if params.is_file() else None  # models carry their own configuration
     device = setup(read.runtime) if read else "cpu"
-    recommender = Recommender(variant, models, data, seed, list(read.variants) if read else None, device, fold)
+    known = list(read.variants) if read else None
+    recommender = Recommender(variant, models, data, seed, known, device, fold)
     answer = recommender.for_user(user, top) if user is not None else recommender.for_items(movie or [], top)
     for movie_id in answer.ignored:
         typer.echo(f"note: movieId {movie_id} is not among the model's items; ignored", err=True)
