@@ -65,7 +65,8 @@ CHUNK = 1 << 20
 def _offline_hint(dataset: str) -> str:
     return (
         f"set data.source to a local copy of the {dataset} archive or of its ratings file, e.g. "
-        f"`dvc exp run -S data.source=/path/to/{dataset}.zip` or `data.source: ratings.csv` in params.yaml"
+        f"`dvc exp run -S data.source=/path/to/{dataset}.zip`; or run the default study, which needs "
+        "no network (`dvc exp run -S study=default`: ml-latest-small, shipped in data/)"
     )
 
 

@@ -12,6 +12,7 @@ from stages.baselines import ease, popularity
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
+from stages.tools.docs import docs
 from stages.tools.recommend import recommend
 from stages.tools.synthesize import synthesize
 from stages.train import train
@@ -23,5 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
-for command in (download, prepare, train, evaluate, popularity, ease, aggregate, recommend, synthesize):
+for command in (download, prepare, train, evaluate, popularity, ease, aggregate, recommend, synthesize,
+                docs):
     app.command()(command)

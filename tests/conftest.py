@@ -145,6 +145,12 @@ def compose_params(folder: Path, overrides: list[str] | None = None) -> Path:
 
 
 @pytest.fixture(scope="session")
+def compose() -> Callable[[Path, list[str] | None], Path]:
+    """compose_params as a fixture: params.yaml composed from <folder>/conf with Hydra overrides."""
+    return compose_params
+
+
+@pytest.fixture(scope="session")
 def new_project():
     """A git + DVC repository holding this project's pipeline (code, dvc.yaml, .dvc config with Hydra
     composition on, plot template), with nothing committed yet. Its params are this repository's

@@ -122,6 +122,7 @@ def test_unreachable_release_fails_fast_and_points_to_data_source(out, monkeypat
     assert time.monotonic() - start < 30
     message = str(err.value)
     assert "cannot reach https://nonexistent.invalid/" in message and "data.source" in message
+    assert "dvc exp run -S study=default" in message  # the study that runs offline
     assert not out.exists()
 
 

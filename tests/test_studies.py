@@ -1,0 +1,87 @@
+"""Studies by name: params.yaml is the composition of conf/, every study composes into parameters
+that load, and every result table in the docs is the committed file it names."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from multvae.config import load_params
+from multvae.doc_tables import refresh, sources, stale, table_lines
+
+REPO = Path(__file__).resolve().parents[1]
+
+STUDIES = sorted(p.stem for p in (REPO / "conf" / "study").glob("*.yaml"))
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+@pytest.fixture
+def composed(tmp_path, compose):
+    """This repository's conf/ composed with the given overrides, into a params file."""
+    (tmp_path / "conf").symlink_to(REPO / "conf")
+    return lambda *overrides: compose(tmp_path, list(overrides))
+
+
+def test_params_yaml_is_the_composition_of_the_default_study(composed):
+    """`dvc repro` reads params.yaml as it is and `dvc exp run` rewrites it from conf/: the two must
+    agree, or the first command of the README would run something conf/ does not say."""
+    assert (REPO / "params.yaml").read_text() == composed().read_text(), (
+        "params.yaml is not the composition of conf/: run `dvc exp run` (or compose it) and commit it")
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_study_composes_into_parameters_that_load(composed, study):
+    params = load_params(composed(f"study={study}"))
+    assert params.study.name == study  # its results folder is results/<file name>
+    assert params.study.rows, "dvc.yaml's train matrix iterates study.rows: it must list them"
+    assert params.config().data.dataset != "synthetic"
+
+
+def test_the_default_study_runs_the_papers_eight_rows_on_the_shipped_data_with_three_seeds():
+    params = load_params(REPO / "params.yaml")
+    assert params.study.name == "default"
+    assert params.rows == ["original", "latent_300", "two_hidden_layers", "relu", "sgd", "cyclical_cap_1",
+                           "cyclical_cap_0_2", "user_scaled"]
+    data = params.config().data
+    assert data.dataset == "ml-latest-small" and (REPO / str(data.source)).is_file()
+    assert (REPO / "data" / "ml-latest-small" / "README.txt").is_file()  # the licence ships beside it
+    assert params.config().train.seeds == (1, 2, 3)
+
+
+def test_the_quick_study_shortens_every_row_it_runs(composed):
+    from multvae.training import epoch_count
+
+    params = load_params(composed("study=quick"))
+    assert any(params.config(row).optim.scheme == "alternating" for row in params.rows)  # RecVAE's
+    assert all(epoch_count(params.config(row)) <= 20 for row in params.rows)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_result_table_in_the_docs_is_the_committed_file_it_names(page):
+    text = page.read_text()
+    assert not stale(text, REPO, page), f"{page}: tables differ from their files; run `multvae docs`"
+    for source in sources(text):
+        assert table_lines((REPO / source).read_text()), f"{source} holds no table"
+
+
+def test_a_changed_number_in_a_docs_table_is_caught(tmp_path):
+    results = tmp_path / "results" / "s"
+    results.mkdir(parents=True)
+    (results / "table.md").write_text("# heading\n\n| a | b |\n|---|---|\n| x | 0.3982 |\n\nlegend\n")
+    page = tmp_path / "page.md"
+    page.write_text("text\n<!-- table: results/s/table.md -->\n<!-- end table -->\nmore\n")
+    fresh = refresh(page.read_text(), tmp_path, page)
+    assert "| x | 0.3982 |" in fresh and not stale(fresh, tmp_path, page)
+    assert stale(fresh.replace("0.3982", "0.3983"), tmp_path, page) == ["results/s/table.md"]
+
+
+def test_only_the_shipped_dataset_is_in_the_repository():
+    """ML-1M's licence forbids redistribution: the only ratings git tracks are ml-latest-small's."""
+    listed = subprocess.run(["git", "ls-files", "data"], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    tracked = set(listed.stdout.split()) - {"data/.gitkeep", "data/.gitignore"}
+    assert tracked == {f"data/ml-latest-small/{name}"
+                       for name in ("README.txt", "SOURCE.md", "movies.csv", "ratings.csv.gz")}
