@@ -67,19 +67,27 @@ def _require_dir(path: Path, what: str) -> None:
         raise ResultError(f"{path} not found: {what}")
 
 
+def extra_files(metrics_dir: Path, order: list[str] | tuple[str, ...]) -> list[Path]:
+    """Result files in metrics_dir that are neither a row of `order` nor a baseline."""
+    return [p for p in sorted(Path(metrics_dir).glob("*.json"))
+            if p.stem not in order and p.stem not in BASELINES]
+
+
 def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metrics: list[str],
                  order: list[str] | tuple[str, ...] = ()) -> list[Result]:
-    """Every `<name>.json` of metrics_dir with its per-user results and training log where present.
+    """The `<name>.json` files of metrics_dir with their per-user results and training logs.
 
-    Rows follow `order` (the variants of params.yaml), then the baselines, then any other file by
-    name, so an extra or stale file shows up rather than vanishing. A variant of `order` without a
-    file is simply absent: a partial table while other variants still train is useful.
+    With `order` (the study's rows), only those rows and the baselines, in that order: the folder
+    also holds the files of rows that other studies ran (`extra_files` names them). Without it, every
+    file. A row of `order` without a file is simply absent: a partial table while other rows still
+    train is useful.
     """
     metrics_dir, per_user_dir, curves_dir = Path(metrics_dir), Path(per_user_dir), Path(curves_dir)
     _require_dir(metrics_dir, "run the evaluate and baseline stages first")
     _require_dir(per_user_dir, "run the evaluate and baseline stages first (they write per-user results)")
     _require_dir(curves_dir, "run the train stages first (they write the training logs)")
-    paths = {p.stem: p for p in sorted(metrics_dir.glob("*.json"))}
+    paths = {p.stem: p for p in sorted(metrics_dir.glob("*.json"))
+             if not order or p.stem in order or p.stem in BASELINES}
     if not paths:
         raise ResultError(f"{metrics_dir}: no <variant>.json metrics files")
     results = []

@@ -41,12 +41,22 @@ def aggregate(
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
     from multvae.html_report import render
     from multvae.metrics import metric_names
-    from multvae.table import build_table, label, load_results, select_tuned, summary_metrics, table_markdown
+    from multvae.table import (
+        build_table,
+        extra_files,
+        label,
+        load_results,
+        select_tuned,
+        summary_metrics,
+        table_markdown,
+    )
 
     read = load_params(params)
     cfg, labels, order = read.base, read.report.labels, read.rows
     metrics = metric_names(cfg.eval.ks)
     results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, order)
+    for path in extra_files(metrics_dir, order):
+        typer.echo(f"aggregate: {path} is not a row of study {read.study.name}: left out")
     for name in order:
         if not (metrics_dir / f"{name}.json").is_file():
             typer.echo(f"aggregate: no {metrics_dir / f'{name}.json'}: {label(name, labels)} left out")
