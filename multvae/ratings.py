@@ -119,6 +119,28 @@ def _read_tsv(path: Path, as_text: bool = False) -> pd.DataFrame:
     return _read_headerless(path, ["userId", "movieId", "rating", "timestamp"], "\t", as_text).to_pandas()
 
 
+# An id read as a float (the reader falls back to float when a value does not fit 64-bit integers,
+# or is written as 12.0) is exact only up to 2**53; above that, distinct ids would merge.
+EXACT_FLOAT_ID = 2**53
+
+
+def _check_id_range(values: pd.Series, column: str, path: Path) -> None:
+    """Ids must convert to int64 exactly: beyond its range a cast wraps them all to one value."""
+    array = values.to_numpy()
+    if pd.api.types.is_float_dtype(values):
+        bad = np.abs(array) >= EXACT_FLOAT_ID
+    elif pd.api.types.is_unsigned_integer_dtype(values):
+        bad = array > np.iinfo(np.int64).max
+    else:
+        return
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        found = f"about {float(array[row]):.6g}" if array.dtype.kind == "f" else str(array[row])
+        raise RatingsError(f"{path}: column {column} must hold ids that fit a 64-bit integer exactly "
+                           f"(up to 2**53 where the column holds a larger number or a decimal point), "
+                           f"found {found} at data row {row + 1}")
+
+
 def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if frame.empty:
         raise RatingsError(f"{path}: the ratings file has no data rows")
@@ -141,6 +163,7 @@ def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
                 row = int(np.flatnonzero(fraction)[0])
                 raise RatingsError(f"{path}: column {column} must hold whole numbers (ids), found "
                                    f"{float(values.iloc[row]):g} at data row {row + 1}")
+            _check_id_range(values, column, path)
         out[column] = values
     rating = out["rating"].to_numpy()
     outside = (rating < RATING_RANGE[0]) | (rating > RATING_RANGE[1])

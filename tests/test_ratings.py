@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -129,3 +130,25 @@ def test_unreadable_movies_file_is_a_ratings_error_naming_it(tmp_path):
     path.write_text("id,name\n1,x\n")
     with pytest.raises(RatingsError, match=r"movies\.csv: not a readable movies file"):
         read_movies(path)
+
+
+@pytest.mark.parametrize(("ids", "found"), [
+    (["99999999999999999991", "99999999999999999992"], "about 1e+20"),  # beyond uint64: read as floats
+    (["18446744073709551610"], "about 1.84467e+19"),                    # fits uint64, not int64
+    (["9007199254740993.0"], "about 9.0072e+15"),                       # a float above 2**53: inexact
+])
+def test_ids_that_do_not_fit_int64_exactly_are_refused_with_the_row(tmp_path, ids, found):
+    """Cast to int64 they would wrap or round into one id: users would merge and their ratings be
+    counted as duplicates, without a word."""
+    path = tmp_path / "ratings.csv"
+    rows = "".join(f"{u},1{i},4.0\n" for i, u in enumerate(ids))
+    path.write_text("userId,movieId,rating\n1,10,4.0\n" + rows)
+    with pytest.raises(RatingsError, match=rf"{path}: column userId must hold ids that fit a 64-bit integer "
+                                           rf".*found {re.escape(found)} at data row 2$"):
+        read_ratings(path)
+
+
+def test_the_largest_int64_id_is_kept_exactly(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("userId,movieId,rating\n1,10,4.0\n9223372036854775807,10,4.0\n")
+    assert read_ratings(path)["userId"].tolist() == [1, 2**63 - 1]
