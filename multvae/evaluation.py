@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from multvae.config import Config
 from multvae.data import Dataset
 from multvae.errors import MultVAEError
 from multvae.layout import run_path, train_stage
@@ -21,12 +22,13 @@ class EvaluationError(MultVAEError, FileNotFoundError):
 
 
 def evaluate_variant(name: str, models: Path, seeds: tuple[int, ...], folds: dict[int, Dataset],
-                     ks: tuple[int, ...], batch_size: int,
-                     device: torch.device) -> tuple[Summary, pd.DataFrame]:
+                     ks: tuple[int, ...], batch_size: int, device: torch.device,
+                     expected: Config | None = None) -> tuple[Summary, pd.DataFrame]:
     """(summary, per-user test metrics with fold and seed columns) of the variant's models, one per
     fold of `folds` and seed of `seeds`, in `models`/<name>/fold-<k>/seed-<s>.pt; a model left there by a
-    seed or fold no longer in the params is not used. A model trained on another prepared split is
-    refused (model_file.load_model)."""
+    seed or fold no longer in the params is not used. A model trained on another prepared split, with
+    other settings than `expected` (the variant's configuration), or filed under another seed or fold
+    is refused (model_file.load_model)."""
     names = metric_names(ks)
     key = val_key(ks)
     per_user, validation = [], []
@@ -37,7 +39,10 @@ def evaluate_variant(name: str, models: Path, seeds: tuple[int, ...], folds: dic
             retrain = f"dvc repro {train_stage(name, fold, seed)}"
             if not path.is_file():
                 raise EvaluationError(f"{path}: no trained model; run `{retrain}` first")
-            model, saved = load_model(path, device, data.fingerprint, retrain)
+            model, saved = load_model(path, device, data.fingerprint, retrain, expected)
+            if (saved.seed, saved.fold) != (seed, fold):
+                raise EvaluationError(f"{path} holds the model of seed {saved.seed}, fold {saved.fold}, not "
+                                      f"seed {seed}, fold {fold}; run `{retrain}`")
             with torch.no_grad():
                 scores = score_heldout(make_scorer(model, device), data.test, ks, batch_size)
             per_user.append(per_user_rows(scores, data.user_ids(data.test.users), fold, saved.seed))

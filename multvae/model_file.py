@@ -3,11 +3,14 @@ its data (the movie id of every output column and the prepared split's fingerpri
 
 A model is only meaningful on the items it was trained on: column j of its output is one movie.
 Evaluating or recommending with it on another split (another seed, another source) would answer
-with the wrong movies without a word, so `load_model` refuses data whose fingerprint differs.
+with the wrong movies without a word, so `load_model` refuses data whose fingerprint differs. The
+file also vouches for itself: a SHA-256 of the weights is written with them and checked on every
+load, and the configuration it was trained with is compared with the one a stage asks for.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from multvae.config import Config, from_dict, to_dict
 from multvae.errors import MultVAEError
 from multvae.model import MultVAE
 
-FORMAT = 2
+FORMAT = 3  # 3: the weights' digest
 
 
 class ModelFileError(MultVAEError):
@@ -44,6 +47,37 @@ class SavedModel:
         return int(self.movie_ids.size)
 
 
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def trained_settings(cfg: Config) -> dict[str, Any]:
+    """What a variant's train stage computes from: its model, β, optimiser and training sections
+    (the seed list aside: a model is one seed's) and the cut-offs that choose its best epoch. The
+    data is checked by the split's fingerprint instead."""
+    plain = to_dict(cfg)
+    train = {k: v for k, v in plain["train"].items() if k != "seeds"}
+    return {"model": plain["model"], "beta": plain["beta"], "optim": plain["optim"], "train": train,
+            "eval": {"ks": plain["eval"]["ks"]}}
+
+
+def _differences(saved: dict[str, Any], asked: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(asked)):
+        a, b = saved.get(key), asked.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} (asked: {b!r})")
+    return out
+
+
 def save_model(path: Path, state_dict: dict[str, torch.Tensor], meta: SavedModel) -> None:
     # Through a file object: torch.save(obj, path) stores the temporary's random name inside the
     # archive, so identical runs would write different bytes and DVC would see a new model.
@@ -53,6 +87,7 @@ def save_model(path: Path, state_dict: dict[str, torch.Tensor], meta: SavedModel
             "movie_ids": torch.tensor(np.asarray(meta.movie_ids, dtype=np.int64)),
             "data_fingerprint": meta.data_fingerprint, "best_epoch": meta.best_epoch,
             "best_validation": meta.best_validation, "fold": meta.fold,
+            "weights_sha256": weights_digest(state_dict),
         }, fh)
 
 
@@ -64,14 +99,20 @@ def _read(path: Path, device: torch.device | str) -> dict[str, Any]:
     except Exception as exc:  # torch raises many types for a damaged file (pickle, zip, runtime)
         raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: written by another version of multvae (no item map); retrain it")
+        found = saved.get("format") if isinstance(saved, dict) else None
+        raise ModelFileError(f"{path}: written by another version of multvae (format {found!r}, "
+                             f"expected {FORMAT}); retrain it")
+    if weights_digest(saved["state_dict"]) != saved.get("weights_sha256"):
+        raise ModelFileError(f"{path}: its weights do not match the SHA-256 written with them: the file was "
+                             "changed or damaged after training; retrain it")
     return saved
 
 
 def load_model(path: Path, device: torch.device | str, data_fingerprint: str | None,
-               retrain_hint: str) -> tuple[MultVAE, SavedModel]:
+               retrain_hint: str, expected: Config | None = None) -> tuple[MultVAE, SavedModel]:
     """The model in eval mode and its metadata. With `data_fingerprint`, the model must have been
-    trained on exactly that prepared split; otherwise the error says to run `retrain_hint`."""
+    trained on exactly that prepared split, and with `expected`, with that configuration's
+    `trained_settings`; otherwise the error names what differs and says to run `retrain_hint`."""
     saved = _read(Path(path), device)
     meta = SavedModel(
         config=from_dict(saved["config"]), seed=int(saved["seed"]),
@@ -83,6 +124,12 @@ def load_model(path: Path, device: torch.device | str, data_fingerprint: str | N
         raise ModelFileError(
             f"{path} was trained on another prepared split (data fingerprint {meta.data_fingerprint}, "
             f"the data given has {data_fingerprint}): its columns are other movies; run `{retrain_hint}`")
+    if expected is not None:
+        differ = _differences(trained_settings(meta.config), trained_settings(expected))
+        if differ:
+            shown = "; ".join(differ[:3]) + (" …" if len(differ) > 3 else "")
+            raise ModelFileError(f"{path} was trained with other settings than asked for: {shown}; "
+                                 f"run `{retrain_hint}`")
     model = MultVAE(meta.n_items, meta.config.model).to(device)
     model.load_state_dict(saved["state_dict"])
     model.eval()

@@ -36,6 +36,7 @@ from multvae.data import Dataset, HeldOut
 from multvae.errors import MultVAEError
 from multvae.metrics import metric_names, score_heldout, val_key
 from multvae.model import MultVAE, SparseBatch, SparseRows, decode_nll, make_scorer, plain_decode_nll
+from multvae.model_file import weights_digest
 from multvae.prior import composite_kl, standard_kl
 from multvae.runtime import setup
 from multvae.schedules import user_betas
@@ -179,17 +180,20 @@ def resume_key(cfg: Config, seed: int, data_fingerprint: str) -> str:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save({**state, "model_sha256": weights_digest(state["model"])}, fh)
 
 
 def _read_checkpoint(path: Path, device: torch.device, log: Callable[[str], None]) -> dict | None:
-    """The checkpoint's state, or None. One that cannot be read (truncated, corrupt) is set aside
-    under a new name, not deleted, and training starts afresh."""
+    """The checkpoint's state, or None. One that cannot be read (truncated, corrupt) or whose
+    weights differ from the digest written with them is set aside under a new name, not deleted, and
+    training starts afresh."""
     try:
         state = torch.load(path, map_location=device, weights_only=False)
         if not isinstance(state, dict) or "fingerprint" not in state:
             raise ValueError("not a training checkpoint")
+        if weights_digest(state["model"]) != state.get("model_sha256"):
+            raise ValueError("its weights differ from the digest written with them")
         return state
     except Exception as exc:  # torch raises many types for a damaged file (pickle, zip, EOF, runtime)
         aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")

@@ -121,6 +121,81 @@ def test_a_damaged_model_file_is_one_clear_error(tmp_path):
         evaluate_variant("original", folder.parent, (0,), {0: data}, KS, 100, CPU_DEVICE)
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A prepared tiny split and the model of `original` for seed 0, saved where evaluate looks."""
+    root = tmp_path_factory.mktemp("trained")
+    data = load_dataset(prepared(root, TINY.data))
+    result = train_model(TINY, data, 0, CPU, log=lambda _: None)
+    assert result.state_dict is not None
+    path = root / "models" / "original" / "fold-0" / "seed-0.pt"
+    save_model(path, result.state_dict, SavedModel(
+        config=TINY, seed=0, movie_ids=data.movie_ids, data_fingerprint=data.fingerprint,
+        best_epoch=result.best_epoch, best_validation=result.best_validation))
+    return data, path, result.state_dict
+
+
+def _copy(path: Path, to: Path) -> Path:
+    to.parent.mkdir(parents=True, exist_ok=True)
+    to.write_bytes(path.read_bytes())
+    return to
+
+
+def test_sixteen_bytes_overwritten_inside_the_weights_are_refused(trained, tmp_path):
+    """The zip container loads such a file without complaint; the digest written with the weights
+    does not match it any more."""
+    data, path, state = trained
+    damaged = _copy(path, tmp_path / "models" / "original" / "fold-0" / "seed-0.pt")
+    raw = bytearray(damaged.read_bytes())
+    at = raw.find(state["decoder.0.weight"].numpy().tobytes()[:64]) if "decoder.0.weight" in state else -1
+    if at < 0:  # whichever tensor is stored first: its bytes are in the file as they are in memory
+        first = next(iter(state.values()))
+        at = raw.find(first.numpy().tobytes()[:64])
+    assert at > 0
+    raw[at + 16: at + 32] = bytes(16)
+    damaged.write_bytes(bytes(raw))
+    assert torch.load(damaged, weights_only=True)["state_dict"]  # still loads as a zip
+    with pytest.raises(ModelFileError, match=r"seed-0\.pt: its weights do not match the SHA-256 written with "
+                                             r"them: the file was changed or damaged after training"):
+        evaluate_variant("original", tmp_path / "models", (0,), {0: data}, KS, 100, CPU_DEVICE)
+
+
+def test_a_model_of_another_variant_filed_under_this_one_is_refused(trained, tmp_path):
+    data, path, _ = trained
+    _copy(path, tmp_path / "models" / "relu" / "fold-0" / "seed-0.pt")
+    relu = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, activation="relu"))
+    with pytest.raises(ModelFileError, match=r"relu/fold-0/seed-0\.pt was trained with other settings than "
+                                             r"asked for: model\.activation 'tanh' \(asked: 'relu'\); "
+                                             r"run `dvc repro train@relu-0-0`"):
+        evaluate_variant("relu", tmp_path / "models", (0,), {0: data}, KS, 100, CPU_DEVICE, expected=relu)
+    # The seed list is not a setting of one model: adding seeds keeps the trained ones valid.
+    more_seeds = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, seeds=(0, 1)))
+    _copy(path, tmp_path / "models" / "original" / "fold-0" / "seed-0.pt")
+    evaluate_variant("original", tmp_path / "models", (0,), {0: data}, KS, 100, CPU_DEVICE, expected=more_seeds)
+
+
+def test_a_model_filed_under_another_seed_is_refused(trained, tmp_path):
+    data, path, _ = trained
+    _copy(path, tmp_path / "models" / "original" / "fold-0" / "seed-1.pt")
+    with pytest.raises(Exception, match=r"seed-1\.pt holds the model of seed 0, fold 0, not seed 1, fold 0"):
+        evaluate_variant("original", tmp_path / "models", (1,), {0: data}, KS, 100, CPU_DEVICE)
+
+
+def test_a_checkpoint_whose_weights_were_changed_is_set_aside(trained, tmp_path):
+    data, _, _ = trained
+    checkpoint = tmp_path / "ck.pt"
+    short = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, epochs=2))
+    train_model(short, data, 0, CPU, checkpoint=checkpoint, log=lambda _: None)
+    state = torch.load(checkpoint, weights_only=False)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name] + 1.0  # altered, digest kept
+    torch.save(state, checkpoint)
+    lines: list[str] = []
+    train_model(short, data, 0, CPU, checkpoint=checkpoint, log=lines.append)
+    assert any("cannot be read" in line and "set aside" in line for line in lines), lines
+    assert list(tmp_path.glob("ck.pt.unreadable-*"))
+
+
 def run(*args: object):
     from typer.testing import CliRunner
 
