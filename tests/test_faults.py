@@ -171,7 +171,8 @@ def test_a_model_of_another_variant_filed_under_this_one_is_refused(trained, tmp
     # The seed list is not a setting of one model: adding seeds keeps the trained ones valid.
     more_seeds = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, seeds=(0, 1)))
     _copy(path, tmp_path / "models" / "original" / "fold-0" / "seed-0.pt")
-    evaluate_variant("original", tmp_path / "models", (0,), {0: data}, KS, 100, CPU_DEVICE, expected=more_seeds)
+    evaluate_variant("original", tmp_path / "models", (0,), {0: data}, KS, 100, CPU_DEVICE,
+                     expected=more_seeds)
 
 
 def test_a_model_filed_under_another_seed_is_refused(trained, tmp_path):
