@@ -4,11 +4,14 @@ A temporary is a hidden sibling of its target (`.<name>.<random>.tmp`). A proces
 (kill -9, power loss) cannot remove its own, so the next write to the same target removes any it
 finds first: DVC runs one stage per output at a time, so none of them can still be in use.
 Outputs get the user's umask (0644/0755 by default), as files written with open() would, not
-tempfile's private 0600/0700, so a shared DVC cache or results folder stays readable.
+tempfile's private 0600/0700, so a shared DVC cache or results folder stays readable. A write that
+fails (a full disk, a read-only folder) is one error naming the output, and the previous output
+stays as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,6 +22,30 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from multvae.errors import MultVAEError
+
+# Faults of the file system rather than of the data: full disk, quota, read-only, permissions, size.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+class WriteError(MultVAEError):
+    """An output could not be written; the message names it, the cause and the space left."""
+
+
+def write_failure(target: Path, cause: str, needed: int | None = None) -> WriteError:
+    """The error for a failed write of `target`, with the free space of the disk it is on."""
+    existing = next(p for p in [target, *target.parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    need = f", needs about {needed / 1e6:.1f} MB" if needed else ""
+    return WriteError(f"{target}: cannot be written ({cause}{need}; {free / 1e6:.1f} MB free on its disk); "
+                      f"the previous {target.name}, if any, is unchanged")
+
+
+def _is_write_fault(exc: OSError, tmp: Path) -> bool:
+    """A file-system fault while writing the temporary (not, say, an input that cannot be read)."""
+    where = exc.filename
+    return exc.errno in WRITE_ERRNOS and (where is None or Path(where) == tmp or tmp in Path(where).parents)
 
 
 def _umask() -> int:
@@ -51,6 +78,10 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        if _is_write_fault(exc, tmp):
+            raise write_failure(target, exc.strerror or str(exc)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -64,7 +95,12 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if _is_write_fault(exc, tmp):
+                raise write_failure(target, exc.strerror or str(exc)) from None
+            raise
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():

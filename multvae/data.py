@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,11 +129,15 @@ def read_fingerprint(data_dir: Path | str) -> str:
     return str(manifest["fingerprint"])
 
 
-def _read(data_dir: Path, name: str) -> pd.DataFrame:
+def read_table(data_dir: Path, name: str, **kwargs: Any) -> pd.DataFrame:
+    """One table of a prepared split; a missing or damaged one says to rerun prepare."""
     path = data_dir / f"{name}.parquet"
     if not path.is_file():
         raise DataError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc}); run `dvc repro -f prepare`") from None
 
 
 def _csr(frame: pd.DataFrame, rows: np.ndarray, n_items: int) -> sp.csr_matrix:
@@ -144,7 +149,7 @@ def _csr(frame: pd.DataFrame, rows: np.ndarray, n_items: int) -> sp.csr_matrix:
 
 
 def _heldout(data_dir: Path, role: str, n_items: int) -> HeldOut:
-    foldin, target = _read(data_dir, f"{role}_foldin"), _read(data_dir, f"{role}_target")
+    foldin, target = read_table(data_dir, f"{role}_foldin"), read_table(data_dir, f"{role}_target")
     users = np.unique(target["user"].to_numpy())
     foldin = foldin.loc[np.isin(foldin["user"].to_numpy(), users)]
     return HeldOut(users=users, foldin=_csr(foldin, users, n_items), target=_csr(target, users, n_items))
@@ -157,10 +162,10 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     if folds and not (data_dir / "items.parquet").exists():
         raise DataError(f"{data_dir} holds the prepared folds ({', '.join(folds)}), not one split; "
                         f"give one of them, such as {data_dir / folds[0]}")
-    items = _read(data_dir, "items")
-    users = _read(data_dir, "users")
+    items = read_table(data_dir, "items")
+    users = read_table(data_dir, "users")
     n_items = len(items)
-    train = _read(data_dir, "train")
+    train = read_table(data_dir, "train")
     train_users = np.unique(train["user"].to_numpy())
     return Dataset(
         train=_csr(train, train_users, n_items),

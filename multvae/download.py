@@ -214,6 +214,9 @@ def resolve_source(source: str, cwd: Path | None = None) -> Path:
     found = next((p for p in tried if p.exists()), None)
     if found is None:
         raise DownloadError(f"data.source: {source} does not exist (looked at {', '.join(map(str, tried))})")
+    if not found.is_file():
+        raise DownloadError(f"data.source: {found} is a folder or device, not a file; give the release's "
+                            "archive (.zip) or its ratings file (.csv, .dat, u.data, optionally .gz)")
     return found
 
 

@@ -11,6 +11,8 @@ load, and the configuration it was trained with is compared with the one a stage
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from multvae.atomic import atomic_path
+from multvae.atomic import atomic_path, write_failure
 from multvae.config import Config, from_dict, to_dict
 from multvae.errors import MultVAEError
 from multvae.model import MultVAE
@@ -78,10 +80,22 @@ def _differences(saved: dict[str, Any], asked: dict[str, Any], prefix: str = "")
     return out
 
 
+@contextmanager
+def torch_write(target: Path, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """torch.save reports a failed write (a full disk) as a RuntimeError of its zip writer
+    ("unexpected pos …"); turn that into one line naming the output and the space it needed."""
+    try:
+        yield
+    except RuntimeError as exc:
+        needed = sum(t.numel() * t.element_size() for t in tensors.values())
+        raise write_failure(Path(target), f"torch could not write it: {str(exc).splitlines()[0][:80]}",
+                            needed) from None
+
+
 def save_model(path: Path, state_dict: dict[str, torch.Tensor], meta: SavedModel) -> None:
     # Through a file object: torch.save(obj, path) stores the temporary's random name inside the
     # archive, so identical runs would write different bytes and DVC would see a new model.
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh, torch_write(path, state_dict):
         torch.save({
             "format": FORMAT, "state_dict": state_dict, "config": to_dict(meta.config), "seed": meta.seed,
             "movie_ids": torch.tensor(np.asarray(meta.movie_ids, dtype=np.int64)),

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from multvae.data import DataError, read_fingerprint
+from multvae.data import read_fingerprint, read_table
 from multvae.errors import MultVAEError
 from multvae.layout import fold_dir
 from multvae.metrics import top_k
@@ -68,7 +68,7 @@ class Recommender:
         self.model, saved = load_model(self.path, self.device, read_fingerprint(self.data),
                                        _train_command(variant))
         self.seed = saved.seed
-        self.items = _read(self.data, "items", columns=["item", "movieId", "title"]).sort_values(
+        self.items = read_table(self.data, "items", columns=["item", "movieId", "title"]).sort_values(
             "item", ignore_index=True)
         if not np.array_equal(saved.movie_ids, self.items["movieId"].to_numpy()):
             raise RecommendError(
@@ -85,7 +85,7 @@ class Recommender:
     @cached_property
     def _users(self) -> pd.DataFrame:
         """userId -> (user, role); read on the first user query only."""
-        return _read(self.data, "users", columns=["user", "userId", "role"]).set_index("userId")
+        return read_table(self.data, "users", columns=["user", "userId", "role"]).set_index("userId")
 
     @cached_property
     def _lower_titles(self) -> np.ndarray:
@@ -99,7 +99,7 @@ class Recommender:
                 f"user {user_id} is not in {self.data / 'users.parquet'}: no such userId, or the split "
                 "dropped the user (too few positives, or no fold-in and target left)")
         user, role = self._users.loc[user_id, ["user", "role"]]
-        rows = _read(self.data, INPUT_TABLE[role], columns=["item"], filters=[("user", "==", int(user))])
+        rows = read_table(self.data, INPUT_TABLE[role], columns=["item"], filters=[("user", "==", int(user))])
         answer = self._recommend(rows["item"].to_numpy(), n)
         answer.user, answer.role = int(user_id), str(role)
         return answer
@@ -178,13 +178,6 @@ def _as_movie_id(movie: int | str) -> int | None:
         return int(movie)
     text = movie.strip()
     return int(text) if text.isdigit() else None
-
-
-def _read(data: Path, name: str, **kwargs: Any) -> pd.DataFrame:
-    path = data / f"{name}.parquet"
-    if not path.is_file():
-        raise DataError(f"{path} not found: run the prepare stage first (`dvc repro prepare`)")
-    return pd.read_parquet(path, **kwargs)
 
 
 def _train_command(variant: str) -> str:

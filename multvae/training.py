@@ -36,7 +36,7 @@ from multvae.data import Dataset, HeldOut
 from multvae.errors import MultVAEError
 from multvae.metrics import metric_names, score_heldout, val_key
 from multvae.model import MultVAE, SparseBatch, SparseRows, decode_nll, make_scorer, plain_decode_nll
-from multvae.model_file import weights_digest
+from multvae.model_file import torch_write, weights_digest
 from multvae.prior import composite_kl, standard_kl
 from multvae.runtime import setup
 from multvae.schedules import user_betas
@@ -180,7 +180,7 @@ def resume_key(cfg: Config, seed: int, data_fingerprint: str) -> str:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh, torch_write(path, state["model"]):
         torch.save({**state, "model_sha256": weights_digest(state["model"])}, fh)
 
 

@@ -1,4 +1,5 @@
-"""What every command shares: the params file option and turning bad input into one line, exit 1."""
+"""What every command shares: the params file option and turning bad input, and faults of the file
+system, into one line, exit 1."""
 
 from __future__ import annotations
 
@@ -21,16 +22,36 @@ DataOption = Annotated[Path, typer.Option(
     help="Folder written by the prepare stage (a fold-<k> folder per fold).")]
 
 
+MESSAGE_LIMIT = 600  # characters of one error line
+
+
+def one_line(message: str) -> str:
+    """The message with control characters and undecodable bytes escaped (binary garbage quoted in
+    an error never reaches the terminal raw, and a newline cannot split the line), cut if long."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + " …"
+
+
+def _os_message(exc: OSError) -> str:
+    """A fault of the file system the library did not anticipate: the path and the cause."""
+    where = exc.filename if exc.filename is not None else "(no path given)"
+    return f"{where}: {exc.strerror or type(exc).__name__}"
+
+
 def user_errors(func: F) -> F:
-    """Print a bad-input error (multvae.errors.MultVAEError) as one red line instead of a traceback,
-    and exit 1."""
+    """Print a bad-input error (multvae.errors.MultVAEError), or a fault of the file system
+    (OSError: permission denied, a folder where a file belongs), as one red line instead of a
+    traceback, and exit 1."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except MultVAEError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
+            message = str(exc)
+        except OSError as exc:
+            message = _os_message(exc)
+        typer.secho(f"error: {one_line(message)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
