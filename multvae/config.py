@@ -409,6 +409,19 @@ class Params:
         rows = set(self.rows)
         return {g: m for g, m in self.tuning.items() if set(m) <= rows}
 
+    def check_unchanged(self) -> None:
+        """Stop before writing outputs if the file changed while the stage ran (another `dvc exp
+        run` in the same workspace rewrites params.yaml): the outputs would be recorded under
+        parameters they were not computed with."""
+        try:
+            now = self.path.read_text()
+        except OSError:
+            now = None
+        if now != self.text:
+            raise ConfigError(f"{self.path} changed while this stage ran (another `dvc exp run` in this "
+                              "workspace?); nothing was written. Run experiments side by side with "
+                              "`dvc exp run --queue` and `dvc queue start`, or with `--temp`")
+
     def config(self, variant: str | None = None) -> Config:
         if variant is None:
             return self.base

@@ -99,11 +99,16 @@ def _heldout_count(data: DataConfig, n_users: int, n_test: int | None = None) ->
     """Validation users; as many test users too, unless the fold fixes `n_test`."""
     requested = data.heldout_users
     n = data.heldout_count(n_users)
+    if n_test is None and n_users < 3:
+        raise SplitError(
+            f"only {n_users} user(s) have >= {data.min_user_positives} positives; a split needs at least 3 "
+            "(training, validation and test); lower data.min_user_positives or give more ratings")
     if n_test is None and (n < 1 or 2 * n >= n_users):
+        most = (n_users - 1) // 2  # the largest count that leaves a training user
         raise SplitError(
             f"data.heldout_users={requested:g} asks for {n} validation and {n} test users, but only "
             f"{n_users} users have >= {data.min_user_positives} positives and at least one must "
-            f"be left for training; use a count below {max(n_users // 2, 1)} or a fraction such as 0.1"
+            f"be left for training; use a count from 1 to {most}"
         )
     if n_test is not None and (n < 1 or n + n_test >= n_users):
         raise SplitError(

@@ -72,6 +72,7 @@ def aggregate(
     rows, grid = select_tuned(results, read.row_tuning, metrics[0])
     frame = build_table(rows, metrics, cfg.eval, labels)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, grid)
+    read.check_unchanged()
     write_text(table, markdown)
     compact = summary_metrics(frame, metrics[0])
     write_json(summary, compact)

@@ -15,6 +15,7 @@ import typer
 from stages.common import DataOption, ParamsOption, user_errors
 
 if TYPE_CHECKING:
+    from multvae.config import Params
     from multvae.data import Dataset
     from multvae.metrics import Scorer
 
@@ -37,7 +38,8 @@ def _load(data: Path, ks: tuple[int, ...], folds: tuple[int, ...]) -> dict[int, 
     return datasets
 
 
-def _score_and_write(command: str, name: str, scorers: dict[int, Scorer], datasets: dict[int, Dataset],
+def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, Scorer],
+                     datasets: dict[int, Dataset],
                      ks: tuple[int, ...], validation: float, metrics: Path, per_user: Path,
                      chosen: dict[str, Any], started: float) -> None:
     """Each fold's test users scored by that fold's scorer, written as one result."""
@@ -47,6 +49,7 @@ def _score_and_write(command: str, name: str, scorers: dict[int, Scorer], datase
     from multvae.results import per_user_rows, summarize, write_result
 
     names = metric_names(ks)
+    read.check_unchanged()
     table = pd.concat([per_user_rows(score_heldout(scorers[fold], data.test, ks),
                                      data.user_ids(data.test.users), fold, BASELINE_SEED)
                        for fold, data in datasets.items()], ignore_index=True)
@@ -72,13 +75,14 @@ def popularity(
     from multvae.metrics import metric_names, score_heldout
 
     started = time.perf_counter()
-    cfg = load_params(params).base
+    read = load_params(params)
+    cfg = read.base
     ks = cfg.eval.ks
     datasets = _load(data, ks, cfg.data.folds)
     scorers = {fold: popularity_scorer(d.train) for fold, d in datasets.items()}
     val = [float(score_heldout(scorers[f], d.validation, ks)[metric_names(ks)[0]].mean())
            for f, d in datasets.items()]
-    _score_and_write("popularity", "most_popular", scorers, datasets, ks, sum(val) / len(val), metrics,
+    _score_and_write(read, "popularity", "most_popular", scorers, datasets, ks, sum(val) / len(val), metrics,
                      per_user, {}, started)
 
 
@@ -96,7 +100,8 @@ def ease(
     from multvae.config import load_params
 
     started = time.perf_counter()
-    cfg = load_params(params).base
+    read = load_params(params)
+    cfg = read.base
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
     scorers, lambdas, grids, val = {}, {}, {}, []
     for fold, dataset in datasets.items():
@@ -109,5 +114,5 @@ def ease(
     if len(datasets) > 1:
         chosen = {"lambda_by_fold": {str(f): lam for f, lam in lambdas.items()},
                   "lambda_grid_by_fold": {str(f): g for f, g in grids.items()}}
-    _score_and_write("ease", "ease", scorers, datasets, cfg.eval.ks, sum(val) / len(val), metrics,
+    _score_and_write(read, "ease", "ease", scorers, datasets, cfg.eval.ks, sum(val) / len(val), metrics,
                      per_user, chosen, started)

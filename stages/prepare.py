@@ -24,10 +24,12 @@ def prepare(
     from multvae.layout import fold_dir
     from multvae.split import split, write_split
 
-    cfg = load_params(params).base
+    read = load_params(params)
+    cfg = read.base
     ratings, movies = read_raw(raw)
     folds = split(ratings, cfg.data, movies)
     source = read_source_info(raw)
+    read.check_unchanged()
     write_split(folds, out, stats, {"dataset": source.get("dataset", cfg.data.dataset),
                                     "duplicate_ratings_dropped": source.get("duplicate_ratings_dropped", 0)})
     for fold, result in folds.items():

@@ -64,6 +64,7 @@ def train(
                                  log=functools.partial(_log, f"[{name} fold {k} seed {s}]"),
                                  on_epoch=EpochLog(run_path(logs, name, k, s)))
             assert result.state_dict is not None  # no stop hook: every epoch ran
+            read.check_unchanged()
             save_model(run_path(models, name, k, s, ".pt"), result.state_dict, SavedModel(
                 config=cfg, seed=s, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
                 best_epoch=result.best_epoch, best_validation=result.best_validation, fold=k))

@@ -129,3 +129,21 @@ def test_binary_garbage_as_ratings_is_never_printed_raw(project, tiny_params, tm
     project["params"].write_text(tiny_params(data={"dataset": "auto", "source": str(source)}))
     result = run("download", "-p", project["params"], "--out", project["raw"], "--no-progress")
     one_error_line(result, str(source))
+
+
+def test_params_changed_while_a_stage_runs_stop_it_before_it_writes(project, monkeypatch, tiny_params):
+    """What a second `dvc exp run` in the same workspace does: it rewrites params.yaml under a
+    running stage. The stage must not record outputs under parameters they were not computed with."""
+    import multvae.training
+
+    train_model = multvae.training.train_model
+
+    def edited_midway(*args, **kwargs):
+        result = train_model(*args, **kwargs)
+        project["params"].write_text(tiny_params(train={"epochs": 3}))
+        return result
+
+    monkeypatch.setattr(multvae.training, "train_model", edited_midway)
+    one_error_line(_train(project), f"{project['params']} changed while this stage ran",
+                   "nothing was written", "--queue")
+    assert not (project["models"] / "original").exists()

@@ -193,3 +193,23 @@ def test_more_heldout_users_than_exist_names_data_heldout_users(tiny):
     kept = positives(tiny[0], HELDOUT)["userId"].nunique()
     with pytest.raises(SplitError, match=rf"data\.heldout_users=150 .* only {kept} users"):
         split(tiny[0], dataclasses.replace(HELDOUT, heldout_users=150), tiny[1])
+
+
+@pytest.mark.parametrize("n_users", [1, 2, 3, 4, 10])
+def test_the_heldout_error_suggests_only_values_that_work(n_users):
+    """The message's advice must be accepted when followed (it once suggested 0 and 0.1 for one user)."""
+    import re
+
+    ratings = pd.DataFrame({"userId": np.repeat(np.arange(n_users), 6),
+                            "movieId": np.tile(np.arange(6), n_users), "rating": 5.0})
+    titles = pd.DataFrame({"movieId": np.arange(6), "title": [f"m{i}" for i in range(6)]})
+    with pytest.raises(SplitError) as err:
+        split(ratings, DataConfig(dataset="synthetic", heldout_users=1000), titles)
+    message = str(err.value)
+    if n_users < 3:
+        assert "a split needs at least 3" in message
+        return
+    most = int(re.search(r"use a count from 1 to (\d+)$", message).group(1))
+    for count in (1, most):
+        folds = split(ratings, DataConfig(dataset="synthetic", heldout_users=count), titles)
+        assert folds[0].stats["test_users"] == count
