@@ -209,7 +209,9 @@ def test_the_heldout_error_suggests_only_values_that_work(n_users):
     if n_users < 3:
         assert "a split needs at least 3" in message
         return
-    most = int(re.search(r"use a count from 1 to (\d+)$", message).group(1))
+    found = re.search(r"use a count from 1 to (\d+)$", message)
+    assert found, message
+    most = int(found.group(1))
     for count in (1, most):
         folds = split(ratings, DataConfig(dataset="synthetic", heldout_users=count), titles)
         assert folds[0].stats["test_users"] == count
