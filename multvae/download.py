@@ -222,10 +222,12 @@ def resolve_source(source: str, cwd: Path | None = None) -> Path:
 
 def _input_key(data: DataConfig, source: Path | None) -> dict[str, Any]:
     """Everything the download stage's output depends on: when it equals what source.json recorded,
-    the output is current and nothing is rewritten. A local file counts by its bytes (SHA-256)."""
+    the output is current and nothing is rewritten. A local file counts by its bytes (SHA-256) and
+    is named as params.yaml names it, not by where this checkout lies: two clones in other folders
+    then write the same data/raw, so DVC's hashes and run-cache agree between them."""
     key: dict[str, Any] = {"dataset": data.dataset}
     if source is not None:
-        key.update(source=str(source), sha256=file_digest(source, "sha256"), size=source.stat().st_size)
+        key.update(source=data.source, sha256=file_digest(source, "sha256"), size=source.stat().st_size)
     elif data.dataset == "synthetic":
         key["synthetic"] = dataclasses.asdict(data.synthetic)
     else:

@@ -267,3 +267,18 @@ def test_synthetic_dataset_writes_the_seeded_generator_output(out):
     assert info["generator"] == "multvae.synthetic" and info["users"] == 50
     other = generate(SyntheticConfig(users=50, items=40, ratings_per_user=10, tastes=4, seed=8))[0]
     assert not ratings.equals(other)
+
+
+def test_a_relative_source_writes_the_same_raw_data_wherever_the_checkout_lies(tmp_path, tiny, monkeypatch):
+    """DVC hashes data/raw: an absolute path recorded in source.json would make two clones in other
+    folders disagree, and the run-cache of prepare and train would not carry between them."""
+    written = []
+    for clone in ("a", "b/deeper"):
+        root = tmp_path / clone
+        (root / "data").mkdir(parents=True)
+        tiny[0].to_csv(root / "data" / "ratings.csv", index=False)
+        monkeypatch.chdir(root)
+        materialize(DataConfig(dataset="auto", source="data/ratings.csv"), root / "raw", show_progress=False)
+        written.append({f.name: f.read_bytes() for f in sorted((root / "raw").iterdir())})
+    assert written[0] == written[1]
+    assert json.loads(written[0]["source.json"])["input"]["source"] == "data/ratings.csv"
