@@ -136,8 +136,8 @@ def test_every_parameter_a_stage_reads_is_tracked_by_it(project, reads, stage):
     _run(project, *STAGES[stage](project))
     listed = _stage_params(stage)
     untracked = sorted(k for k in reads if not _tracked(k, listed) and k not in NOT_TRACKED.get(stage, set()))
-    assert not untracked, (f"dvc.yaml stage `{stage}` reads {', '.join(untracked)} but does not list it under "
-                           "params: a change would not rerun it")
+    assert not untracked, (f"dvc.yaml stage `{stage}` reads {', '.join(untracked)} but does not list it "
+                           "under params: a change would not rerun it")
     assert reads, "nothing was recorded: the recording did not reach the stage"
 
 
