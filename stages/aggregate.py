@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -74,8 +75,7 @@ def aggregate(
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, grid)
     read.check_unchanged()
     write_text(table, markdown)
-    compact = summary_metrics(frame, metrics[0])
-    write_json(summary, compact)
+    write_json(summary, summary_metrics(frame, metrics[0]))
     with atomic_path(training) as tmp:
         training_log(results).to_csv(tmp, index=False)
     with atomic_path(csv) as tmp:
@@ -89,10 +89,9 @@ def aggregate(
     write_text(report, render(dataset, markdown, figures, split_stats, read.text))
     study = results_dir / read.study.name
     with atomic_dir(study) as tmp:  # what a reproduction is compared against, committed with git
-        (tmp / "table.md").write_text(markdown)
+        for written, name in ((table, "table.md"), (csv, "table.csv"), (summary, "summary.json")):
+            shutil.copyfile(written, tmp / name)
         (tmp / "params.yaml").write_text(read.text)
-        frame.to_csv(tmp / "table.csv", index=False)
-        write_json(tmp / "summary.json", compact)
         write_json(tmp / "stats.json", split_stats)
     typer.echo(markdown)
     typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {report}, {study}/; figures "
