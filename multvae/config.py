@@ -22,14 +22,22 @@ import yaml
 from multvae.errors import MultVAEError
 
 # Top-level sections of params.yaml that are not part of a result's configuration: `runtime`
-# (execution settings), `report` (display labels), `tuning` (which grid point the table shows) and
-# `study` (which rows run) are read on their own, `variants` is merged.
-SIDE_SECTIONS = ("variants", "runtime", "report", "tuning", "study")
+# (execution settings), `report` (display labels), `tuning` (which grid point the table shows),
+# `study` (which rows run), `comparisons` and `claims` (what the table tests) are read on their
+# own, `variants` is merged.
+SIDE_SECTIONS = ("variants", "runtime", "report", "tuning", "study", "comparisons", "claims")
 # What a variant may change: what its own train and evaluate stages compute. The data, the
 # evaluation and the baselines are shared by every row, so an override there would be ignored.
 VARIANT_SECTIONS = ("model", "beta", "optim", "train")
 # A variant's name is part of DVC stage names (train@<name>-<seed>-<fold>) and of shell commands.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
+# Rows that are not variants: the baseline stages' results (dvc.yaml stages of the same names).
+BASELINES = ("most_popular", "ease", "rp3beta")
+# In `comparisons:`, a reference chosen on validation among the baselines the study ran, and a row
+# list meaning every Mult-VAE-family row of the study.
+BEST_BASELINE = "best_baseline"
+EVERY_VAE_ROW = "*"
+METRIC_PATTERN = re.compile(r"(ndcg|recall)@([1-9][0-9]*)")
 
 
 class ConfigError(MultVAEError, ValueError):
@@ -151,14 +159,37 @@ class StudyConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     ks: tuple[int, ...] = (20, 50, 100)
-    bootstrap_samples: int = 2000
-    confidence: float = 0.95
-    seed: int = 0
+    confidence: float = 0.95  # of every interval; 1 - confidence is the tests' family-wise level
 
 
 @dataclass(frozen=True)
 class BaselinesConfig:
     ease_lambdas: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0)
+    ease_refine: int = 3  # rounds of geometric midpoints around the best λ (each halves the step)
+    rp3_alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25)
+    rp3_betas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    """One Holm family: `rows` each against `reference` on `metric` (default: the key metric,
+    NDCG at the largest cut-off). Names are rows, tuning groups or baselines of the study."""
+
+    reference: str = "original"
+    rows: tuple[str, ...] = (EVERY_VAE_ROW,)
+    metric: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimConfig:
+    """A claim of the paper (or of a later one) that the study can check: `row` is `expect`
+    (better or worse) than `reference` on `metric`."""
+
+    row: str
+    reference: str
+    expect: Literal["better", "worse"]
+    metric: str | None = None  # default: the key metric
+    source: str = ""  # where the claim is made, for the reader
 
 
 @dataclass(frozen=True)
@@ -238,6 +269,10 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
             f"unknown key {where}{unknown[0]}; allowed keys{' under ' + prefix if prefix else ''}: "
             f"{_field_names(cls)}"
         )
+    required = [f.name for f in dataclasses.fields(cls) if f.name not in values
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise ConfigError(f"{prefix}: missing key {required[0]} (expected {_field_names(cls)})")
     kwargs = {
         name: _convert(values[name], hints[name], f"{prefix}.{name}" if prefix else name)
         for name in names
@@ -310,11 +345,15 @@ def validate(cfg: Config) -> Config:
     _require(len(set(t.seeds)) == len(t.seeds), "train.seeds", f"seeds repeat: {list(t.seeds)}")
     _require(len(e.ks) >= 1 and all(k >= 1 for k in e.ks), "eval.ks",
              f"expected positive cut-offs, got {list(e.ks)}")
-    _require(e.bootstrap_samples >= 100, "eval.bootstrap_samples",
-             f"expected at least 100, got {e.bootstrap_samples}")
     _require(0 < e.confidence < 1, "eval.confidence", f"expected a level in (0, 1), got {e.confidence}")
-    _require(len(cfg.baselines.ease_lambdas) >= 1 and all(v > 0 for v in cfg.baselines.ease_lambdas),
+    bl = cfg.baselines
+    _require(len(bl.ease_lambdas) >= 1 and all(v > 0 for v in bl.ease_lambdas),
              "baselines.ease_lambdas", "expected a non-empty list of positive values")
+    _require(0 <= bl.ease_refine <= 10, "baselines.ease_refine", f"expected 0..10 rounds, got {bl.ease_refine}")
+    _require(len(bl.rp3_alphas) >= 1 and all(v > 0 for v in bl.rp3_alphas),
+             "baselines.rp3_alphas", "expected a non-empty list of positive exponents")
+    _require(len(bl.rp3_betas) >= 1 and all(0 <= v <= 1 for v in bl.rp3_betas),
+             "baselines.rp3_betas", "expected a non-empty list of popularity penalties in [0, 1]")
     return cfg
 
 
@@ -341,6 +380,9 @@ def _variants(values: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(values, dict):
         raise ConfigError("variants: expected a mapping of variant name to overrides")
     for name, override in values.items():
+        if name in BASELINES:
+            raise ConfigError(f"variants.{name}: the name of a baseline ({', '.join(BASELINES)}); "
+                              "choose another")
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             raise ConfigError(
                 f"variants.{name}: a variant name may hold only letters, digits and '_' (it is part of "
@@ -365,7 +407,8 @@ def _tuning(values: Any, variants: list[str]) -> dict[str, tuple[str, ...]]:
     must be variants; a group may not reuse a variant's name."""
     groups: dict[str, tuple[str, ...]] = _convert(values, dict[str, tuple[str, ...]], "tuning") or {}
     for group, members in groups.items():
-        _require(group not in variants, f"tuning.{group}", "a group may not be named like a variant")
+        _require(group not in variants and group not in BASELINES, f"tuning.{group}",
+                 "a group may not be named like a variant or a baseline")
         unknown = [m for m in members if m not in variants]
         _require(not unknown and len(members) >= 1, f"tuning.{group}",
                  f"members must be variants of the `variants:` section; unknown: {', '.join(unknown)}")
@@ -382,6 +425,46 @@ def _study(values: Any, variants: list[str]) -> StudyConfig:
     return study
 
 
+def _known_rows(variants: list[str], tuning: dict[str, tuple[str, ...]]) -> set[str]:
+    return {*variants, *tuning, *BASELINES}
+
+
+def _check_metric(metric: str, key: str) -> None:
+    """The form only: a study whose eval.ks lacks the cut-off leaves the claim or family out."""
+    _require(bool(METRIC_PATTERN.fullmatch(metric)), key, f"expected ndcg@<k> or recall@<k>, got {metric!r}")
+
+
+def _comparisons(values: Any, known: set[str]) -> dict[str, ComparisonConfig]:
+    """Holm families of paired comparisons; every name must be a row the study can have."""
+    families: dict[str, ComparisonConfig] = _convert(values, dict[str, ComparisonConfig], "comparisons") or {}
+    for name, family in families.items():
+        where = f"comparisons.{name}"
+        _require(bool(NAME_PATTERN.fullmatch(name)), where, "a family name may hold only letters, digits and '_'")
+        _require(family.reference in known | {BEST_BASELINE}, f"{where}.reference",
+                 f"expected a variant, tuning group, baseline or {BEST_BASELINE}, got {family.reference!r}")
+        unknown = [r for r in family.rows if r not in known | {EVERY_VAE_ROW}]
+        _require(bool(family.rows) and not unknown, f"{where}.rows",
+                 f"expected variants, tuning groups or baselines (or '{EVERY_VAE_ROW}': every Mult-VAE row); "
+                 f"unknown: {', '.join(unknown) or 'none given'}")
+        if family.metric is not None:
+            _check_metric(family.metric, f"{where}.metric")
+    return families
+
+
+def _claims(values: Any, known: set[str]) -> dict[str, ClaimConfig]:
+    claims: dict[str, ClaimConfig] = _convert(values, dict[str, ClaimConfig], "claims") or {}
+    for name, claim in claims.items():
+        where = f"claims.{name}"
+        _require(bool(NAME_PATTERN.fullmatch(name)), where, "a claim name may hold only letters, digits and '_'")
+        for part in ("row", "reference"):
+            _require(getattr(claim, part) in known, f"{where}.{part}",
+                     f"expected a variant, tuning group or baseline, got {getattr(claim, part)!r}")
+        _require(claim.row != claim.reference, where, "row and reference are the same")
+        if claim.metric is not None:
+            _check_metric(claim.metric, f"{where}.metric")
+    return claims
+
+
 @dataclass(frozen=True)
 class Params:
     """params.yaml, read and checked once: the base configuration, the variant catalogue, the
@@ -395,6 +478,8 @@ class Params:
     runtime: RuntimeConfig
     report: ReportConfig
     tuning: dict[str, tuple[str, ...]]
+    comparisons: dict[str, ComparisonConfig] = field(default_factory=dict)
+    claims: dict[str, ClaimConfig] = field(default_factory=dict)
     _merged: dict[str, Config] = field(default_factory=dict, repr=False)
 
     @property
@@ -444,6 +529,9 @@ def load_params(path: Path | str) -> Params:
         study = _study(raw.get("study"), list(variants))
         runtime = _runtime(raw.get("runtime"))
         report: ReportConfig = _convert(raw.get("report"), ReportConfig, "report")
+        known = _known_rows(list(variants), tuning)
+        comparisons = _comparisons(raw.get("comparisons"), known)
+        claims = _claims(raw.get("claims"), known)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     merged = {}
@@ -453,7 +541,7 @@ def load_params(path: Path | str) -> Params:
         except ConfigError as exc:
             raise ConfigError(f"{path} (variant {name}): {exc}") from None
     return Params(path=path, text=text, base=base, variants=variants, study=study, runtime=runtime,
-                  report=report, tuning=tuning, _merged=merged)
+                  report=report, tuning=tuning, comparisons=comparisons, claims=claims, _merged=merged)
 
 
 def load_config(path: Path | str, variant: str | None = None) -> Config:

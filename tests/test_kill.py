@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 # The tiny params (tests/conftest.py), 8 epochs, with a smaller bootstrap and EASE grid.
-SECTIONS = {"eval": {"bootstrap_samples": 200}, "baselines": {"ease_lambdas": [10.0, 100.0]}}
+SECTIONS = {"baselines": {"ease_lambdas": [10.0, 100.0]}}
 # Each stage's command and the outputs it owns, in pipeline order.
 STAGES = {
     "download": (["download", "--no-progress"], ["data/raw"]),

@@ -18,7 +18,6 @@ def repo(tmp_path_factory, new_project, run):
         params["beta"]["total_anneal_steps"] = 20
         params["train"].update(epochs=3, batch_size=50, seeds=[1, 2])
         params["runtime"].update(device="cpu", threads=1)
-        params["eval"]["bootstrap_samples"] = 200
         params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
         params["tuning"] = {}
         params["study"] = {"name": "default", "rows": ["original", "relu"]}
