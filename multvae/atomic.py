@@ -66,6 +66,18 @@ def remove_stale(target: Path) -> list[Path]:
 
 
 @contextmanager
+def _faults_named(target: Path, tmp: Path) -> Iterator[None]:
+    """A write fault inside the block (disk full, permission, read-only) becomes one WriteError
+    naming `target`; any other error passes unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if _is_write_fault(exc, tmp):
+            raise write_failure(target, exc.strerror or str(exc)) from None
+        raise
+
+
+@contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary sibling of `target`; it replaces `target` only if the block succeeds."""
     target = Path(target)
@@ -76,12 +88,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.replace(tmp, target)
-    except OSError as exc:
-        if _is_write_fault(exc, tmp):
-            raise write_failure(target, exc.strerror or str(exc)) from None
-        raise
+        with _faults_named(target, tmp):
+            yield tmp
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -95,12 +104,8 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())
     try:
-        try:
+        with _faults_named(target, tmp):
             yield tmp
-        except OSError as exc:
-            if _is_write_fault(exc, tmp):
-                raise write_failure(target, exc.strerror or str(exc)) from None
-            raise
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():

@@ -1,34 +1,38 @@
-"""The comparison table's two baselines: most-popular and EASE (Steck, WWW 2019).
+"""The comparison table's baselines: most-popular, EASE (Steck, WWW 2019) and RP3β (Paudel et
+al., TiiS 2016), each tuned on validation with a budget the table states.
 
-Both are scorers for `metrics.score_heldout`, so they are ranked and measured exactly as Mult-VAE
+All are scorers for `metrics.score_heldout`, so they are ranked and measured exactly as Mult-VAE
 is: same split, same fold-in exclusion, same metrics.
 
-EASE's closed form needs the dense item x item inverse. It is computed by Cholesky in a single
-work buffer, so a fit holds three n x n arrays (Gram matrix, work buffer, best weights so far).
-Up to FLOAT64_MAX_ITEMS items that is float64; above (ML-20M's ~20k items: 4.8 GB instead of
-9.6 GB, and half the time) it is float32. That is safe: the Gram counts are exact in float32 up to
-2**24 users, and G + lambda*I is well conditioned for the lambdas EASE needs. Measured: on ML-1M
-float32 and float64 give the same validation and test metrics to six decimals; on a 20k-item,
-10M-positive matrix at lambda 100, max|B32 - B64| is 6e-6 of max|B64| and the top-100 lists of
-500 users are the same sets (99% in the same order).
+EASE's B = -P / diag(P) with P = (G + λI)⁻¹ for the Gram matrix G = XᵀX. One eigendecomposition
+G = QΛQᵀ serves every λ: P = Q diag(1/(Λ + λ)) Qᵀ, so scoring the validation users at a new λ costs
+two products with Q instead of a dense inversion, and the λ grid can be refined where validation
+peaks at little cost. Up to FLOAT64_MAX_ITEMS items the arrays are float64; above (ML-20M's ~20k
+items: half the memory) float32, which is safe: the Gram counts are exact in float32 up to 2**24
+users, and the spectrum of G + λI is bounded below by the λ that EASE needs.
+
+RP3β scores item j for user u by a three-step random walk u → i → v → j with transition
+probabilities raised to α, divided by j's popularity to the power β. With X binary, the walk's
+item-to-item weights are D_i^-α (Xᵀ D_u^-α X) D_j^-β (D: degrees), so one weighted Gram matrix per α
+serves every β.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.linalg import get_lapack_funcs
+from scipy.linalg import eigh
 
 from multvae.data import HeldOut
 from multvae.metrics import Scorer, metric_names, score_heldout
 
 FLOAT64_MAX_ITEMS = 10_000
 GRAM_BLOCK_ENTRIES = 2**24  # dense entries per column block while building the Gram matrix
-MIRROR_BLOCK = 1024
+EDGE_STEPS = 4  # at most this many grid steps added past an edge of the λ grid that wins
 
 
 def item_counts(train: sp.csr_matrix) -> np.ndarray:
@@ -74,62 +78,151 @@ def gram_matrix(train: sp.csr_matrix, dtype: type[np.floating] = np.float64,
     return gram
 
 
-def _mirror_upper(a: np.ndarray) -> None:
-    """Copy the upper triangle onto the lower one in place, in blocks (no n² temporaries)."""
-    n = a.shape[0]
-    for start in range(0, n, MIRROR_BLOCK):
-        stop = min(start + MIRROR_BLOCK, n)
-        a[stop:, start:stop] = a[start:stop, stop:].T
-        diag = a[start:stop, start:stop]
-        diag[...] = np.triu(diag) + np.triu(diag, 1).T
+def _inverse_power(degrees: np.ndarray, power: float, dtype: type[np.floating]) -> np.ndarray:
+    """degrees**-power, 0 where the degree is 0 (an item no training user has: no walk reaches it)."""
+    out = np.zeros(degrees.shape, dtype=dtype)
+    seen = degrees > 0
+    out[seen] = degrees[seen].astype(np.float64) ** -power
+    return out
 
 
-def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
-    """B = -P / diag(P) column-wise with diag(B) = 0, where P = (G + lam*I)⁻¹; in gram's dtype.
+class EaseSpectrum:
+    """The Gram matrix's eigendecomposition, from which EASE at any λ follows."""
 
-    G + lam*I is symmetric positive definite, so Cholesky (potrf + potri, in place) inverts it at
-    half the cost and a third of the memory of a general inverse.
-    """
-    n = gram.shape[0]
-    work = gram.copy()
-    work[np.diag_indices(n)] += lam
-    # work.T is the same symmetric matrix in Fortran order, so LAPACK overwrites it in place;
-    # its lower triangle is work's upper one.
-    potrf, potri = get_lapack_funcs(("potrf", "potri"), (work,))
-    factor, info = potrf(work.T, lower=True, overwrite_a=True, clean=False)
-    if info == 0:
-        inverse, info = potri(factor, lower=True, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: G + {lam:g}*I is not numerically positive definite "
-                                    f"(LAPACK info {info}); use a larger baselines.ease_lambdas value")
-    weights = inverse.T  # P in the upper triangle, C order (and `work` itself when done in place)
-    _mirror_upper(weights)
-    weights /= -weights.diagonal().copy()
-    np.fill_diagonal(weights, 0.0)
-    return weights
+    def __init__(self, train: sp.csr_matrix, dtype: type[np.floating] | None = None) -> None:
+        self.dtype = dtype or ease_dtype(train.shape[1])
+        # evd (divide and conquer) is the fastest LAPACK driver for every eigenvector; G's memory is reused.
+        values, self.vectors = eigh(gram_matrix(train, self.dtype), overwrite_a=True, check_finite=False,
+                                    driver="evd")
+        self.values = np.clip(values, 0.0, None).astype(self.dtype)  # G is PSD: below 0 is rounding
+        self.squares = self.vectors**2
+
+    def _diagonal(self, lam: float) -> np.ndarray:
+        return self.squares @ (1.0 / (self.values + lam)).astype(self.dtype)
+
+    def scorer(self, lam: float) -> Scorer:
+        """Scores X B for fold-in rows X without forming B: -(X Q) diag(1/(Λ+λ)) Qᵀ / diag(P), plus X
+        itself (B's zero diagonal)."""
+        inverse = (1.0 / (self.values + lam)).astype(self.dtype)
+        diagonal = self._diagonal(lam)
+
+        def score(foldin: sp.csr_matrix) -> torch.Tensor:
+            x = foldin.astype(self.dtype)
+            projected = np.asarray(x @ self.vectors) * inverse
+            scores = -(projected @ self.vectors.T) / diagonal + x.toarray()
+            return torch.from_numpy(np.asarray(scores, dtype=np.float32))
+
+        return score
+
+    def weights(self, lam: float) -> np.ndarray:
+        """B itself (item x item, zero diagonal), for a model that is kept."""
+        inverse = (1.0 / (self.values + lam)).astype(self.dtype)
+        weights = (self.vectors * inverse) @ self.vectors.T
+        weights /= -weights.diagonal().copy()
+        np.fill_diagonal(weights, 0.0)
+        return weights
+
+
+def search_grid(score: Callable[[float], float], grid: Sequence[float], refine: int,
+                edge_steps: int = EDGE_STEPS) -> tuple[float, dict[float, float], bool]:
+    """Best positive value of a scale parameter by validation `score`: the grid, extended one
+    geometric step past an end that wins (at most `edge_steps` times), then `refine` rounds of
+    geometric midpoints between the best value and its neighbours. Returns the best (the smallest
+    on ties), every value's score, and whether the best is still at an end of what was searched."""
+    scores = {float(v): score(float(v)) for v in sorted(set(grid))}
+
+    def best() -> tuple[float, list[float]]:
+        values = sorted(scores)
+        return max(values, key=lambda v: (scores[v], -v)), values
+
+    for _ in range(edge_steps):
+        top, values = best()
+        if len(values) < 2 or top not in (values[0], values[-1]):
+            break
+        new = values[0] ** 2 / values[1] if top == values[0] else values[-1] ** 2 / values[-2]
+        scores[new] = score(new)
+    for _ in range(refine):
+        top, values = best()
+        i = values.index(top)
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(values):
+                middle = float(np.sqrt(top * values[j]))
+                if middle not in scores:
+                    scores[middle] = score(middle)
+    top, values = best()
+    return top, scores, len(values) > 1 and top in (values[0], values[-1])
 
 
 @dataclass
 class EaseFit:
     lam: float
     weights: np.ndarray
-    validation: dict[float, float]  # lambda -> mean validation NDCG@max(ks)
+    validation: dict[float, float]  # every λ searched -> mean validation NDCG@max(ks)
+    at_edge: bool  # the best λ is the smallest or largest searched
 
 
-def fit_ease(train: sp.csr_matrix, validation: HeldOut, lambdas: Sequence[float],
+def fit_ease(train: sp.csr_matrix, validation: HeldOut, lambdas: Sequence[float], refine: int = 0,
              ks: tuple[int, ...] = (20, 50, 100), dtype: type[np.floating] | None = None) -> EaseFit:
-    """EASE at each lambda from one Gram matrix; keeps the best by validation NDCG (first on ties)."""
-    dtype = dtype or ease_dtype(train.shape[1])
-    gram = gram_matrix(train, dtype)
-    ndcg = metric_names(ks)[0]
-    scores: dict[float, float] = {}
-    best_lam, best_weights = None, None
-    for lam in lambdas:
-        weights = ease_weights(gram, lam)
-        scores[lam] = float(score_heldout(linear_scorer(weights), validation, ks)[ndcg].mean())
-        if best_lam is None or scores[lam] > scores[best_lam]:
-            best_lam, best_weights = lam, weights
-        del weights  # frees a losing fit before the next one is allocated
-    if best_lam is None or best_weights is None:
+    """EASE with λ searched on validation NDCG (`search_grid`), all from one eigendecomposition."""
+    if not lambdas:
         raise ValueError("fit_ease needs at least one lambda")
-    return EaseFit(lam=best_lam, weights=best_weights, validation=scores)
+    spectrum = EaseSpectrum(train, dtype)
+    ndcg = metric_names(ks)[0]
+    lam, scores, at_edge = search_grid(
+        lambda v: float(score_heldout(spectrum.scorer(v), validation, ks)[ndcg].mean()), lambdas, refine)
+    return EaseFit(lam=lam, weights=spectrum.weights(lam), validation=scores, at_edge=at_edge)
+
+
+class Rp3Walk:
+    """RP3β's item-to-item weights for one α; β only rescales its columns."""
+
+    def __init__(self, train: sp.csr_matrix, alpha: float, dtype: type[np.floating] | None = None) -> None:
+        self.dtype = dtype or ease_dtype(train.shape[1])
+        x = sp.csr_matrix(train, dtype=self.dtype)
+        x.data[:] = 1.0
+        user_degree = np.asarray(x.sum(axis=1)).ravel()
+        self.item_degree = np.asarray(x.sum(axis=0)).ravel()
+        half = sp.diags(_inverse_power(user_degree, alpha / 2, self.dtype)) @ x
+        self.walk = gram_matrix(sp.csr_matrix(half), self.dtype)  # Xᵀ D_u^-α X
+        self.walk *= _inverse_power(self.item_degree, alpha, self.dtype)[:, None]
+
+    def scorer(self, beta: float) -> Scorer:
+        penalty = _inverse_power(self.item_degree, beta, self.dtype)
+
+        def score(foldin: sp.csr_matrix) -> torch.Tensor:
+            x = sp.csr_matrix(foldin, dtype=self.dtype)
+            x.data[:] = 1.0
+            return torch.from_numpy(np.asarray(x @ self.walk * penalty, dtype=np.float32))
+
+        return score
+
+
+@dataclass
+class Rp3Fit:
+    alpha: float
+    beta: float
+    scorer: Scorer
+    validation: dict[tuple[float, float], float]  # (α, β) -> mean validation NDCG@max(ks)
+    at_edge: bool  # α or β chosen at an end of its grid
+
+
+def fit_rp3beta(train: sp.csr_matrix, validation: HeldOut, alphas: Sequence[float], betas: Sequence[float],
+                ks: tuple[int, ...] = (20, 50, 100)) -> Rp3Fit:
+    """RP3β over the α × β grid by validation NDCG (first in grid order on ties); one walk per α."""
+    ndcg = metric_names(ks)[0]
+    scores: dict[tuple[float, float], float] = {}
+    best: tuple[float, float, Scorer] | None = None
+    for alpha in alphas:
+        walk = Rp3Walk(train, alpha)
+        for beta in betas:
+            scorer = walk.scorer(beta)
+            scores[(alpha, beta)] = float(score_heldout(scorer, validation, ks)[ndcg].mean())
+            if best is None or scores[(alpha, beta)] > scores[best[:2]]:
+                best = (alpha, beta, scorer)
+        del walk  # a losing walk's n x n weights go before the next is built (the best's scorer keeps its own)
+    if best is None:
+        raise ValueError("fit_rp3beta needs at least one alpha and one beta")
+    alpha, beta, scorer = best
+    at_edge = (len(alphas) > 1 and alpha in (min(alphas), max(alphas))) or (
+        len(betas) > 1 and beta in (min(betas), max(betas)) and beta != 0.0)
+    return Rp3Fit(alpha=alpha, beta=beta, scorer=scorer, validation=scores, at_edge=at_edge)

@@ -31,7 +31,8 @@ def evaluate_variant(name: str, models: Path, seeds: tuple[int, ...], folds: dic
     is refused (model_file.load_model)."""
     names = metric_names(ks)
     key = val_key(ks)
-    per_user, validation = [], []
+    per_user = []
+    validation: dict[int, list[float]] = {}
     best_epochs: dict[int, int] = {}
     for fold, data in folds.items():
         for seed in seeds:
@@ -47,8 +48,8 @@ def evaluate_variant(name: str, models: Path, seeds: tuple[int, ...], folds: dic
                 scores = score_heldout(make_scorer(model, device), data.test, ks, batch_size)
             per_user.append(per_user_rows(scores, data.user_ids(data.test.users), fold, saved.seed))
             best_epochs.setdefault(saved.seed, saved.best_epoch)
-            validation.append(saved.best_validation[key])
+            validation.setdefault(fold, []).append(saved.best_validation[key])
     table = pd.concat(per_user, ignore_index=True)
-    summary = summarize(name, "vae", table, names, {key: float(sum(validation) / len(validation))},
-                        best_epochs=best_epochs)
+    by_fold = {fold: sum(scores) / len(scores) for fold, scores in validation.items()}
+    summary = summarize(name, "vae", table, names, by_fold, best_epochs=best_epochs)
     return summary, table

@@ -77,8 +77,8 @@ def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confide
     ax.set_xticks(x, [textwrap.fill(str(text), 22) for text in table["label"]], rotation=30, ha="right")
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_ylabel("Mean over test users")
-    ax.set_title(f"{dataset}: test metrics per experiment (error bars: {confidence:.0%} bootstrap interval "
-                 "over users)")
+    ax.set_title(f"{dataset}: test metrics per experiment (error bars: {confidence:.0%} interval over "
+                 "users and training runs)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     fig.legend(loc="outside right upper")

@@ -56,9 +56,10 @@ def _image(path: Path, title: str) -> str:
     return f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
 
 
-def render(dataset: str, table_markdown: str, figures: dict[str, Path], stats: dict[str, Any],
-           params_text: str) -> str:
+def render(dataset: str, table_markdown: str, claims_markdown: str, figures: dict[str, Path],
+           stats: dict[str, Any], params_text: str) -> str:
     table, legend = _markdown_table(table_markdown)
+    claims, claims_legend = _markdown_table(claims_markdown)
     flat = {k: v for k, v in stats.items() if not isinstance(v, dict)}
     for fold, counts in (stats.get("folds") or {}).items():
         flat.update({f"fold {fold}: {k}": v for k, v in counts.items() if not isinstance(v, dict)})
@@ -70,6 +71,8 @@ def render(dataset: str, table_markdown: str, figures: dict[str, Path], stats: d
         "<body>", f"<h1>Mult-VAE study: {html.escape(dataset)}</h1>",
         "<h2>Test results</h2>", table,
         "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in legend) + "</ul>",
+        "<h2>Claims checked</h2>", claims,
+        "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in claims_legend) + "</ul>",
         "<h2>Figures</h2>", *(_image(path, title) for title, path in figures.items()),
         "<h2>Data</h2>", f"<table>{stat_rows}</table>",
         "<h2>Parameters (params.yaml)</h2>", f"<pre>{html.escape(params_text)}</pre>",

@@ -38,6 +38,8 @@ class Summary:
     metrics: dict[str, float]  # metric name -> mean over test users (and seeds)
     validation: dict[str, float]  # val_<metric> -> the validation score that selected the model
     test_users: int
+    # fold -> that fold's validation score (over its seeds): each fold's tuning choice uses its own
+    validation_by_fold: dict[str, float] = field(default_factory=dict)
     folds: tuple[int, ...] = (0,)  # the folds whose test users are in the results
     best_epoch: int | None = None  # a Mult-VAE variant's, of its first seed (on its first fold)
     seeds: dict[str, dict[str, float]] = field(default_factory=dict)  # seed -> metrics, best_epoch
@@ -45,7 +47,8 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"variant": self.variant, "kind": self.kind, **self.metrics, **self.validation,
-                               "test_users": self.test_users, "folds": list(self.folds)}
+                               "test_users": self.test_users, "folds": list(self.folds),
+                "validation_by_fold": self.validation_by_fold}
         if self.best_epoch is not None:
             out["best_epoch"] = self.best_epoch
         if self.seeds:
@@ -65,11 +68,13 @@ def per_user_rows(scores: pd.DataFrame, user_ids: np.ndarray, fold: int, seed: i
 
 
 def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[str],
-              validation: dict[str, float], best_epochs: dict[int, int] | None = None,
+              validation_by_fold: dict[int, float], best_epochs: dict[int, int] | None = None,
               chosen: dict[str, Any] | None = None) -> Summary:
     """The summary of a per-user table (columns userId, fold, seed, *metrics): means over users,
-    per seed and over seeds; `best_epochs` maps a Mult-VAE variant's seeds to their selected epochs.
-    Every user is a test user in one fold only, so a seed's rows hold each user once."""
+    per seed and over seeds; `validation_by_fold` is each fold's validation score (key metric, over
+    its seeds) and the summary's validation their mean; `best_epochs` maps a Mult-VAE variant's seeds
+    to their selected epochs. Every user is a test user in one fold only, so a seed's rows hold each
+    user once."""
     repeated = per_user.duplicated(["userId", "seed"])
     if repeated.any():
         user, fold, seed = (int(v) for v in per_user.loc[repeated, ["userId", "fold", "seed"]].iloc[0])
@@ -84,7 +89,9 @@ def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[st
     first = next(iter(seeds.values()), None)
     return Summary(
         variant=variant, kind=kind, metrics={m: float(by_seed[m].mean()) for m in metrics},
-        validation=validation, test_users=int(per_user["userId"].nunique()),
+        validation={f"val_{metrics[0]}": float(sum(validation_by_fold.values()) / len(validation_by_fold))},
+        validation_by_fold={str(f): float(v) for f, v in sorted(validation_by_fold.items())},
+        test_users=int(per_user["userId"].nunique()),
         folds=tuple(sorted(int(f) for f in per_user["fold"].unique())),
         best_epoch=int(first["best_epoch"]) if first else None, seeds=seeds, chosen=chosen or {},
     )
@@ -112,6 +119,10 @@ def read_summary(path: Path, metrics: list[str]) -> dict[str, Any]:
     missing = [m for m in metrics if not _is_number(summary.get(m))]
     if missing:
         raise ResultError(f"{path}: missing or non-numeric {', '.join(missing)}")
+    by_fold = summary.get("validation_by_fold")
+    if not isinstance(by_fold, dict) or not by_fold or not all(_is_number(v) for v in by_fold.values()):
+        raise ResultError(f"{path}: needs 'validation_by_fold', each fold's validation score (written by "
+                          "this version's evaluate and baseline stages: re-run them)")
     if summary["kind"] == "vae":
         seeds = summary.get("seeds")
         if not isinstance(seeds, dict) or not seeds:
@@ -123,16 +134,25 @@ def read_summary(path: Path, metrics: list[str]) -> dict[str, Any]:
 
 
 def read_per_user(path: Path, metrics: list[str], summary: dict[str, Any]) -> pd.DataFrame:
-    """Per-user metrics averaged over seeds (index: userId), checked against the summary's means."""
+    """Per-user metrics of every run (columns userId, fold, seed, *metrics; sorted by fold, user and
+    seed), checked: every user has every seed, and the means agree with the summary's."""
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
         raise ResultError(f"{path}: cannot read the per-user results: {exc}") from None
-    missing = [c for c in ("userId", *metrics) if c not in frame.columns]
+    missing = [c for c in ("userId", "fold", "seed", *metrics) if c not in frame.columns]
     if missing:
         raise ResultError(f"{path}: missing column(s) {', '.join(missing)}")
     if frame.empty or frame[metrics].isna().any().any():
         raise ResultError(f"{path}: no rows, or missing metric values")
+    frame = frame[["userId", "fold", "seed", *metrics]].sort_values(["fold", "userId", "seed"], ignore_index=True)
+    if frame.duplicated(["fold", "userId", "seed"]).any():
+        raise ResultError(f"{path}: a user appears twice in one fold and seed")
+    runs = frame.groupby("fold")["seed"].nunique()
+    users = frame.groupby("fold")["userId"].nunique()
+    counts = frame.groupby("fold").size()
+    if not (counts == runs * users).all():
+        raise ResultError(f"{path}: not every test user has a value for every seed of its fold")
     per_user = frame.groupby("userId")[metrics].mean()
     for m in metrics:
         if abs(per_user[m].mean() - summary[m]) > MEAN_TOLERANCE:
@@ -140,4 +160,4 @@ def read_per_user(path: Path, metrics: list[str], summary: dict[str, Any]) -> pd
                 f"{path}: mean {m} {per_user[m].mean():.5f} disagrees with {summary[m]:.5f} in the metrics "
                 "file; both should come from the same evaluation run (re-run the variant's evaluate stage)"
             )
-    return per_user
+    return frame

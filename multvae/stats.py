@@ -1,64 +1,157 @@
-"""Uncertainty over test users: bootstrap intervals of a mean and paired comparisons of two systems.
+"""Uncertainty over test users **and** training runs: intervals of a mean, paired differences, Holm.
 
-Test users are the sampling unit: a rerun on another draw of users is what a reader would do, so
-both intervals resample users. All systems are scored on the same users, so their comparison is
-paired: per-user differences cancel the large between-user spread that separate intervals include.
+A rerun would draw other test users and train other models, so both are sampling units. One
+system's results are, per fold, a users × seeds matrix of a metric. A paired difference of two
+systems on one fold has three sources of error, estimated by the method of moments of a crossed
+random-effects model (users × training runs):
+  - users: the spread over users of the difference of their seed-averaged values, over n;
+  - each system's training runs: the spread of its run means over seeds, less the user × run
+    noise already counted in the user term, over S (absent for a deterministic baseline);
+and the test refers the difference to Student's t with Welch–Satterthwaite degrees of freedom, so
+three seeds (two degrees of freedom for the run term) widen the interval as they should.
+
+Under K-fold each fold has its own models (one pair per fold): the folds are the independent
+units, and the error is the spread of the per-fold results (a cluster-robust variance with K − 1
+degrees of freedom), which holds the users, the runs and the training data of each fold at once.
+
+Chosen over a two-level bootstrap: with three seeds a bootstrap can draw only ten multisets of runs
+and shrinks their variance by (S − 1)/S; the t reference with few degrees of freedom does not. The
+null simulation in tests/test_stats.py measures the test's size.
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
+from scipy.optimize import brentq
 
-# Resampled index block kept below ~64 MB of int64, whatever the number of users.
-_CHUNK_ELEMENTS = 8_000_000
 # Spread of differences below this is float rounding, not a signal (metrics lie in [0, 1]).
 _ROUNDING = 1e-12
 
+Runs = Mapping[int, np.ndarray]  # fold -> (users × seeds) values, users in the same order in every system
 
-class PairedDifference(TypedDict):
-    mean_diff: float
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean (or a difference of means) with its standard error and t reference."""
+
+    mean: float
+    se: float
+    dof: float
     low: float
     high: float
-    p_value: float
+    p_value: float  # two-sided, against 0
+    runs_counted: bool  # False: a stochastic system trained once on one fold, its run noise unknown
+
+    def detectable(self, alpha: float, power: float = 0.8) -> float:
+        """The smallest true difference a two-sided test at `alpha` finds with probability `power`,
+        given this estimate's standard error and degrees of freedom: the noncentrality at which the
+        t statistic passes the critical value that often (with few degrees of freedom the normal
+        shortcut, critical value plus the power's quantile, would promise more power than there is)."""
+        if self.se == 0.0:
+            return 0.0
+        critical = sps.t.ppf(1 - alpha / 2, self.dof)
+
+        def shortfall(delta: float) -> float:
+            # The far tail is negligible, and scipy's nct.cdf returns NaN for some of its values.
+            wrong_way = float(np.nan_to_num(sps.nct.cdf(-critical, self.dof, delta), nan=0.0))
+            return float(sps.nct.sf(critical, self.dof, delta)) + wrong_way - power
+
+        upper = critical + 1.0
+        while shortfall(upper) < 0:  # nct is finite well past any bound this needs
+            upper *= 2
+        return float(brentq(shortfall, 0.0, upper) * self.se)
 
 
-def _as_values(values: npt.ArrayLike, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64).ravel()
-    if array.size == 0:
-        raise ValueError(f"{name}: no values")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    return array
+@dataclass(frozen=True)
+class Part:
+    """One system's runs in a mean or difference: its sign, its values, and whether a rerun would
+    train it again (a Mult-VAE) or give the same numbers (a baseline)."""
+
+    sign: float
+    runs: Runs
+    stochastic: bool
 
 
-def _check_level(samples: int, confidence: float) -> None:
-    if samples < 1:
-        raise ValueError(f"samples: expected at least 1, got {samples}")
+def _check(parts: list[Part]) -> list[int]:
+    folds = sorted(parts[0].runs)
+    if not folds:
+        raise ValueError("no folds")
+    for part in parts:
+        if sorted(part.runs) != folds:
+            raise ValueError(f"the systems cover different folds: {sorted(part.runs)} vs {folds}")
+        for fold in folds:
+            m = part.runs[fold]
+            if m.ndim != 2 or m.shape[1] < 1:
+                raise ValueError(f"fold {fold}: expected a users × seeds matrix, got shape {m.shape}")
+            if m.shape[0] != parts[0].runs[fold].shape[0]:
+                raise ValueError(f"fold {fold}: the systems hold different numbers of users")
+            if not np.all(np.isfinite(m)):
+                raise ValueError(f"fold {fold}: NaN or infinite values")
+    return folds
+
+
+def _one_fold(parts: list[Part], fold: int) -> tuple[float, list[tuple[float, float]], bool]:
+    """Point estimate and (variance, dof) components on one fold."""
+    n = parts[0].runs[fold].shape[0]
+    if n < 2:
+        raise ValueError(f"fold {fold}: at least 2 users are needed, got {n}")
+    by_user = sum(p.sign * p.runs[fold].mean(axis=1) for p in parts)
+    components = [(float(np.var(by_user, ddof=1)) / n, n - 1.0)]
+    counted = True
+    for p in parts:
+        m = p.runs[fold]
+        seeds = m.shape[1]
+        if seeds < 2:
+            counted = counted and not p.stochastic
+            continue
+        run_means = m.mean(axis=0)
+        resid = m - m.mean(axis=1, keepdims=True) - run_means + m.mean()
+        noise = float((resid**2).sum()) / ((n - 1) * (seeds - 1))  # user × run interaction
+        components.append((max(float(np.var(run_means, ddof=1)) - noise / n, 0.0) / seeds, seeds - 1.0))
+    return float(by_user.mean()), components, counted
+
+
+def _estimate(parts: list[Part], confidence: float) -> Estimate:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: expected a level in (0, 1), got {confidence}")
+    folds = _check(parts)
+    if len(folds) == 1:
+        mean, components, counted = _one_fold(parts, folds[0])
+        variance = sum(v for v, _ in components)
+        terms = sum(v * v / dof for v, dof in components if v > 0)
+        dof = variance * variance / terms if terms > 0 else float(components[0][1])
+    else:
+        sizes = np.array([parts[0].runs[f].shape[0] for f in folds], dtype=np.float64)
+        weights = sizes / sizes.sum()
+        per_fold = np.array([sum(p.sign * p.runs[f].mean() for p in parts) for f in folds])
+        mean = float(weights @ per_fold)
+        k = len(folds)
+        variance = float(k / (k - 1) * np.sum(weights**2 * (per_fold - mean) ** 2))
+        dof, counted = k - 1.0, True
+    se = float(np.sqrt(variance))
+    if se <= _ROUNDING * max(1.0, abs(mean)):  # constant: decided directly (t would be 0/0 or x/0)
+        p_value = 1.0 if abs(mean) <= _ROUNDING else 0.0
+        return Estimate(mean, 0.0, dof, mean, mean, p_value, counted)
+    half = float(sps.t.ppf((1 + confidence) / 2, dof)) * se
+    p_value = float(2 * sps.t.sf(abs(mean) / se, dof))
+    return Estimate(mean, se, dof, mean - half, mean + half, p_value, counted)
 
 
-def bootstrap_ci(values: npt.ArrayLike, samples: int, confidence: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (scipy.stats.bootstrap).
+def mean_estimate(runs: Runs, confidence: float, stochastic: bool = True) -> Estimate:
+    """A system's mean metric over its test users (and seeds), with its interval."""
+    return _estimate([Part(1.0, runs, stochastic)], confidence)
 
-    The resamples depend only on (number of values, seed), so systems scored on the same users with
-    the same seed see the same resamples. The bounds are clipped to the data's range, which they can
-    only leave by rounding, so constant input gives exactly [c, c].
-    """
-    array = _as_values(values, "values")
-    _check_level(samples, confidence)
-    lo, hi = float(array.min()), float(array.max())
-    if lo == hi:  # scipy warns on a degenerate distribution; the interval is the point
-        return lo, hi
-    result = sps.bootstrap((array,), np.mean, n_resamples=samples, confidence_level=confidence,
-                           method="percentile", vectorized=True, rng=np.random.default_rng(seed),
-                           batch=max(1, _CHUNK_ELEMENTS // array.size))
-    low, high = result.confidence_interval
-    return float(np.clip(low, lo, hi)), float(np.clip(high, lo, hi))
+
+def paired_difference(a: Runs, b: Runs, confidence: float, a_stochastic: bool = True,
+                      b_stochastic: bool = True) -> Estimate:
+    """Mean of a − b over the same test users, each system's seeds averaged, with the interval
+    and two-sided p-value that count users and both systems' training runs."""
+    return _estimate([Part(1.0, a, a_stochastic), Part(-1.0, b, b_stochastic)], confidence)
 
 
 def holm(p_values: npt.ArrayLike) -> np.ndarray:
@@ -74,38 +167,3 @@ def holm(p_values: npt.ArrayLike) -> np.ndarray:
         running = max(running, min(1.0, (m - rank) * p[index]))
         out[index] = running
     return out
-
-
-def detectable_difference(differences: npt.ArrayLike, alpha: float, power: float = 0.8) -> float:
-    """The smallest true mean difference a two-sided paired test at level `alpha` finds with
-    probability `power`, given the per-user differences' spread (normal approximation)."""
-    d = _as_values(differences, "differences")
-    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
-    return float(z * d.std(ddof=1) / np.sqrt(d.size))
-
-
-def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, samples: int, confidence: float,
-                      seed: int) -> PairedDifference:
-    """Mean of a − b over the same users, its bootstrap interval, and a two-sided paired t-test.
-
-    The t-test (scipy.stats.ttest_rel) rather than a sign-flip permutation test: with the hundreds
-    to thousands of test users of this study the mean difference is close to normal, so its p-value
-    is accurate; it is deterministic (independent of the bootstrap seed and sample count) and
-    resolves p-values far below 1/samples. On IR metrics it agrees closely with randomisation tests
-    (Smucker et al., CIKM 2007; Urbano et al., SIGIR 2019).
-    Differences that are constant up to rounding are decided directly, where the t statistic is
-    0/0 or x/0 (and scipy warns): all zero gives p = 1, a constant non-zero shift gives p = 0.
-    """
-    x = _as_values(a, "a")
-    y = _as_values(b, "b")
-    if x.size != y.size:
-        raise ValueError(f"paired values differ in length: {x.size} vs {y.size}")
-    if x.size < 2:
-        raise ValueError("a paired test needs at least 2 users")
-    diff = x - y
-    low, high = bootstrap_ci(diff, samples, confidence, seed)
-    if np.ptp(diff) <= _ROUNDING * max(1.0, float(np.abs(diff).max())):
-        p_value = 1.0 if abs(diff.mean()) <= _ROUNDING else 0.0
-    else:
-        p_value = float(sps.ttest_rel(x, y).pvalue)
-    return PairedDifference(mean_diff=float(diff.mean()), low=low, high=high, p_value=p_value)

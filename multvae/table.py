@@ -1,7 +1,8 @@
 """Every variant's and baseline's test results side by side: the study's Table IX with intervals.
 
-A point estimate alone cannot say whether an ablation changed anything, so each mean carries a
-bootstrap interval over test users, and each variant a paired test against the original model.
+A point estimate alone cannot say whether an ablation changed anything, so each mean carries an
+interval over test users and training runs, and each comparison declared in params.yaml
+(`comparisons:`, one Holm family each) a paired test with its raw and adjusted p-values.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multvae.config import EvalConfig
+from multvae.config import BASELINES, BEST_BASELINE, EVERY_VAE_ROW, ComparisonConfig, EvalConfig
 from multvae.layout import run_path
 from multvae.live_log import LogError, read_log
 from multvae.results import ResultError, read_per_user, read_summary
-from multvae.stats import bootstrap_ci, detectable_difference, holm, paired_difference
+from multvae.stats import Estimate, Runs, holm, mean_estimate, paired_difference
 
-REFERENCE = "original"
-BASELINES = ("most_popular", "ease")
-STRONGEST_BASELINE = "ease"  # every Mult-VAE row is also compared with it
 SIGNIFICANT = "*"
+UNCOUNTED = "†"  # a stochastic row trained once on one fold: its run-to-run noise is unknown
+POWER = 0.8
 _METRIC_TITLES = {"ndcg": "NDCG", "recall": "Recall"}
 
 
@@ -31,8 +31,20 @@ class Result:
     name: str
     kind: str
     summary: dict[str, Any]
-    per_user: pd.DataFrame | None  # index: test userId; metric columns, averaged over seeds
+    per_user: pd.DataFrame | None  # userId, fold, seed, metrics: every test user of every run
     curves: pd.DataFrame | None  # the per-epoch training log, every fold and seed
+
+    @property
+    def stochastic(self) -> bool:
+        """Retraining gives other numbers (a Mult-VAE row), unlike a deterministic baseline."""
+        return self.kind == "vae"
+
+    def runs(self, metric: str) -> Runs:
+        """Per fold, the users × seeds matrix of `metric` (users sorted by id, as in every row)."""
+        if self.per_user is None:
+            raise ResultError(f"{self.name}: no per-user results")
+        return {int(fold): part.pivot(index="userId", columns="seed", values=metric).to_numpy(np.float64)
+                for fold, part in self.per_user.groupby("fold")}
 
 
 def label(name: str, labels: dict[str, str]) -> str:
@@ -60,6 +72,10 @@ def _read_curves(curves_dir: Path, name: str, metrics: list[str], folds: list[in
     if missing:
         raise ResultError(f"{curves_dir / name}: missing column(s) {', '.join(missing)}")
     return curves
+
+
+def _test_users(per_user: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(per_user[["fold", "userId"]].drop_duplicates())
 
 
 def _require_dir(path: Path, what: str) -> None:
@@ -105,9 +121,9 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
     rank = [*order, *BASELINES]
     results.sort(key=lambda r: (r.kind == "baseline", rank.index(r.name) if r.name in rank else len(rank),
                                 r.name))
-    scored = [(r, r.per_user) for r in results if r.per_user is not None]
-    for r, per_user in scored[1:]:
-        if not per_user.index.equals(scored[0][1].index):
+    scored = [(r, _test_users(r.per_user)) for r in results if r.per_user is not None]
+    for r, users in scored[1:]:
+        if not users.equals(scored[0][1]):
             raise ResultError(
                 f"{per_user_dir / f'{r.name}.parquet'} and {per_user_dir / f'{scored[0][0].name}.parquet'} "
                 "hold different test users; paired comparisons need the same users (re-run evaluate)"
@@ -119,78 +135,156 @@ def _seed_values(result: Result, metric: str) -> list[float]:
     return [float(v[metric]) for v in (result.summary.get("seeds") or {}).values()]
 
 
-def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]],
-                 key: str) -> tuple[list[Result], dict[str, dict[str, float]]]:
-    """Each tuning group (params.yaml `tuning:`) becomes one row: its member with the best validation
-    score (`val_<key>`, the test set is never looked at), under the group's name. Returns the rows
-    and, per group, every member's validation score (for the legend)."""
+@dataclass(frozen=True)
+class Choice:
+    """A tuning group's selection: each member's validation score (mean over folds) and the member
+    each fold chose on its own validation users."""
+
+    scores: dict[str, float]
+    by_fold: dict[int, str]
+
+
+def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metrics: list[str]) -> Result:
+    """The group's row: in each fold, the test users of the member that fold chose."""
+    first = next(r for r in members if r.name == by_fold[min(by_fold)])
+    named = {r.name: r for r in members}
+    chosen = sorted(set(by_fold.values()))
+    summary = {**first.summary, "chosen": chosen[0] if len(chosen) == 1 else
+               "by fold: " + ", ".join(by_fold[f] for f in sorted(by_fold)),
+               "tuning_budget": len(members)}
+    per_user = curves = None
+    if all(r.per_user is not None for r in members):
+        per_user = pd.concat([named[m].per_user[named[m].per_user["fold"] == f] for f, m in sorted(by_fold.items())],
+                             ignore_index=True)
+        by_seed = per_user.groupby("seed")[metrics].mean()
+        summary.update({m: float(by_seed[m].mean()) for m in metrics})
+        summary["seeds"] = {str(seed): {**{m: float(row[m]) for m in metrics},
+                                        "best_epoch": first.summary["seeds"].get(str(seed), {}).get("best_epoch")}
+                            for seed, row in by_seed.iterrows()}
+    if all(r.curves is not None for r in members):
+        curves = pd.concat([named[m].curves[named[m].curves["fold"] == f] for f, m in sorted(by_fold.items())],
+                           ignore_index=True)
+    return Result(group, first.kind, summary, per_user, curves)
+
+
+def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]], metrics: list[str],
+                 keep: frozenset[str] = frozenset()) -> tuple[list[Result], dict[str, Choice]]:
+    """Each tuning group (params.yaml `tuning:`) becomes one row, in place of its members except
+    those in `keep` (the references of comparisons: the original model stays a row when it is also a
+    point of a grid). Each fold chooses the member with the best validation score on its own
+    validation users (`val_<key>` of that fold; the test users are never looked at), so under K-fold
+    no fold's test users steer the choice scored on them."""
+    key = metrics[0]
     by_name = {r.name: r for r in results}
-    grid: dict[str, dict[str, float]] = {}
+    choices: dict[str, Choice] = {}
     chosen: dict[str, Result] = {}
     for group, members in tuning.items():
         present = [by_name[m] for m in members if m in by_name]
         if not present:
             continue
-        grid[group] = {r.name: float(r.summary[f"val_{key}"]) for r in present}
-        best = max(present, key=lambda r: grid[group][r.name])
-        chosen[best.name] = Result(group, best.kind, {**best.summary, "chosen": best.name}, best.per_user,
-                                   best.curves)
-    hidden = {m for members in tuning.values() for m in members}
-    rows = [chosen.get(r.name, r) for r in results if r.name not in hidden or r.name in chosen]
-    return rows, grid
+        folds = sorted(int(f) for f in present[0].summary["validation_by_fold"])
+        by_fold = {}
+        for fold in folds:
+            scores = {r.name: float(r.summary["validation_by_fold"].get(str(fold), np.nan)) for r in present}
+            if any(np.isnan(v) for v in scores.values()):
+                raise ResultError(f"tuning.{group}: the members were run on different folds; re-run them")
+            by_fold[fold] = max(scores, key=lambda name: scores[name])  # first member on ties
+        choices[group] = Choice({r.name: float(r.summary[f"val_{key}"]) for r in present}, by_fold)
+        chosen[present[-1].name] = _tuned_row(group, present, by_fold, metrics)
+    hidden = {m for members in tuning.values() for m in members} - keep
+    rows = []
+    for r in results:
+        if r.name not in hidden:
+            rows.append(r)
+        if r.name in chosen:
+            rows.append(chosen[r.name])
+    return rows, choices
 
 
-def _chosen_lambda(summary: dict[str, Any]) -> str:
-    """A baseline's λ chosen on validation (EASE): one value, or each fold's where they differ."""
-    lam = summary.get("lambda")
-    if isinstance(lam, (int, float)):
-        return f"λ = {lam:g}"
-    by_fold = summary.get("lambda_by_fold")
-    if not isinstance(by_fold, dict) or not by_fold:
-        return ""
-    values = sorted({float(v) for v in by_fold.values()})
-    if len(values) == 1:
-        return f"λ = {values[0]:g} (every fold)"
-    return "λ by fold: " + ", ".join(f"{v:g}" for v in by_fold.values())
+def _chosen_setting(summary: dict[str, Any]) -> str:
+    """A tuned row's choice on validation: a group's member, EASE's λ, RP3β's α and β (one value, or
+    each fold's where they differ), flagged when it is at an edge of what was searched."""
+    if summary.get("chosen"):
+        return str(summary["chosen"])
+
+    def values(name: str) -> str:
+        value = summary.get(name)
+        if isinstance(value, dict):
+            distinct = sorted({float(v) for v in value.values()})
+            if len(distinct) == 1:
+                return f"{distinct[0]:.4g}"
+            return "by fold " + "/".join(f"{float(v):.4g}" for v in value.values())
+        return "" if value is None else f"{float(value):.4g}"
+
+    parts = [f"{symbol} = {values(name)}" for name, symbol in (("lambda", "λ"), ("alpha", "α"), ("beta", "β"))
+             if summary.get(name) is not None]
+    edge = summary.get("at_edge")
+    if edge is True or (isinstance(edge, dict) and any(edge.values())):
+        parts.append("at grid edge")
+    return ", ".join(parts)
 
 
-def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
-                labels: dict[str, str]) -> pd.DataFrame:
-    """One row per variant/baseline; NaN where an interval or comparison cannot be computed.
-    The comparisons with the reference share one Holm correction; `significant` is p_holm < alpha.
+@dataclass(frozen=True)
+class Family:
+    """One declared comparison family as run: its resolved reference and the rows it compared."""
 
-    `results` come from load_results, which checked that every per-user table has the same users
-    in the same order, so the paired arrays line up.
+    name: str
+    reference: str
+    metric: str
+    rows: tuple[str, ...]
 
-    The difference columns exist only when the original model has per-user results, and the
-    across-seed columns only when some variant was trained with several seeds.
-    """
-    boot: dict[str, Any] = {"samples": eval_cfg.bootstrap_samples, "confidence": eval_cfg.confidence,
-                            "seed": eval_cfg.seed}
-    reference = next((r.per_user for r in results if r.name == REFERENCE and r.per_user is not None), None)
+
+def resolve_family(name: str, family: ComparisonConfig, rows: list[Result], key: str,
+                   metrics: list[str]) -> Family | None:
+    """The family's reference and rows among the table's rows with per-user results; None when the
+    study does not run its reference, any of its rows, or its metric."""
+    scored = {r.name: r for r in rows if r.per_user is not None}
+    metric = family.metric or key
+    reference = family.reference
+    if reference == BEST_BASELINE:
+        baselines = [r for r in scored.values() if r.kind == "baseline"]
+        if not baselines:
+            return None
+        reference = max(baselines, key=lambda r: float(r.summary[f"val_{key}"])).name  # chosen on validation
+    if reference not in scored or metric not in metrics:
+        return None
+    wanted = [r.name for r in rows if r.kind == "vae"] if EVERY_VAE_ROW in family.rows else list(family.rows)
+    members = tuple(n for n in dict.fromkeys(wanted) if n in scored and n != reference)
+    return Family(name, reference, metric, members) if members else None
+
+
+def compare(a: Result, b: Result, metric: str, confidence: float) -> Estimate:
+    """a − b on `metric` over the same test users, counting both rows' training runs."""
+    return paired_difference(a.runs(metric), b.runs(metric), confidence, a.stochastic, b.stochastic)
+
+
+def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig, labels: dict[str, str],
+                comparisons: dict[str, ComparisonConfig]) -> tuple[pd.DataFrame, list[Family]]:
+    """One row per variant/baseline, NaN where an interval or comparison cannot be computed; and the
+    comparison families that ran. Per family F: diff_F (with _low, _high), p_F (raw, two-sided),
+    p_holm_F (Holm over F's comparisons) and detectable_F (the smallest true difference found with
+    80% power at the strictest Holm step).
+
+    `results` come from load_results, which checked that every per-user table has the same test
+    users, so the paired arrays line up."""
+    confidence = eval_cfg.confidence
+    alpha = 1 - confidence
     key = metrics[0]
     multi_seed = any(len(_seed_values(r, key)) > 1 for r in results)
     rows = []
-    differences: dict[str, np.ndarray] = {}
     for r in results:
         row: dict[str, Any] = {"variant": r.name, "label": label(r.name, labels), "kind": r.kind}
+        counted = True
         for m in metrics:
             if r.per_user is None:
                 row.update({m: float(r.summary[m]), f"{m}_low": np.nan, f"{m}_high": np.nan})
             else:
-                values = r.per_user[m].to_numpy()
-                low, high = bootstrap_ci(values, **boot)
-                row.update({m: float(values.mean()), f"{m}_low": low, f"{m}_high": high})
-        if reference is not None:
-            diff = {f"diff_{key}": np.nan, f"diff_{key}_low": np.nan, f"diff_{key}_high": np.nan,
-                    "p_value": np.nan}
-            if r.per_user is not None and r.name != REFERENCE:
-                d = paired_difference(r.per_user[key].to_numpy(), reference[key].to_numpy(), **boot)
-                diff = {f"diff_{key}": d["mean_diff"], f"diff_{key}_low": d["low"],
-                        f"diff_{key}_high": d["high"], "p_value": d["p_value"]}
-                differences[r.name] = r.per_user[key].to_numpy() - reference[key].to_numpy()
-            row.update(diff)
-        row["chosen"] = r.summary.get("chosen") or _chosen_lambda(r.summary)
+                est = mean_estimate(r.runs(m), confidence, r.stochastic)
+                row.update({m: est.mean, f"{m}_low": est.low, f"{m}_high": est.high})
+                counted = counted and est.runs_counted
+        row["runs_counted"] = counted
+        row["chosen"] = _chosen_setting(r.summary)
+        row["tuning_budget"] = r.summary.get("tuning_budget", 1)
         row["best_epoch"] = r.summary.get("best_epoch", pd.NA)
         row["seeds"] = len(r.summary["seeds"]) if r.kind == "vae" else pd.NA
         if multi_seed:
@@ -199,73 +293,59 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
                 several = len(values) > 1
                 row[f"{m}_seeds_mean"] = float(np.mean(values)) if several else np.nan
                 row[f"{m}_seeds_std"] = float(np.std(values, ddof=1)) if several else np.nan
-        row["test_users"] = len(r.per_user) if r.per_user is not None else r.summary.get("test_users", pd.NA)
+        row["test_users"] = (r.per_user["userId"].nunique() if r.per_user is not None
+                             else r.summary.get("test_users", pd.NA))
         rows.append(row)
     table = pd.DataFrame(rows)
-    _compare_with_baseline(table, results, key, eval_cfg, boot)
-    types = {"best_epoch": "Int64", "seeds": "Int64", "test_users": "Int64"}
-    if reference is not None:
-        alpha = 1 - eval_cfg.confidence
-        table["p_holm"] = holm(table["p_value"].to_numpy(float))
-        table["significant"] = pd.array([None if np.isnan(p) else bool(p < alpha) for p in table["p_holm"]],
-                                        dtype="boolean")
-        family = max(len(differences), 1)
-        table[f"detectable_{key}"] = [detectable_difference(differences[n], alpha / family)
-                                      if n in differences else np.nan for n in table["variant"]]
-    return table.astype(types)
+    by_name = {r.name: r for r in results}
+    families = []
+    for name, config in comparisons.items():
+        family = resolve_family(name, config, results, key, metrics)
+        if family is None:
+            continue
+        families.append(family)
+        found = {n: compare(by_name[n], by_name[family.reference], family.metric, confidence) for n in family.rows}
+        columns = {f"diff_{name}": "mean", f"diff_{name}_low": "low", f"diff_{name}_high": "high",
+                   f"p_{name}": "p_value"}
+        for column, attribute in columns.items():
+            table[column] = [float(getattr(found[n], attribute)) if n in found else np.nan for n in table["variant"]]
+        table[f"p_holm_{name}"] = holm(table[f"p_{name}"].to_numpy(float))
+        table[f"detectable_{name}"] = [found[n].detectable(alpha / len(found), POWER) if n in found else np.nan
+                                       for n in table["variant"]]
+    return table.astype({"best_epoch": "Int64", "seeds": "Int64", "test_users": "Int64",
+                         "tuning_budget": "Int64"}), families
 
 
-def _compare_with_baseline(table: pd.DataFrame, results: list[Result], key: str, eval_cfg: EvalConfig,
-                           boot: dict[str, Any]) -> None:
-    """Each Mult-VAE row against the strongest baseline (EASE) too, when it has per-user results:
-    paired difference with its interval, and Holm's correction over these comparisons."""
-    baseline = next((r.per_user for r in results
-                     if r.name == STRONGEST_BASELINE and r.per_user is not None), None)
-    if baseline is None:
-        return
-    b = STRONGEST_BASELINE
-    columns: dict[str, list[float]] = {f"diff_{b}_{key}": [], f"diff_{b}_{key}_low": [],
-                                       f"diff_{b}_{key}_high": [], f"p_{b}": []}
-    for r in results:
-        d = (paired_difference(r.per_user[key].to_numpy(), baseline[key].to_numpy(), **boot)
-             if r.kind == "vae" and r.per_user is not None else None)
-        found = [np.nan] * 4 if d is None else [d["mean_diff"], d["low"], d["high"], d["p_value"]]
-        for column, value in zip(columns, found, strict=True):
-            columns[column].append(float(value))
-    for column, values in columns.items():
-        table[column] = values
-    table[f"p_{STRONGEST_BASELINE}_holm"] = holm(table[f"p_{STRONGEST_BASELINE}"].to_numpy(float))
-
-
-def summary_metrics(table: pd.DataFrame, key: str) -> dict[str, dict[str, float]]:
+def summary_metrics(table: pd.DataFrame, key: str, families: list[Family]) -> dict[str, dict[str, Any]]:
     """The compact metrics file for `dvc metrics` / `dvc exp show`: per row, the key metric (named
-    without its cut-off, `ndcg`, so that every variant's column fits a terminal) with its interval
-    (`low`, `high`) and, against the reference, the difference with its interval and raw and Holm p."""
+    without its cut-off, `ndcg`, so that every variant's column fits a terminal) with its interval,
+    and per comparison family the difference with its interval, raw p and Holm p."""
     short = key.partition("@")[0]
-    columns = {key: short, f"{key}_low": "low", f"{key}_high": "high",
-               f"diff_{key}": "diff", f"diff_{key}_low": "diff_low", f"diff_{key}_high": "diff_high",
-               "p_value": "p", "p_holm": "p_holm",
-               f"diff_{STRONGEST_BASELINE}_{key}": f"diff_{STRONGEST_BASELINE}",
-               f"diff_{STRONGEST_BASELINE}_{key}_low": f"diff_{STRONGEST_BASELINE}_low",
-               f"diff_{STRONGEST_BASELINE}_{key}_high": f"diff_{STRONGEST_BASELINE}_high",
-               f"p_{STRONGEST_BASELINE}_holm": f"p_{STRONGEST_BASELINE}_holm"}
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for row in table.to_dict("records"):
-        values = {short: round(float(row[column]), 6) for column, short in columns.items()
-                  if column in row and not pd.isna(row[column])}
+        values: dict[str, Any] = {short: round(float(row[key]), 6)}
+        if not pd.isna(row[f"{key}_low"]):
+            values.update(low=round(float(row[f"{key}_low"]), 6), high=round(float(row[f"{key}_high"]), 6))
+        for family in families:
+            f = family.name
+            if not pd.isna(row[f"diff_{f}"]):
+                values[f] = {"diff": round(float(row[f"diff_{f}"]), 6),
+                             "low": round(float(row[f"diff_{f}_low"]), 6),
+                             "high": round(float(row[f"diff_{f}_high"]), 6),
+                             "p": round(float(row[f"p_{f}"]), 6), "p_holm": round(float(row[f"p_holm_{f}"]), 6)}
         out[str(row["variant"])] = values
     return out
 
 
-def _number(value: float, signed: bool = False) -> str:
+def number(value: float, signed: bool = False) -> str:
     value = round(value, 4) + 0.0  # + 0.0: a difference that rounds to -0.0 prints as +0.0000
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
 def _with_interval(value: float, low: float, high: float, signed: bool = False) -> str:
     if np.isnan(low):
-        return _number(value, signed)
-    return f"{_number(value, signed)} [{_number(low, signed)}, {_number(high, signed)}]"
+        return number(value, signed)
+    return f"{number(value, signed)} [{number(low, signed)}, {number(high, signed)}]"
 
 
 def _p_value(p: float) -> str:
@@ -279,47 +359,51 @@ def _cell(value: Any) -> str:
     return "" if pd.isna(value) else str(value).replace("|", "\\|")
 
 
+def family_titles(families: list[Family], labels: dict[str, str], key: str) -> dict[str, str]:
+    """Each family's column title, 'vs <reference>' (with the metric when it is not the key metric,
+    and the family's name where two would read alike)."""
+    titles = {}
+    for f in families:
+        metric = "" if f.metric == key else f" on {metric_title(f.metric)}"
+        titles[f.name] = f"vs {label(f.reference, labels)}{metric}"
+    repeated = {t for t in titles.values() if list(titles.values()).count(t) > 1}
+    return {name: f"{t} ({name})" if t in repeated else t for name, t in titles.items()}
+
+
 def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig,
-                   labels: dict[str, str], dataset: str,
-                   grid: dict[str, dict[str, float]] | None = None) -> str:
+                   labels: dict[str, str], dataset: str, families: list[Family],
+                   choices: dict[str, Choice] | None = None) -> str:
     """The study's Table IX (Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50), with the
-    intervals, the comparison with the original model, best epoch and seed spread after it."""
+    intervals, each comparison family's difference and p-values, tuning budget, best epoch and seed
+    spread after it."""
     key = metrics[0]
-    compared = f"diff_{key}" in table.columns
+    alpha = 1 - eval_cfg.confidence
     multi_seed = f"{key}_seeds_mean" in table.columns
+    titles = family_titles(families, labels, key)
     headers = ["Experiment", *(f"Test {metric_title(m)}" for m in metrics)]
-    if compared:
-        headers += [f"Δ {metric_title(key)} vs {label(REFERENCE, labels)}", "p", "p (Holm)"]
-    against = f"diff_{STRONGEST_BASELINE}_{key}" in table.columns
-    if against:
-        headers += [f"Δ {metric_title(key)} vs {label(STRONGEST_BASELINE, labels)}", "p (Holm) "]
-    headers.append("Best epoch")
+    for f in families:
+        headers += [f"Δ {metric_title(f.metric)} {titles[f.name]}", f"p {titles[f.name]}",
+                    f"Holm p {titles[f.name]}"]
+    headers += ["Tuning budget", "Best epoch"]
     if multi_seed:
         headers += ["Seeds", *(f"{metric_title(m)} across seeds" for m in metrics)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in table.to_dict("records"):
         name = f"{row['label']} ({row['chosen']})" if row.get("chosen") else row["label"]
+        if not row["runs_counted"]:
+            name += f" {UNCOUNTED}"
         cells = [name, *(_with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics)]
-        if compared:
-            if row["variant"] == REFERENCE:
+        for f in families:
+            n = f.name
+            if row["variant"] == f.reference:
                 cells += ["(reference)", "", ""]
-            elif np.isnan(row[f"diff_{key}"]):
+            elif np.isnan(row[f"diff_{n}"]):
                 cells += ["", "", ""]
             else:
-                mark = f" {SIGNIFICANT}" if row["significant"] else ""
-                diff = _with_interval(row[f"diff_{key}"], row[f"diff_{key}_low"], row[f"diff_{key}_high"],
-                                      signed=True)
-                cells += [diff + mark, _p_value(row["p_value"]), _p_value(row["p_holm"])]
-        if against:
-            b = STRONGEST_BASELINE
-            if np.isnan(row[f"diff_{b}_{key}"]):
-                cells += ["", ""]
-            else:
-                mark = f" {SIGNIFICANT}" if row[f"p_{b}_holm"] < 1 - eval_cfg.confidence else ""
-                cells += [_with_interval(row[f"diff_{b}_{key}"], row[f"diff_{b}_{key}_low"],
-                                         row[f"diff_{b}_{key}_high"], signed=True) + mark,
-                          _p_value(row[f"p_{b}_holm"])]
-        cells.append(row["best_epoch"])
+                mark = f" {SIGNIFICANT}" if row[f"p_holm_{n}"] < alpha else ""
+                cells += [_with_interval(row[f"diff_{n}"], row[f"diff_{n}_low"], row[f"diff_{n}_high"],
+                                         signed=True) + mark, _p_value(row[f"p_{n}"]), _p_value(row[f"p_holm_{n}"])]
+        cells += [row["tuning_budget"], row["best_epoch"]]
         if multi_seed:
             cells.append(row["seeds"])
             cells += ["" if np.isnan(row[f"{m}_seeds_mean"])
@@ -330,46 +414,37 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     users = table["test_users"].dropna()
     over = f"the {int(users.max()):,} test users" if len(users) else "the test users"
     legend = [
-        f"Intervals: {level} percentile bootstrap of the mean over {over} ({eval_cfg.bootstrap_samples:,} "
-        f"resamples, seed {eval_cfg.seed}); with several training seeds each user's metric is first "
-        "averaged over the seeds. A value without an interval has no per-user results.",
+        f"Intervals: {level} t intervals that count {over} and the training runs (docs/statistics.md): on "
+        "one fold, the users' spread plus each Mult-VAE row's spread over its seeds, with Welch–Satterthwaite "
+        "degrees of freedom; under K-fold, the spread of the folds' results. A value without an interval has "
+        "no per-user results.",
     ]
-    if compared:
-        family = max(int(table[f"diff_{key}"].notna().sum()), 1)
-        alpha = 1 - eval_cfg.confidence
-        detectable = table[f"detectable_{key}"].dropna()
+    if not table["runs_counted"].all():
+        legend.append(f"{UNCOUNTED}: trained once on one fold, so the run-to-run spread is unknown and left out "
+                      "of its intervals and tests (run several train.seeds).")
+    for f in families:
+        m = len(f.rows)
+        detectable = table[f"detectable_{f.name}"].dropna()
         legend.append(
-            f"Δ: mean paired difference to the {label(REFERENCE, labels)} over the same test users, with its "
-            f"{level} bootstrap interval; p: two-sided paired t-test over users; p (Holm): adjusted for the "
-            f"{family} comparisons with the {label(REFERENCE, labels)} (Holm's step-down method); "
-            f"{SIGNIFICANT} marks p (Holm) < {alpha:.2g}."
-        )
-        if len(detectable):
-            legend.append(
-                f"Detectable difference: with these test users, a true Δ {metric_title(key)} of "
-                f"{detectable.min():.4f} to {detectable.max():.4f} (by row, from the spread of its per-user "
-                f"differences) is found with 80% power by a paired test at {alpha:.2g}/{family} (the "
-                "correction's strictest step); smaller true differences are likely to be missed."
-            )
-    else:
-        legend.append(f"No comparison column: the {label(REFERENCE, labels)} ('{REFERENCE}') has no per-user "
-                      "results.")
-    if against:
-        family = max(int(table[f"diff_{STRONGEST_BASELINE}_{key}"].notna().sum()), 1)
-        legend.append(
-            f"Δ vs {label(STRONGEST_BASELINE, labels)}: each Mult-VAE row against the strongest baseline, "
-            f"paired over the same users, with its {level} bootstrap interval and the paired t-test's p "
-            f"adjusted by Holm over these {family} comparisons ({SIGNIFICANT}: below "
-            f"{1 - eval_cfg.confidence:.2g}); positive: the row beats it.")
+            f"{titles[f.name][0].upper()}{titles[f.name][1:]} (family `{f.name}`, {m} comparison{'s' if m > 1 else ''}): Δ is the "
+            f"mean paired difference in {metric_title(f.metric)} over the same test users with its {level} "
+            f"interval (not adjusted); p is its two-sided test; Holm p is adjusted over the family (Holm's "
+            f"step-down method), and {SIGNIFICANT} marks Holm p < {alpha:.2g}, so an interval may exclude 0 "
+            f"without a {SIGNIFICANT}. Detectable with 80% power at the family's strictest step: "
+            f"{detectable.min():.4f} to {detectable.max():.4f} by row.")
+    legend.append("Tuning budget: settings tried on validation (a tuning group's members, EASE's λ values "
+                  "with the grid's extension and refinement, RP3β's α × β; the largest over folds); 1: none.")
     legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}.")
-    for group, scores in (grid or {}).items():
-        shown = ", ".join(f"{name} {score:.4f}" for name, score in scores.items())
+    for group, choice in (choices or {}).items():
+        shown = ", ".join(f"{name} {score:.4f}" for name, score in choice.scores.items())
+        picked = sorted(set(choice.by_fold.values()))
+        folds = (f"chosen: {picked[0]}" if len(picked) == 1 else
+                 "each fold's choice: " + ", ".join(f"{f}: {m}" for f, m in choice.by_fold.items()))
         legend.append(f"{label(group, labels)}: the member of its grid with the best validation "
-                      f"{metric_title(key)} ({shown}); the others are not in the table.")
+                      f"{metric_title(key)}, chosen on each fold's own validation users ({shown}; {folds}); "
+                      "the others are not in the table.")
     if multi_seed:
         legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
                       "training seeds (their number in Seeds).")
     return (f"# Test results across experimental settings: {dataset}\n\n" + "\n".join(lines) + "\n\n"
             + "\n".join(f"- {item}" for item in legend) + "\n")
-
-

@@ -24,6 +24,8 @@ def aggregate(
     csv: Annotated[Path, typer.Option(help="Comparison table, as CSV.")] = Path("metrics/table.csv"),
     summary: Annotated[Path, typer.Option(
         help="Compact metrics for DVC: key metric, interval, Δ, p.")] = Path("metrics/summary.json"),
+    claims: Annotated[Path, typer.Option(
+        help="One verdict per claim of params.yaml `claims:` the study can check.")] = Path("metrics/claims.json"),
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
     training: Annotated[Path, typer.Option(
         help="Every variant's per-epoch log in one CSV (dvc plots).")] = Path("plots/training.csv"),
@@ -35,8 +37,9 @@ def aggregate(
         help="Folder of committed study results: <results>/<study.name>/ gets the table, summary, "
              "split statistics and the params it ran with.")] = Path("results"),
 ) -> None:
-    """Test metrics with bootstrap intervals, paired tests against `original`, curves and β schedules."""
+    """Test metrics with intervals, the declared comparisons and claims, curves and β schedules."""
     from multvae.atomic import atomic_dir, atomic_path, write_json, write_text
+    from multvae.claims import check_claims, claims_markdown
     from multvae.config import load_params
     from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
@@ -70,12 +73,19 @@ def aggregate(
                        "not in the curves")
     split_stats = read_stats(stats)
     dataset = str(split_stats.get("dataset", "unknown data"))
-    rows, grid = select_tuned(results, read.row_tuning, metrics[0])
-    frame = build_table(rows, metrics, cfg.eval, labels)
-    markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, grid)
+    references = frozenset(c.reference for c in read.comparisons.values())
+    rows, choices = select_tuned(results, read.row_tuning, metrics, references)
+    frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons)
+    markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices)
+    named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too
+    verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence)
+    for line in unchecked:
+        typer.echo(f"aggregate: claim {line}: not checked")
+    verdict_table = claims_markdown(verdicts, labels, dataset, cfg.eval.confidence)
     read.check_unchanged()
     write_text(table, markdown)
-    write_json(summary, summary_metrics(frame, metrics[0]))
+    write_json(summary, summary_metrics(frame, metrics[0], families))
+    write_json(claims, verdicts)
     with atomic_path(training) as tmp:
         training_log(results).to_csv(tmp, index=False)
     with atomic_path(csv) as tmp:
@@ -86,13 +96,16 @@ def aggregate(
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
                "Validation curves (every variant)": plots_dir / "validation_curves.png",
                "β schedules": plots_dir / "beta_schedules.png"}
-    write_text(report, render(dataset, markdown, figures, split_stats, read.text))
+    write_text(report, render(dataset, markdown, verdict_table, figures, split_stats, read.text))
     study = results_dir / read.study.name
     with atomic_dir(study) as tmp:  # what a reproduction is compared against, committed with git
-        for written, name in ((table, "table.md"), (csv, "table.csv"), (summary, "summary.json")):
+        for written, name in ((table, "table.md"), (csv, "table.csv"), (summary, "summary.json"),
+                              (claims, "claims.json")):
             shutil.copyfile(written, tmp / name)
+        (tmp / "claims.md").write_text(verdict_table)
         (tmp / "params.yaml").write_text(read.text)
         write_json(tmp / "stats.json", split_stats)
     typer.echo(markdown)
-    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {report}, {study}/; figures "
+    typer.echo(verdict_table)
+    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {claims}, {report}, {study}/; figures "
                f"comparison.png, validation_curves.png, beta_schedules.png -> {plots_dir}")

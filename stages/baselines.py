@@ -1,4 +1,4 @@
-"""DVC stages `popularity` and `ease`: the comparison table's baselines on the prepared split.
+"""DVC stages `popularity`, `ease` and `rp3beta`: the comparison table's baselines on the prepared split.
 
 They write the same two files as a Mult-VAE variant (summary JSON, per-user test metrics), so the
 aggregate stage and the significance tests treat them like any other row of the table.
@@ -40,12 +40,12 @@ def _load(data: Path, ks: tuple[int, ...], folds: tuple[int, ...]) -> dict[int, 
 
 def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, Scorer],
                      datasets: dict[int, Dataset],
-                     ks: tuple[int, ...], validation: float, metrics: Path, per_user: Path,
+                     ks: tuple[int, ...], validation: dict[int, float], metrics: Path, per_user: Path,
                      chosen: dict[str, Any], started: float) -> None:
     """Each fold's test users scored by that fold's scorer, written as one result."""
     import pandas as pd
 
-    from multvae.metrics import metric_names, score_heldout, val_key
+    from multvae.metrics import metric_names, score_heldout
     from multvae.results import per_user_rows, summarize, write_result
 
     names = metric_names(ks)
@@ -53,7 +53,7 @@ def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, S
     table = pd.concat([per_user_rows(score_heldout(scorers[fold], data.test, ks),
                                      data.user_ids(data.test.users), fold, BASELINE_SEED)
                        for fold, data in datasets.items()], ignore_index=True)
-    summary = summarize(name, "baseline", table, names, {val_key(ks): validation}, chosen=chosen)
+    summary = summarize(name, "baseline", table, names, validation, chosen=chosen)
     write_result(summary, table, metrics, per_user)
     shown = ", ".join(f"{m} {v:.4f}" for m, v in summary.metrics.items())
     typer.echo(f"{command}: {shown} on {summary.test_users:,} test users "
@@ -80,10 +80,15 @@ def popularity(
     ks = cfg.eval.ks
     datasets = _load(data, ks, cfg.data.folds)
     scorers = {fold: popularity_scorer(d.train) for fold, d in datasets.items()}
-    val = [float(score_heldout(scorers[f], d.validation, ks)[metric_names(ks)[0]].mean())
-           for f, d in datasets.items()]
-    _score_and_write(read, "popularity", "most_popular", scorers, datasets, ks, sum(val) / len(val), metrics,
-                     per_user, {}, started)
+    val = {f: float(score_heldout(scorers[f], d.validation, ks)[metric_names(ks)[0]].mean())
+           for f, d in datasets.items()}
+    _score_and_write(read, "popularity", "most_popular", scorers, datasets, ks, val, metrics, per_user,
+                     {"tuning_budget": 1}, started)
+
+
+def _per_fold(datasets: dict[int, Any], values: dict[int, Any]) -> Any:
+    """One fold: the value; several: a mapping by fold (its keys strings, as JSON needs)."""
+    return next(iter(values.values())) if len(datasets) == 1 else {str(f): v for f, v in values.items()}
 
 
 @user_errors
@@ -94,25 +99,61 @@ def ease(
     per_user: Annotated[Path, typer.Option(help="Per-user test metrics (Parquet).")] = Path(
         "metrics/per_user/ease.parquet"),
 ) -> None:
-    """EASE (Steck 2019): lambda from baselines.ease_lambdas by validation NDCG (per fold), then the
-    test users."""
+    """EASE (Steck 2019): λ searched on each fold's validation NDCG (baselines.ease_lambdas, extended
+    past a winning edge and refined around the peak), then the test users."""
     from multvae.baselines import fit_ease, linear_scorer
     from multvae.config import load_params
 
     started = time.perf_counter()
     read = load_params(params)
     cfg = read.base
+    settings = cfg.baselines
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
-    scorers, lambdas, grids, val = {}, {}, {}, []
+    scorers, lambdas, grids, edges, val = {}, {}, {}, {}, {}
     for fold, dataset in datasets.items():
-        fit = fit_ease(dataset.train, dataset.validation, cfg.baselines.ease_lambdas, cfg.eval.ks)
+        fit = fit_ease(dataset.train, dataset.validation, settings.ease_lambdas, settings.ease_refine, cfg.eval.ks)
         scorers[fold] = linear_scorer(fit.weights)
-        lambdas[fold], grids[fold] = fit.lam, {f"{lam:g}": v for lam, v in fit.validation.items()}
-        val.append(fit.validation[fit.lam])
-        typer.echo(f"ease: fold {fold}: lambda {fit.lam:g} chosen on validation ({fit.weights.dtype})")
-    chosen: dict[str, Any] = {"lambda": lambdas[min(lambdas)], "lambda_grid": grids[min(grids)]}
-    if len(datasets) > 1:
-        chosen = {"lambda_by_fold": {str(f): lam for f, lam in lambdas.items()},
-                  "lambda_grid_by_fold": {str(f): g for f, g in grids.items()}}
-    _score_and_write(read, "ease", "ease", scorers, datasets, cfg.eval.ks, sum(val) / len(val), metrics,
-                     per_user, chosen, started)
+        lambdas[fold], edges[fold] = fit.lam, fit.at_edge
+        grids[fold] = {f"{lam:.6g}": v for lam, v in sorted(fit.validation.items())}
+        val[fold] = fit.validation[fit.lam]
+        edge = "; at an edge of the searched range" if fit.at_edge else ""
+        typer.echo(f"ease: fold {fold}: λ {fit.lam:.6g} chosen on validation among {len(fit.validation)} "
+                   f"values ({fit.weights.dtype}){edge}")
+    chosen = {"lambda": _per_fold(datasets, lambdas), "lambda_grid": _per_fold(datasets, grids),
+              "at_edge": _per_fold(datasets, edges),
+              "tuning_budget": max(len(g) for g in grids.values())}
+    _score_and_write(read, "ease", "ease", scorers, datasets, cfg.eval.ks, val, metrics, per_user, chosen,
+                     started)
+
+
+@user_errors
+def rp3beta(
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = Path("data/prepared"),
+    metrics: Annotated[Path, typer.Option(help="Summary JSON.")] = Path("metrics/variants/rp3beta.json"),
+    per_user: Annotated[Path, typer.Option(help="Per-user test metrics (Parquet).")] = Path(
+        "metrics/per_user/rp3beta.parquet"),
+) -> None:
+    """RP3β (Paudel et al. 2016): α and β from baselines.rp3_alphas × rp3_betas by each fold's
+    validation NDCG, then the test users."""
+    from multvae.baselines import fit_rp3beta
+    from multvae.config import load_params
+
+    started = time.perf_counter()
+    read = load_params(params)
+    cfg = read.base
+    settings = cfg.baselines
+    datasets = _load(data, cfg.eval.ks, cfg.data.folds)
+    scorers, alphas, betas, grids, edges, val = {}, {}, {}, {}, {}, {}
+    for fold, dataset in datasets.items():
+        fit = fit_rp3beta(dataset.train, dataset.validation, settings.rp3_alphas, settings.rp3_betas, cfg.eval.ks)
+        scorers[fold], alphas[fold], betas[fold], edges[fold] = fit.scorer, fit.alpha, fit.beta, fit.at_edge
+        grids[fold] = {f"{a:g},{b:g}": v for (a, b), v in fit.validation.items()}
+        val[fold] = fit.validation[(fit.alpha, fit.beta)]
+        edge = "; at an edge of the grid" if fit.at_edge else ""
+        typer.echo(f"rp3beta: fold {fold}: α {fit.alpha:g}, β {fit.beta:g} chosen on validation{edge}")
+    chosen = {"alpha": _per_fold(datasets, alphas), "beta": _per_fold(datasets, betas),
+              "alpha_beta_grid": _per_fold(datasets, grids), "at_edge": _per_fold(datasets, edges),
+              "tuning_budget": len(settings.rp3_alphas) * len(settings.rp3_betas)}
+    _score_and_write(read, "rp3beta", "rp3beta", scorers, datasets, cfg.eval.ks, val, metrics, per_user, chosen,
+                     started)

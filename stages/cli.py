@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from stages.aggregate import aggregate
-from stages.baselines import ease, popularity
+from stages.baselines import ease, popularity, rp3beta
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
@@ -24,6 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
-for command in (download, prepare, train, evaluate, popularity, ease, aggregate, recommend, synthesize,
+for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, aggregate, recommend, synthesize,
                 docs):
     app.command()(command)

@@ -1,5 +1,5 @@
-"""Baselines: EASE against a direct dense computation, most-popular's ranking, lambda selection,
-and the two stage commands' outputs on a tiny synthetic split."""
+"""Baselines: EASE and RP3β against direct dense computations, most-popular's ranking, the λ search
+(grid, edge extension, refinement), and the stage commands' outputs on a tiny synthetic split."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from typer.testing import CliRunner
 
 from multvae import baselines
 from multvae.baselines import (
-    ease_weights,
+    EaseSpectrum,
+    Rp3Walk,
     fit_ease,
+    fit_rp3beta,
     gram_matrix,
     item_counts,
     linear_scorer,
     popularity_scorer,
+    search_grid,
 )
 from multvae.config import SYNTHETIC_PRESETS, DataConfig
 from multvae.data import Dataset, load_dataset
@@ -29,7 +32,7 @@ from multvae.layout import fold_dir
 from multvae.metrics import score_heldout, top_k
 from multvae.split import split, write_split
 from multvae.synthetic import generate
-from stages.baselines import ease, popularity
+from stages.baselines import ease, popularity, rp3beta
 
 KS = (20, 50, 100)
 # Best validation lambda on the tiny split is 100: neither first, last, smallest nor largest.
@@ -71,25 +74,55 @@ def test_gram_matrix_blocks_match_the_sparse_product() -> None:
 
 
 @pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-10), (np.float32, 1e-4)])
-def test_ease_matches_dense_inverse(dtype: type[np.floating], rtol: float,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(baselines, "MIRROR_BLOCK", 7)  # several blocks, the last one ragged
+def test_ease_from_the_spectrum_matches_the_dense_inverse(dtype: type[np.floating], rtol: float) -> None:
     x = random_binary(120, 45, 0.15, seed=2)
-    lam = 7.5
-    expected = dense_ease(x.toarray().astype(np.float64), lam)
-    got = ease_weights(gram_matrix(x, dtype), lam)
-    assert got.dtype == dtype
-    assert not np.allclose(expected, expected.T)  # B is not symmetric: the column scaling matters
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
-    np.testing.assert_array_equal(np.diag(got), 0.0)
+    spectrum = EaseSpectrum(x, dtype)
+    for lam in (0.5, 7.5, 300.0):
+        expected = dense_ease(x.toarray().astype(np.float64), lam)
+        got = spectrum.weights(lam)
+        assert got.dtype == dtype
+        assert not np.allclose(expected, expected.T)  # B is not symmetric: the column scaling matters
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+        np.testing.assert_array_equal(np.diag(got), 0.0)
+        # Scoring without forming B gives X B.
+        foldin = random_binary(9, 45, 0.2, seed=3)
+        np.testing.assert_allclose(spectrum.scorer(lam)(foldin).numpy(), foldin.toarray() @ expected,
+                                   rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-def test_ease_weights_leave_the_gram_matrix_intact() -> None:
-    x = random_binary(60, 30, 0.2, seed=3)
-    gram = gram_matrix(x)
-    before = gram.copy()
-    ease_weights(gram, 3.0)
-    np.testing.assert_array_equal(gram, before)
+def test_rp3beta_matches_the_random_walk_written_out() -> None:
+    x = random_binary(80, 30, 0.15, seed=6).toarray().astype(np.float64)
+    x[:, 0] = 0.0  # an item no training user has: reached by no walk, scored 0
+    alpha, beta = 0.8, 0.3
+    users, items = x.sum(axis=1), x.sum(axis=0)
+    user_to_item = np.divide(x, users[:, None], out=np.zeros_like(x), where=users[:, None] > 0) ** alpha
+    item_to_user = np.divide(x.T, items[:, None], out=np.zeros_like(x.T), where=items[:, None] > 0) ** alpha
+    popularity = np.divide(1.0, items**beta, out=np.zeros_like(items), where=items > 0)
+    walk = item_to_user @ user_to_item * popularity[None, :]
+    foldin = random_binary(7, 30, 0.2, seed=7)
+    got = Rp3Walk(sp.csr_matrix(x), alpha).scorer(beta)(foldin).numpy()
+    np.testing.assert_allclose(got, foldin.toarray() @ walk, rtol=1e-5, atol=1e-7)
+    assert np.all(got[:, 0] == 0)
+
+
+def test_grid_search_extends_past_a_winning_edge_and_refines_the_peak() -> None:
+    calls = []
+
+    def peak_at(centre: float):
+        def score(v: float) -> float:
+            calls.append(v)
+            return -(np.log10(v) - centre) ** 2
+        return score
+
+    best, scores, at_edge = search_grid(peak_at(2.3), [10, 100, 1000], refine=2)
+    assert not at_edge and len(calls) == len(scores) == 3 + 2 + 2
+    assert abs(np.log10(best) - 2.3) < 0.25 and best == max(scores, key=scores.__getitem__)
+    calls.clear()
+    best, scores, at_edge = search_grid(peak_at(4.6), [10, 100, 1000], refine=0)
+    assert best == pytest.approx(1e5) and not at_edge  # extended twice: 1e4, 1e5, then 1e6 loses
+    assert sorted(scores) == pytest.approx([10, 100, 1000, 1e4, 1e5, 1e6])
+    best, scores, at_edge = search_grid(peak_at(-9), [10, 100], refine=0, edge_steps=2)
+    assert at_edge and best == pytest.approx(0.1)  # still at the lower edge when the steps run out
 
 
 def test_linear_scorer_is_foldin_times_weights() -> None:
@@ -123,22 +156,33 @@ def test_most_popular_never_recommends_foldin_items(dataset: Dataset) -> None:
 
 
 def test_lambda_selection_picks_best_validation_ndcg(dataset: Dataset) -> None:
-    gram = gram_matrix(dataset.train)
-    brute = {lam: score_heldout(linear_scorer(ease_weights(gram, lam)), dataset.validation, KS)
+    spectrum = EaseSpectrum(dataset.train)
+    brute = {lam: score_heldout(linear_scorer(spectrum.weights(lam)), dataset.validation, KS)
              ["ndcg@100"].mean() for lam in LAMBDAS}
     best = max(brute, key=brute.__getitem__)
     # The case can tell a wrong rule apart: the best is not first, last, smallest or largest.
     assert best not in (LAMBDAS[0], LAMBDAS[-1], min(LAMBDAS), max(LAMBDAS))
     assert len(set(brute.values())) == len(LAMBDAS)
-    fit = fit_ease(dataset.train, dataset.validation, LAMBDAS, KS)
-    assert fit.lam == best
-    assert list(fit.validation) == list(LAMBDAS)
+    fit = fit_ease(dataset.train, dataset.validation, LAMBDAS, 0, KS)
+    assert fit.lam == best and not fit.at_edge
+    assert sorted(fit.validation) == sorted(LAMBDAS)
     np.testing.assert_allclose([fit.validation[lam] for lam in LAMBDAS], [brute[lam] for lam in LAMBDAS])
-    np.testing.assert_allclose(fit.weights, ease_weights(gram, best))
+    np.testing.assert_allclose(fit.weights, spectrum.weights(best))
+    refined = fit_ease(dataset.train, dataset.validation, LAMBDAS, 2, KS)
+    assert len(refined.validation) == len(LAMBDAS) + 4 and refined.validation[refined.lam] >= fit.validation[best]
+
+
+def test_rp3beta_selection_picks_best_validation_ndcg(dataset: Dataset) -> None:
+    alphas, betas = (0.5, 1.0), (0.0, 0.3)
+    fit = fit_rp3beta(dataset.train, dataset.validation, alphas, betas, KS)
+    brute = {(a, b): score_heldout(Rp3Walk(dataset.train, a).scorer(b), dataset.validation, KS)["ndcg@100"].mean()
+             for a in alphas for b in betas}
+    assert (fit.alpha, fit.beta) == max(brute, key=brute.__getitem__)
+    np.testing.assert_allclose([fit.validation[k] for k in brute], list(brute.values()))
 
 
 def test_ease_beats_most_popular_on_planted_tastes(dataset: Dataset) -> None:
-    fit = fit_ease(dataset.train, dataset.validation, LAMBDAS, KS)
+    fit = fit_ease(dataset.train, dataset.validation, LAMBDAS, 0, KS)
     ease_ndcg = score_heldout(linear_scorer(fit.weights), dataset.test, KS)["ndcg@100"].mean()
     pop_ndcg = score_heldout(popularity_scorer(dataset.train), dataset.test, KS)["ndcg@100"].mean()
     assert ease_ndcg > pop_ndcg + 0.15
@@ -146,7 +190,8 @@ def test_ease_beats_most_popular_on_planted_tastes(dataset: Dataset) -> None:
 
 def write_params(tmp_path: Path) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"eval": {"ks": list(KS)}, "baselines": {"ease_lambdas": list(LAMBDAS)}}))
+    path.write_text(yaml.safe_dump({"eval": {"ks": list(KS)}, "baselines": {
+        "ease_lambdas": list(LAMBDAS), "ease_refine": 1, "rp3_alphas": [0.5, 1.0], "rp3_betas": [0.0, 0.3]}}))
     return path
 
 
@@ -172,16 +217,25 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
                per_user=out / "per_user" / "most_popular.parquet")
     pop = check_outputs(out, "most_popular", n_test)
     assert set(pop) == {"variant", "kind", "ndcg@100", "recall@20", "recall@50", "val_ndcg@100", "test_users",
-                        "folds"}
+                        "folds", "validation_by_fold", "tuning_budget"}
 
     ease(params=params, data=prepared, metrics=out / "variants" / "ease.json",
          per_user=out / "per_user" / "ease.parquet")
     summary = check_outputs(out, "ease", n_test)
-    assert set(summary) == set(pop) | {"lambda", "lambda_grid"}
-    assert list(summary["lambda_grid"]) == [f"{lam:g}" for lam in LAMBDAS]
+    assert set(summary) == set(pop) | {"lambda", "lambda_grid", "at_edge"}
+    assert {f"{lam:.6g}" for lam in LAMBDAS} < set(summary["lambda_grid"])  # the grid, refined once
+    assert summary["tuning_budget"] == len(summary["lambda_grid"]) == len(LAMBDAS) + 2
     assert summary["val_ndcg@100"] == max(summary["lambda_grid"].values())
-    assert summary["lambda_grid"][f"{summary['lambda']:g}"] == summary["val_ndcg@100"]
-    assert summary["ndcg@100"] > pop["ndcg@100"]
+    assert summary["lambda_grid"][f"{summary['lambda']:.6g}"] == summary["val_ndcg@100"]
+    assert summary["ndcg@100"] > pop["ndcg@100"] and summary["at_edge"] is False
+
+    rp3beta(params=params, data=prepared, metrics=out / "variants" / "rp3beta.json",
+            per_user=out / "per_user" / "rp3beta.parquet")
+    walk = check_outputs(out, "rp3beta", n_test)
+    assert set(walk) == set(pop) | {"alpha", "beta", "alpha_beta_grid", "at_edge"}
+    assert walk["tuning_budget"] == len(walk["alpha_beta_grid"]) == 4
+    assert walk["val_ndcg@100"] == max(walk["alpha_beta_grid"].values())
+    assert walk["ndcg@100"] > pop["ndcg@100"]
 
 
 def test_stage_commands_parse_options_and_report_missing_data(tmp_path: Path, prepared: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from multvae.data import fingerprint, load_dataset
 from multvae.split import Split, SplitError, binarize, split
 from stages.cli import app
 
+METRICS = ["ndcg@100", "recall@20", "recall@50"]
 KFOLD = DataConfig(dataset="synthetic", heldout_users=30, seed=1, kfold=5, folds=(0, 1, 2, 3, 4))
 
 
@@ -99,7 +101,8 @@ def three_folds(tmp_path_factory, tiny_params) -> Path:
     root = tmp_path_factory.mktemp("kfold")
     params = root / "params.yaml"
     params.write_text(tiny_params(data={"kfold": 3, "folds": [0, 1, 2], "heldout_users": 20},
-                                  train={"epochs": 3, "seeds": [1, 2]}))
+                                  train={"epochs": 3, "seeds": [1, 2]},
+                                  comparisons={"vs_best_baseline": {"reference": "best_baseline", "rows": ["*"]}}))
     data = root / "data"
     _invoke("download", "-p", params, "--out", data / "raw", "--no-progress")
     _invoke("prepare", "-p", params, "--raw", data / "raw", "--out", data / "prepared", "--stats",
@@ -143,7 +146,7 @@ def test_the_folds_results_cover_every_test_user_once_per_seed(three_folds):
             assert set(rows["userId"]) == tested and rows["userId"].is_unique
         assert summary["ndcg@100"] == pytest.approx(table.groupby("userId")["ndcg@100"].mean().mean())
     ease = json.loads((root / "metrics" / "variants" / "ease.json").read_text())
-    assert list(ease["lambda_by_fold"]) == ["0", "1", "2"]
+    assert list(ease["lambda"]) == list(ease["validation_by_fold"]) == ["0", "1", "2"]
 
 
 def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
@@ -153,11 +156,15 @@ def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
             "--per-user-dir", root / "metrics" / "per_user", "--curves-dir", root / "dvclive",
             "--table", out / "table.md", "--csv", out / "table.csv", "--summary", out / "summary.json",
             "--plots-dir", out, "--training", out / "training.csv", "--report", out / "report.html",
-            "--stats", root / "data" / "stats.json", "--results-dir", out / "results")
+            "--stats", root / "data" / "stats.json", "--results-dir", out / "results",
+            "--claims", out / "claims.json")
     table = pd.read_csv(out / "table.csv").set_index("variant")
     stats = json.loads((root / "data" / "stats.json").read_text())
     assert (table["test_users"] == stats["test_users_all_folds"]).all()
-    assert np.isfinite(table.loc["ease", "diff_ndcg@100"])
+    assert np.isfinite(table.loc["original", "diff_vs_best_baseline"])
+    # Three folds: the error is the spread of the three folds' results (2 degrees of freedom).
+    assert table["runs_counted"].all()
+    assert "under K-fold, the spread of the folds' results" in (out / "table.md").read_text()
     curves = pd.read_csv(out / "training.csv")
     assert set(map(tuple, curves[["fold", "seed"]].drop_duplicates().to_numpy())) == {
         (f, s) for f in (0, 1, 2) for s in (1, 2)}
@@ -172,3 +179,33 @@ def test_a_user_in_two_folds_results_is_refused(three_folds, tmp_path):
     doubled = pd.concat([table, table.iloc[:1].assign(fold=1)], ignore_index=True)
     with pytest.raises(ResultError, match=r"user \d+ is a test user in more than one fold"):
         summarize("most_popular", "baseline", doubled, ["ndcg@100"], {})
+
+
+def test_each_fold_chooses_its_tuning_member_on_its_own_validation_users(three_folds, tmp_path):
+    """A grid of two: `b` has the better validation score in fold 1 only, and better test scores
+    everywhere. The group's row takes fold 1's test users from `b` and the others from `original`."""
+    from multvae.table import load_results, select_tuned
+
+    root = three_folds
+    metrics_dir, per_user_dir = tmp_path / "variants", tmp_path / "per_user"
+    shutil.copytree(root / "metrics" / "variants", metrics_dir)
+    shutil.copytree(root / "metrics" / "per_user", per_user_dir)
+    summary = json.loads((metrics_dir / "original.json").read_text())
+    validation = {f: v + (0.1 if f == "1" else -0.1) for f, v in summary["validation_by_fold"].items()}
+    frame = pd.read_parquet(per_user_dir / "original.parquet")
+    better = frame.assign(**{m: frame[m] + 0.01 for m in METRICS})
+    summary.update(variant="b", validation_by_fold=validation,
+                   **{m: float(better.groupby("userId")[m].mean().mean()) for m in METRICS})
+    (metrics_dir / "b.json").write_text(json.dumps(summary))
+    better.to_parquet(per_user_dir / "b.parquet")
+    shutil.copytree(root / "dvclive" / "original", tmp_path / "dvclive" / "b")
+    shutil.copytree(root / "dvclive" / "original", tmp_path / "dvclive" / "original")
+    results = load_results(metrics_dir, per_user_dir, tmp_path / "dvclive", METRICS, ["original", "b"])
+    rows, choices = select_tuned(results, {"grid": ("original", "b")}, METRICS)
+    assert choices["grid"].by_fold == {0: "original", 1: "b", 2: "original"}
+    row = next(r for r in rows if r.name == "grid")
+    assert row.summary["chosen"] == "by fold: original, b, original" and row.summary["tuning_budget"] == 2
+    expected = pd.concat([frame[frame["fold"] != 1], better[better["fold"] == 1]])
+    got = row.per_user.sort_values(["fold", "userId", "seed"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected.sort_values(["fold", "userId", "seed"], ignore_index=True)[got.columns])
+    assert set(row.curves["fold"]) == {0, 1, 2}

@@ -15,14 +15,14 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from multvae.config import EvalConfig
-from multvae.table import build_table, load_results
+from multvae.config import ComparisonConfig, EvalConfig
+from multvae.table import build_table, load_results, select_tuned
 from stages.aggregate import aggregate
 
 METRICS = ["ndcg@100", "recall@20", "recall@50"]
 # The project's own display labels: the table must take them from params.yaml's report section.
 REPORT = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["report"]
-EVAL = EvalConfig(bootstrap_samples=200, confidence=0.95, seed=0)
+EVAL = EvalConfig(confidence=0.95)
 USERS = 300
 PNG = b"\x89PNG\r\n\x1a\n"
 VARIANTS = ["original", "latent_300", "two_hidden_layers", "relu", "sgd", "cyclical_cap_1",
@@ -42,6 +42,16 @@ SYSTEMS = {
     "my_extra": ("vae", 0.0, [1]),
 }
 WITHOUT_PER_USER = {"sgd"}
+COMPARISONS = {"vs_original": {"reference": "original", "rows": ["*"]},
+               "vs_best_baseline": {"reference": "best_baseline", "rows": ["*"]}}
+CLAIMS = {
+    "relu_worse": {"row": "relu", "reference": "original", "expect": "worse", "source": "Table VII"},
+    "user_scaled_worse": {"row": "user_scaled", "reference": "original", "expect": "worse"},
+    "latent_300_worse": {"row": "latent_300", "reference": "original", "expect": "worse"},
+    "recall_claim": {"row": "relu", "reference": "original", "expect": "worse", "metric": "recall@50"},
+    "sgd_worse": {"row": "sgd", "reference": "original", "expect": "worse"},  # no per-user results
+    "not_run": {"row": "rp3beta", "reference": "ease", "expect": "worse"},
+}
 NOT_SIGNIFICANT = {"latent_300", "cyclical_cap_1"}
 SIGNIFICANT = {"two_hidden_layers", "relu", "cyclical_cap_0_2", "user_scaled", "most_popular", "ease"}
 
@@ -73,7 +83,8 @@ def make_inputs(root: Path) -> dict[str, Path]:
                 frame[m] = base[m] + shift + noise - noise.mean()
             frames.append(frame)
         per_user = pd.concat(frames, ignore_index=True)
-        summary = {"variant": name, "kind": kind, "val_ndcg@100": 0.4 + shift, "test_users": USERS}
+        summary = {"variant": name, "kind": kind, "val_ndcg@100": 0.4 + shift, "test_users": USERS,
+                   "validation_by_fold": {"0": 0.4 + shift}}
         summary.update({m: float(per_user[m].mean()) for m in METRICS})
         if name == "ease":
             summary["lambda"] = 300.0  # chosen on validation: the table names it
@@ -98,10 +109,11 @@ def make_inputs(root: Path) -> dict[str, Path]:
             per_user.to_parquet(dirs["per_user"] / f"{name}.parquet", index=False)
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump({
-        "eval": {"bootstrap_samples": EVAL.bootstrap_samples, "confidence": EVAL.confidence,
-                 "seed": EVAL.seed},
+        "eval": {"confidence": EVAL.confidence},
         "variants": {name: {} for name in VARIANTS},
         "report": REPORT,
+        "comparisons": COMPARISONS,
+        "claims": CLAIMS,
     }, sort_keys=False))
     dirs["params"] = params
     dirs["stats"] = root / "data" / "stats.json"
@@ -120,6 +132,7 @@ def run_stage(root: Path, dirs: dict[str, Path]):
         "--plots-dir", str(root / "plots"), "--stats", str(dirs["stats"]),
         "--summary", str(root / "metrics/summary.json"), "--report", str(root / "metrics/report.html"),
         "--training", str(root / "plots/training.csv"), "--results-dir", str(root / "results"),
+        "--claims", str(root / "metrics/claims.json"),
     ])
 
 
@@ -145,27 +158,35 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
 
     text = (tmp_path / "metrics/table.md").read_text()
     rows = markdown_rows(text)
-    labels = ["Original model", "Latent 300", "Two hidden layers [600, 400]", "ReLU",
+    labels = ["Original model †", "Latent 300 †", "Two hidden layers [600, 400] †", "ReLU †",
               "Gradient descent (lr 0.001, untuned)",
-              "Cyclical β (cap 1.0)", "Cyclical β (cap 0.2)", "β = γ·|x_u|", "Most popular",
+              "Cyclical β (cap 1.0) †", "Cyclical β (cap 0.2) †", "β = γ·|x_u|", "Most popular",
               "EASE (λ = 300)"]
     assert list(rows) == labels
     assert text.splitlines()[0] == "# Test results across experimental settings: ml-1m"
     header = text.splitlines()[2]
-    assert header.startswith("| Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50 | Δ NDCG@100")
+    assert header.startswith("| Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50 | "
+                             "Δ NDCG@100 vs Original model | p vs Original model | Holm p vs Original model | "
+                             "Δ NDCG@100 vs EASE | p vs EASE | Holm p vs EASE | Tuning budget |")
+    titles = [c.strip() for c in header.split("|")[1:-1]]
+    assert len(titles) == len(set(titles))  # every column has its own name
     assert len({len(cells) for cells in rows.values()}) == 1
     by_name = dict(zip([*VARIANTS, "most_popular", "ease"], rows.values(), strict=True))
     delta = 4
-    for name in SIGNIFICANT:
+    for name in SIGNIFICANT - {"most_popular", "ease"}:
         assert by_name[name][delta].endswith("*"), name
     for name in NOT_SIGNIFICANT:
         assert "*" not in by_name[name][delta] and float(by_name[name][delta + 1]) > 0.05, name
-    assert by_name["original"][delta] == "(reference)"
+    assert by_name["original"][delta] == "(reference)" and by_name["ease"][delta + 3] == "(reference)"
+    assert by_name["most_popular"][delta] == "" and by_name["relu"][delta + 3].endswith("*")
     assert "[" not in by_name["sgd"][1] and by_name["sgd"][delta] == ""
     assert re.fullmatch(r"0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]", by_name["relu"][1])
     assert "±" in by_name["user_scaled"][-1] and by_name["relu"][-1] == ""
-    assert "percentile bootstrap" in text and "paired t-test" in text and "* marks p (Holm) < 0.05" in text
-    assert "adjusted for the 8 comparisons" in text and "Detectable difference" in text
+    # One seed on one fold: the run-to-run spread is unknown, and the row says so.
+    assert "ReLU †" in rows and "β = γ·|x_u|" in rows and "†: trained once" in text
+    assert "t intervals that count the 300 test users and the training runs" in text
+    assert "family `vs_original`, 6 comparisons" in text and "family `vs_best_baseline`, 7 comparisons" in text
+    assert "* marks Holm p < 0.05, so an interval may exclude 0 without a *" in text
 
     summary = json.loads((tmp_path / "metrics/summary.json").read_text())
     assert set(summary) == set(SYSTEMS) - {"my_extra"}
@@ -174,26 +195,27 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     # The study's folder: what a reproduction is diffed against, with the params it ran with.
     study = tmp_path / "results" / "default"
     assert sorted(p.name for p in study.iterdir()) == [
-        "params.yaml", "stats.json", "summary.json", "table.csv", "table.md"]
+        "claims.json", "claims.md", "params.yaml", "stats.json", "summary.json", "table.csv", "table.md"]
     assert json.loads((study / "summary.json").read_text()) == summary
     assert (study / "table.md").read_text() == text
     assert (study / "params.yaml").read_text() == inputs["params"].read_text()
     assert text in result.output  # the command prints the table
-    against_ease = {"diff_ease", "diff_ease_low", "diff_ease_high", "p_ease_holm"}
-    assert set(summary["relu"]) == {"ndcg", "low", "high", "diff", "diff_low", "diff_high", "p", "p_holm",
-                                    *against_ease}
-    assert set(summary["most_popular"]) == {"ndcg", "low", "high", "diff", "diff_low", "diff_high", "p",
-                                            "p_holm"}
-    assert summary["relu"]["diff"] == pytest.approx(-0.05)
-    assert summary["relu"]["p_holm"] >= summary["relu"]["p"]
-    assert set(summary["original"]) == {"ndcg", "low", "high", *against_ease}
+    family = {"diff", "low", "high", "p", "p_holm"}
+    assert set(summary["relu"]) == {"ndcg", "low", "high", "vs_original", "vs_best_baseline"}
+    assert set(summary["relu"]["vs_original"]) == family
+    assert set(summary["most_popular"]) == {"ndcg", "low", "high"}
+    assert summary["relu"]["vs_original"]["diff"] == pytest.approx(-0.05)
+    assert summary["relu"]["vs_original"]["p_holm"] >= summary["relu"]["vs_original"]["p"]
+    assert set(summary["original"]) == {"ndcg", "low", "high", "vs_best_baseline"}
     assert summary["relu"]["low"] < summary["relu"]["ndcg"] < summary["relu"]["high"]
 
     table = pd.read_csv(tmp_path / "metrics/table.csv")
     for m in METRICS:
         assert {m, f"{m}_low", f"{m}_high", f"{m}_seeds_mean", f"{m}_seeds_std"} <= set(table.columns)
-    assert {"variant", "label", "kind", "diff_ndcg@100", "diff_ndcg@100_low", "diff_ndcg@100_high",
-            "p_value", "p_holm", "significant", "detectable_ndcg@100", "best_epoch", "seeds",
+    for f in ("vs_original", "vs_best_baseline"):
+        assert {f"diff_{f}", f"diff_{f}_low", f"diff_{f}_high", f"p_{f}", f"p_holm_{f}",
+                f"detectable_{f}"} <= set(table.columns)
+    assert {"variant", "label", "kind", "runs_counted", "tuning_budget", "best_epoch", "seeds",
             "test_users"} <= set(table.columns)
     assert len(table) == len(SYSTEMS) - 1  # my_extra is no row of the study
     assert table.set_index("variant")["ndcg@100_low"].isna().sum() == 1  # sgd only
@@ -203,32 +225,66 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
         assert data.startswith(PNG) and len(data) > 10_000, name
 
 
-def test_table_values(inputs):
+def _table(inputs):
     results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
-    table = build_table(results, METRICS, EVAL, REPORT["labels"]).set_index("variant")
+    table, families = build_table(results, METRICS, EVAL, REPORT["labels"], _comparisons())
+    return table.set_index("variant"), families
+
+
+def _comparisons():
+    return {name: ComparisonConfig(reference=f["reference"], rows=tuple(f["rows"]))
+            for name, f in COMPARISONS.items()}
+
+
+def test_table_values(inputs):
+    table, families = _table(inputs)
+    assert [(f.name, f.reference) for f in families] == [("vs_original", "original"), ("vs_best_baseline", "ease")]
     for m in METRICS:
         known = table[f"{m}_low"].notna()
         assert ((table.loc[known, f"{m}_low"] < table.loc[known, m])
                 & (table.loc[known, m] < table.loc[known, f"{m}_high"])).all()
     relu = table.loc["relu"]
-    assert relu["diff_ndcg@100"] == pytest.approx(-0.05)
-    assert relu["diff_ndcg@100_high"] < 0 and relu["p_value"] < 1e-6 and relu["significant"]
-    assert table.loc["latent_300", "p_value"] > 0.99 and not table.loc["latent_300", "significant"]
-    # Against the strongest baseline too (planted: EASE +0.02 over the original): VAE rows only.
-    assert relu["diff_ease_ndcg@100"] == pytest.approx(-0.07) and relu["diff_ease_ndcg@100_high"] < 0
-    assert table.loc["latent_300", "diff_ease_ndcg@100"] == pytest.approx(-0.02)
-    assert table.loc["user_scaled", "diff_ease_ndcg@100"] == pytest.approx(-0.01)
-    assert table[["diff_ease_ndcg@100"]].loc[["ease", "most_popular", "sgd"]].isna().all().all()
-    vae = table["diff_ease_ndcg@100"].notna()
-    assert vae.sum() == 7 and (table.loc[vae, "p_ease_holm"] >= table.loc[vae, "p_ease"]).all()
-    assert 0.1 < table.loc["cyclical_cap_1", "p_value"] < 0.9
-    assert not table.loc["cyclical_cap_1", "significant"]
-    assert pd.isna(table.loc["original", "p_value"]) and pd.isna(table.loc["sgd", "significant"])
+    assert relu["diff_vs_original"] == pytest.approx(-0.05)
+    assert relu["diff_vs_original_high"] < 0 and relu["p_vs_original"] < 1e-6 and relu["p_holm_vs_original"] < 0.05
+    assert table.loc["latent_300", "p_vs_original"] > 0.99
+    # Against the best baseline on validation (planted: EASE +0.02 over the original): VAE rows only.
+    assert relu["diff_vs_best_baseline"] == pytest.approx(-0.07) and relu["diff_vs_best_baseline_high"] < 0
+    assert table.loc["latent_300", "diff_vs_best_baseline"] == pytest.approx(-0.02)
+    assert table.loc["user_scaled", "diff_vs_best_baseline"] == pytest.approx(-0.01)
+    assert table[["diff_vs_best_baseline"]].loc[["ease", "most_popular", "sgd"]].isna().all().all()
+    vae = table["diff_vs_best_baseline"].notna()
+    assert vae.sum() == 7 and (table.loc[vae, "p_holm_vs_best_baseline"] >= table.loc[vae, "p_vs_best_baseline"]).all()
+    assert 0.1 < table.loc["cyclical_cap_1", "p_vs_original"] < 0.9
+    assert table.loc["cyclical_cap_1", "p_holm_vs_original"] >= 0.05
+    assert pd.isna(table.loc["original", "p_vs_original"]) and pd.isna(table.loc["sgd", "p_vs_original"])
     seeds = json.loads((inputs["metrics"] / "user_scaled.json").read_text())["seeds"]
     per_seed = [s["recall@20"] for s in seeds.values()]
     assert table.loc["user_scaled", "recall@20_seeds_std"] == pytest.approx(np.std(per_seed, ddof=1))
     assert table.loc["user_scaled", "seeds"] == 2 and pd.isna(table.loc["relu", "recall@20_seeds_std"])
     assert table.loc["relu", "best_epoch"] == 7 and pd.isna(table.loc["ease", "best_epoch"])
+    assert table.loc["user_scaled", "runs_counted"] and not table.loc["relu", "runs_counted"]
+    assert table.loc["ease", "runs_counted"]  # a deterministic baseline has no run-to-run spread
+
+
+def test_claims_get_computed_verdicts(tmp_path, inputs):
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    claims = json.loads((tmp_path / "metrics/claims.json").read_text())
+    assert {name: c["verdict"] for name, c in claims.items()} == {
+        "relu_worse": "holds", "user_scaled_worse": "contradicted", "latent_300_worse": "not resolvable",
+        "recall_claim": "holds"}
+    assert [c["verdict_code"] for c in claims.values()] == [1, -1, 0, 1]
+    assert claims["relu_worse"]["diff"] == pytest.approx(-0.05) and claims["recall_claim"]["metric"] == "recall@50"
+    m = len(claims)
+    p = np.array([c["p"] for c in claims.values()])
+    order = np.argsort(p, kind="stable")
+    expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * p[order]))
+    np.testing.assert_allclose(np.array([c["p_holm"] for c in claims.values()])[order], expected, atol=2e-6)
+    assert "claim sgd_worse: sgd not run in this study: not checked" in result.output
+    assert "claim not_run: rp3beta not run in this study: not checked" in result.output
+    rendered = (tmp_path / "results/default/claims.md").read_text()
+    assert "| ReLU worse than Original model on NDCG@100 | Table VII | -0.0500 [" in rendered
+    assert rendered.count("| holds |") == 2 and "| contradicted |" in rendered
 
 
 def test_without_original_the_table_has_no_comparison(tmp_path, inputs):
@@ -239,7 +295,7 @@ def test_without_original_the_table_has_no_comparison(tmp_path, inputs):
     assert "original.json" in result.output
     text = (tmp_path / "metrics/table.md").read_text()
     assert "vs Original model" not in text.splitlines()[2] and "Original model" not in markdown_rows(text)
-    assert "p_value" not in pd.read_csv(tmp_path / "metrics/table.csv").columns
+    assert "p_vs_original" not in pd.read_csv(tmp_path / "metrics/table.csv").columns
 
 
 @pytest.mark.parametrize("missing", ["metrics", "per_user", "curves"])
@@ -279,14 +335,13 @@ def test_an_empty_metrics_folder_is_an_error(tmp_path, inputs):
     assert result.exit_code == 1 and str(inputs["metrics"]) in result.output
 
 
-def test_holm_adjusts_the_family_of_comparisons_with_the_original(inputs):
-    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
-    table = build_table(results, METRICS, EVAL, REPORT["labels"])
-    compared = table.dropna(subset=["p_value"]).sort_values("p_value")
-    m = len(compared)
-    expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * compared["p_value"].to_numpy()))
-    np.testing.assert_allclose(compared["p_holm"].to_numpy(), expected)
-    assert (compared["significant"] == (compared["p_holm"] < 0.05)).all()
+def test_holm_adjusts_each_family_on_its_own(inputs):
+    table, _ = _table(inputs)
+    for family in ("vs_original", "vs_best_baseline"):
+        compared = table.dropna(subset=[f"p_{family}"]).sort_values(f"p_{family}")
+        m = len(compared)
+        expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * compared[f"p_{family}"].to_numpy()))
+        np.testing.assert_allclose(compared[f"p_holm_{family}"].to_numpy(), expected)
 
 
 def test_a_tuning_group_shows_its_best_member_on_validation_only(tmp_path, inputs):
@@ -297,7 +352,7 @@ def test_a_tuning_group_shows_its_best_member_on_validation_only(tmp_path, input
     inputs["params"].write_text(yaml.safe_dump(params, sort_keys=False))
     for name, validation in (("sgd_lr_a", 0.30), ("sgd_lr_b", 0.35)):
         summary = json.loads((inputs["metrics"] / "relu.json").read_text())
-        summary.update(variant=name, **{"val_ndcg@100": validation})
+        summary.update(variant=name, **{"val_ndcg@100": validation}, validation_by_fold={"0": validation})
         (inputs["metrics"] / f"{name}.json").write_text(json.dumps(summary))
         shutil.copy(inputs["per_user"] / "relu.parquet", inputs["per_user"] / f"{name}.parquet")
         shutil.copytree(inputs["curves"] / "relu", inputs["curves"] / name)
@@ -305,7 +360,7 @@ def test_a_tuning_group_shows_its_best_member_on_validation_only(tmp_path, input
     assert result.exit_code == 0, result.output
     text = (tmp_path / "metrics/table.md").read_text()
     rows = markdown_rows(text)
-    assert "Gradient descent, lr tuned (sgd_lr_b)" in rows  # higher validation NDCG, whatever the test says
+    assert "Gradient descent, lr tuned (sgd_lr_b) †" in rows  # higher validation NDCG, whatever the test says
     assert not any("sgd_lr_a" in row for row in rows)
     assert "sgd_lr_a 0.3000, sgd_lr_b 0.3500" in text
     assert "sgd_tuned" in json.loads((tmp_path / "metrics/summary.json").read_text())
@@ -315,9 +370,21 @@ def test_the_html_report_is_self_contained(tmp_path, inputs):
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 0, result.output
     page = (tmp_path / "metrics/report.html").read_text()
-    assert "<h1>Mult-VAE study: ml-1m</h1>" in page and "β = γ·|x_u|" in page and "p (Holm)" in page
+    assert "<h1>Mult-VAE study: ml-1m</h1>" in page and "β = γ·|x_u|" in page and "Holm p vs EASE" in page
     assert page.count('src="data:image/png;base64,') == 3
     # nothing is loaded from elsewhere: no URL in any src/href, no script, no external style sheet
     assert not re.search(r'(src|href)\s*=\s*"(?!data:)', page)
     assert "<script" not in page and "<link" not in page and "@import" not in page
-    assert "bootstrap_samples: 200" in page  # the exact parameters
+    assert "confidence: 0.95" in page and "relu_worse" in page  # the exact parameters
+
+
+def test_a_reference_that_is_also_a_grid_point_stays_a_row(inputs):
+    """The tuned Mult-VAE grid holds the original model itself: both rows stay, each compared."""
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
+    rows, choices = select_tuned(results, {"tuned": ("original", "relu")}, METRICS, frozenset({"original"}))
+    names = [r.name for r in rows]
+    assert "original" in names and "tuned" in names and "relu" not in names
+    assert choices["tuned"].by_fold == {0: "original"}  # validation 0.40 beats relu's 0.35
+    table, _ = build_table(rows, METRICS, EVAL, REPORT["labels"], _comparisons())
+    assert table.set_index("variant").loc["tuned", "diff_vs_original"] == pytest.approx(0.0)
+    assert table.set_index("variant").loc["tuned", "tuning_budget"] == 2

@@ -1,0 +1,84 @@
+"""Verdicts on the papers' claims, computed by the pipeline rather than written by hand.
+
+Each claim in params.yaml (`claims:`) says that a row is better or worse than a reference on a
+metric. Every claim whose two rows the study ran is tested like any comparison of the table
+(users and training runs counted), with Holm's adjustment over the claims the study checks:
+  - holds: Holm p below the level and the difference in the claimed direction;
+  - contradicted: Holm p below the level and the difference the other way;
+  - not resolvable: Holm p at or above the level; the smallest difference the design detects
+    with 80% power says how large a true effect could have gone unseen.
+The verdict's code (1, -1, 0) sits beside it, so `dvc metrics diff` shows a verdict that flips.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from multvae.config import ClaimConfig
+from multvae.stats import holm
+from multvae.table import POWER, Result, compare, label, metric_title, number
+
+VERDICTS = {"holds": 1, "contradicted": -1, "not resolvable": 0}
+
+
+def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], metrics: list[str],
+                 confidence: float) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(verdicts by claim name, one line per claim the study cannot check, saying why)."""
+    alpha = 1 - confidence
+    skipped, checked = [], {}
+    for name, claim in claims.items():
+        metric = claim.metric or metrics[0]
+        missing = [n for n in (claim.row, claim.reference) if n not in results or results[n].per_user is None]
+        if missing:
+            skipped.append(f"{name}: {', '.join(missing)} not run in this study")
+        elif metric not in metrics:
+            skipped.append(f"{name}: {metric} not computed (eval.ks)")
+        else:
+            checked[name] = (claim, metric, compare(results[claim.row], results[claim.reference], metric,
+                                                    confidence))
+    adjusted = holm([est.p_value for _, _, est in checked.values()])
+    verdicts = {}
+    for (name, (claim, metric, est)), p_holm in zip(checked.items(), adjusted, strict=True):
+        direction = 1.0 if claim.expect == "better" else -1.0
+        if p_holm >= alpha:
+            verdict = "not resolvable"
+        else:
+            verdict = "holds" if direction * est.mean > 0 else "contradicted"
+        verdicts[name] = {
+            "row": claim.row, "reference": claim.reference, "metric": metric, "expect": claim.expect,
+            "source": claim.source, "diff": round(est.mean, 6), "low": round(est.low, 6),
+            "high": round(est.high, 6), "p": round(est.p_value, 6), "p_holm": round(float(p_holm), 6),
+            "detectable": round(est.detectable(alpha / len(checked), POWER), 6),
+            "runs_counted": est.runs_counted, "verdict": verdict, "verdict_code": VERDICTS[verdict],
+        }
+    return verdicts, skipped
+
+
+def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str], dataset: str,
+                    confidence: float) -> str:
+    """The verdicts as a table for the docs (rendered from claims.json's content, nothing added)."""
+    if not verdicts:
+        return (f"# Claims checked: {dataset}\n\nNo claim of params.yaml `claims:` has both its rows in "
+                "this study.\n")
+    lines = [f"# Claims checked: {dataset}", "",
+             "| Claim | Source | Δ [interval] | p | Holm p | Detectable | Verdict |", "|---|---|---|---|---|---|---|"]
+    for v in verdicts.values():
+        claim = (f"{label(v['row'], labels)} {v['expect']} than {label(v['reference'], labels)} "
+                 f"on {metric_title(v['metric'])}").replace("|", "\\|")
+        interval = f"{number(v['diff'], True)} [{number(v['low'], True)}, {number(v['high'], True)}]"
+        lines.append(f"| {claim} | {v['source']} | {interval} | "
+                     f"{_p(v['p'])} | {_p(v['p_holm'])} | {v['detectable']:.4f} | {v['verdict']} |")
+    alpha = 1 - confidence
+    lines += ["", f"- Δ: the row minus the reference, mean over the same test users, with its {confidence:.0%} "
+              "interval (users and training runs counted, not adjusted). Holm p: adjusted over the "
+              f"{len(verdicts)} claims this study checks. A claim holds when Holm p < {alpha:.2g} and Δ has the "
+              "claimed sign, is contradicted when Holm p < {a} and Δ has the other sign, and is not resolvable "
+              "otherwise. Detectable: the smallest true Δ found with 80% power at the strictest Holm step."
+              .replace("{a}", f"{alpha:.2g}")]
+    return "\n".join(lines) + "\n"
+
+
+def _p(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}" if not np.isnan(p) else ""
