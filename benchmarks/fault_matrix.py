@@ -1,0 +1,571 @@
+"""The fault matrix: bad inputs and faults thrown at every command, each outcome classified.
+
+A small workspace (synthetic ratings as a CSV file, every stage run once) is copied for each case;
+the case damages one thing, runs one `multvae` command in it, and the outcome is one of:
+  clear       refused with exit 1 and one line "error: …", every earlier output unchanged
+  accepted    a valid (if unusual) input, run to exit 0, checked where the case says how
+  silent      exit 0 on input that should have been refused: a wrong result without a word
+  traceback   an exception escaped the command
+  unclear     exit 1, but not as one "error:" line
+  damaged     refused, but an output written before the case was changed or removed
+  false alarm a valid input refused
+
+    python benchmarks/fault_matrix.py                       # print the matrix and the counts
+    python benchmarks/fault_matrix.py --markdown docs/faults.md   # also refresh the page's table
+
+tests/test_fault_matrix.py runs it and fails on any outcome other than clear or accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+GOOD = ("clear", "accepted")
+BLOCK = re.compile(r"(<!-- fault-matrix -->\n).*?(<!-- end fault-matrix -->)", re.S)
+PARAMS: dict[str, Any] = {
+    "data": {"dataset": "auto", "source": "ratings.csv", "heldout_users": 30},
+    "model": {"hidden_dims": [32], "latent_dim": 8},
+    "train": {"epochs": 3, "batch_size": 20, "seeds": [1]},
+    "baselines": {"ease_lambdas": [10.0, 100.0], "ease_refine": 1, "rp3_alphas": [0.5, 1.0],
+                  "rp3_betas": [0.0, 0.3]},
+    "runtime": {"device": "cpu", "threads": 1, "checkpoint_seconds": 0},
+    "variants": {"original": {}, "relu": {"model": {"activation": "relu"}}},
+    "study": {"name": "faults", "rows": ["original", "relu"]},
+    "comparisons": {"vs_original": {"reference": "original", "rows": ["*"]}},
+    "claims": {"relu_worse": {"row": "relu", "reference": "original", "expect": "worse"}},
+}
+PIPELINE = [
+    ["download", "--no-progress"], ["prepare"],
+    ["train", "original", "--seed", "1", "--fold", "0"], ["train", "relu", "--seed", "1", "--fold", "0"],
+    ["evaluate", "original"], ["evaluate", "relu"], ["popularity"], ["ease"], ["rp3beta"], ["aggregate"],
+]
+MODEL = Path("models/original/fold-0/seed-1.pt")
+
+
+@dataclass
+class Case:
+    group: str
+    name: str
+    command: list[str]
+    expect: str  # "refused" or "accepted"
+    setup: Callable[[Path], None]
+    check: Callable[[Path], bool] | None = None  # for an accepted case: is the result right?
+    # Outputs the command rewrites as it goes, by design: a train run's per-epoch log starts empty
+    # (as when DVC removes a stage's outputs before running it) and holds the epochs that ran.
+    own: tuple[str, ...] = ()
+
+
+def run(args: list[str]) -> tuple[int, str, BaseException | None]:
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    result = CliRunner().invoke(app, args)
+    exc = result.exception if not isinstance(result.exception, SystemExit) else None
+    return result.exit_code, result.stderr, exc
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Hash of every file under the workspace's output folders."""
+    out = {}
+    for top in ("data", "models", "metrics", "dvclive", "results", "plots", ".checkpoints"):
+        for path in sorted((root / top).rglob("*")):
+            if path.is_file() and not path.name.endswith(".tmp"):
+                out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def build_base(root: Path) -> None:
+    from multvae.config import SYNTHETIC_PRESETS
+    from multvae.synthetic import generate
+
+    ratings, _ = generate(SYNTHETIC_PRESETS["tiny"])
+    ratings.to_csv(root / "ratings.csv", index=False)
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    with inside(root):
+        for args in PIPELINE:
+            code, err, exc = run(args)
+            if code != 0 or exc is not None:
+                raise SystemExit(f"building the workspace: multvae {' '.join(args)} failed: {err or exc}")
+
+
+# ---- what the cases change -------------------------------------------------------------------
+
+def set_param(dotted: str, value: Any) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return setup
+
+
+def drop_param(dotted: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        del node[last]
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return setup
+
+
+def write(relative: str, content: bytes | str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        path = root / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return setup
+
+
+def ratings(text: str, name: str = "bad.csv") -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        (root / name).write_text(text)
+        set_param("data.source", name)(root)
+    return setup
+
+
+def both(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        for step in steps:
+            step(root)
+    return setup
+
+
+def nothing(root: Path) -> None:
+    pass
+
+
+def downloaded(root: Path) -> None:
+    with inside(root):
+        code, err, exc = run(["download", "--no-progress"])
+    if code != 0 or exc is not None:
+        raise RuntimeError(f"download in a case's set-up: {err or exc}")
+
+
+def remove(relative: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        path = root / relative
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return setup
+
+
+def make_dir(relative: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        path = root / relative
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        path.mkdir(parents=True)
+    return setup
+
+
+def overwrite_bytes(relative: str, at: float, count: int = 16) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        path = root / relative
+        data = bytearray(path.read_bytes())
+        start = int(len(data) * at)
+        data[start:start + count] = bytes((b ^ 0xFF) for b in data[start:start + count])
+        path.write_bytes(bytes(data))
+    return setup
+
+
+def truncate(relative: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        path = root / relative
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return setup
+
+
+def copy_file(source: str, target: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        shutil.copyfile(root / source, root / target)
+    return setup
+
+
+def csv_source(rows: list[str], header: str = "userId,movieId,rating,timestamp") -> str:
+    return "\n".join([header, *rows]) + "\n"
+
+
+def base_rows(root: Path) -> list[str]:
+    return (root / "ratings.csv").read_text().splitlines()[1:]
+
+
+def with_rows(change: Callable[[list[str]], list[str]], name: str = "bad.csv") -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        header = (root / "ratings.csv").read_text().splitlines()[0]
+        (root / name).write_text("\n".join([header, *change(base_rows(root))]) + "\n")
+        set_param("data.source", name)(root)
+    return setup
+
+
+def gz_truncated(root: Path) -> None:
+    data = gzip.compress((root / "ratings.csv").read_bytes())
+    (root / "bad.csv.gz").write_bytes(data[: len(data) // 2])
+    set_param("data.source", "bad.csv.gz")(root)
+
+
+def zip_without_ratings(root: Path) -> None:
+    with zipfile.ZipFile(root / "bad.zip", "w") as archive:
+        archive.writestr("ml-1m/README", "no ratings here")
+    set_param("data.source", "bad.zip")(root)
+
+
+def failing_writes(code: int) -> Callable[[Path], None]:
+    """Every output the command puts in place fails with `code`: ENOSPC as on a full disk, EACCES as
+    in a folder without write permission (chmod cannot show that to root, who runs CI here)."""
+    import errno
+
+    def setup(root: Path) -> None:
+        real = os.replace
+
+        def failing(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            if os.path.abspath(dst).startswith(str(root)):
+                raise OSError(code, os.strerror(code), str(src))
+            real(src, dst, *args, **kwargs)
+
+        os.replace = failing  # restored by `run_case`
+
+    assert code in (errno.ENOSPC, errno.EACCES)
+    return setup
+
+
+def other_split(root: Path) -> None:
+    """The model stays; the split under it is rebuilt with another seed: a model of other data."""
+    set_param("data.seed", 4321)(root)
+    with inside(root):
+        code, err, exc = run(["prepare"])
+    if code != 0 or exc is not None:
+        raise RuntimeError(f"rebuilding the split: {err or exc}")
+
+
+def per_user_missing_a_user(root: Path) -> None:
+    import pandas as pd
+
+    path = root / "metrics/per_user/relu.parquet"
+    frame = pd.read_parquet(path)
+    frame.iloc[1:].to_parquet(path, index=False)
+
+
+def per_user_other_users(root: Path) -> None:
+    import pandas as pd
+
+    path = root / "metrics/per_user/relu.parquet"
+    frame = pd.read_parquet(path)
+    frame.assign(userId=frame["userId"] + 100_000).to_parquet(path, index=False)
+
+
+def summary_json_gone_wrong(root: Path) -> None:
+    import json
+
+    path = root / "metrics/variants/relu.json"
+    summary = json.loads(path.read_text())
+    summary["ndcg@100"] = "high"
+    path.write_text(json.dumps(summary))
+
+
+# ---- accepted cases: how to tell their results are right ----------------------------------------
+
+def duplicates_counted(root: Path) -> bool:
+    import json
+
+    return json.loads((root / "data/raw/source.json").read_text()).get("duplicate_ratings_dropped") == 1
+
+
+def checkpoint_set_aside(root: Path) -> bool:
+    return (root / MODEL).is_file() and any((root / ".checkpoints").rglob("*.unreadable-*"))
+
+
+def cases() -> list[Case]:
+    out: list[Case] = []
+
+    def refused(group: str, name: str, command: list[str], setup: Callable[[Path], None]) -> None:
+        out.append(Case(group, name, command, "refused", setup))
+
+    download = ["download", "--no-progress"]
+    # params.yaml: every command reads it first; `download` is the first stage of every repro.
+    for name, setup in [
+        ("params.yaml missing", remove("params.yaml")),
+        ("params.yaml is a folder", make_dir("params.yaml")),
+        ("params.yaml not YAML", write("params.yaml", "data: [unclosed\n")),
+        ("params.yaml a list", write("params.yaml", "- 1\n- 2\n")),
+        ("params.yaml binary garbage", write("params.yaml", bytes(range(256)) * 4)),
+        ("params.yaml not UTF-8", write("params.yaml", b"data:\n  dataset: \xff\xfe\n")),
+        ("unknown top-level key", set_param("trainn", {"epochs": 3})),
+        ("unknown key in model", set_param("model.hidden", [32])),
+    ]:
+        refused("params: file and keys", name, download, setup)
+    for dotted, value in [
+        ("model.hidden_dims", []), ("model.hidden_dims", [-4]), ("model.hidden_dims", "600"),
+        ("model.latent_dim", 0), ("model.dropout", 1.0), ("model.dropout", "half"),
+        ("model.activation", "sigmoid"), ("model.prior_weights", [0.5, 0.5]),
+        ("beta.method", "linear"), ("beta.cap", -1), ("beta.anneal_fraction", 0),
+        ("beta.total_anneal_steps", 0), ("beta.cycles", 0), ("beta.ratio", 1.5), ("beta.gamma", -0.1),
+        ("optim.name", "rmsprop"), ("optim.lr", 0), ("optim.lr", "fast"), ("optim.weight_decay", -1),
+        ("train.epochs", 0), ("train.epochs", 2.5), ("train.epochs", True), ("train.batch_size", 0),
+        ("train.seeds", []), ("train.seeds", [1, 1]), ("train.seeds", ["a"]),
+        ("eval.ks", []), ("eval.ks", [0]), ("eval.confidence", 1.0),
+        ("data.min_rating", 6), ("data.min_user_positives", 1), ("data.heldout_users", 0),
+        ("data.heldout_users", 0.6), ("data.heldout_users", 10.5), ("data.target_fraction", 1),
+        ("data.kfold", 0), ("data.folds", [5]), ("data.folds", [0, 0]), ("data.split", "random"),
+        ("data.dataset", "ml-5m"), ("data.synthetic.users", 5),
+        ("baselines.ease_lambdas", []), ("baselines.ease_lambdas", [-1.0]), ("baselines.ease_refine", 11),
+        ("baselines.rp3_alphas", [0.0]), ("baselines.rp3_betas", [2.0]),
+        ("runtime.threads", -1), ("runtime.device", "tpu"), ("runtime.eval_batch_size", 0),
+    ]:
+        refused("params: values out of range or of the wrong type", f"{dotted}: {value!r}", download,
+                set_param(dotted, value))
+    refused("params: values out of range or of the wrong type", "data.kfold 3 with a temporal split", download,
+            both(set_param("data.kfold", 3), set_param("data.split", "temporal")))
+    for name, setup in [
+        ("variants not a mapping", set_param("variants", ["original"])),
+        ("variant name with a space", set_param("variants.min rating 3", {})),
+        ("variant name with a dot", set_param("variants.cap.0.2", {})),
+        ("variant named like a baseline", set_param("variants.ease", {})),
+        ("variant overrides data", set_param("variants.relu.data", {"min_rating": 3.0})),
+        ("variant overrides eval", set_param("variants.relu.eval", {"ks": [5]})),
+        ("variant overrides an unknown key", set_param("variants.relu.model.depth", 3)),
+        ("variant overrides the seeds", set_param("variants.relu.train", {"seeds": [7]})),
+        ("variant value out of range", set_param("variants.relu.model.dropout", 2.0)),
+        ("tuning member unknown", set_param("tuning", {"grid": ["original", "nope"]})),
+        ("tuning group named like a variant", set_param("tuning", {"relu": ["original"]})),
+        ("study row unknown", set_param("study.rows", ["original", "nope"])),
+        ("study rows repeat", set_param("study.rows", ["original", "original"])),
+        ("study name with a slash", set_param("study.name", "a/b")),
+        ("comparison reference unknown", set_param("comparisons.vs_original.reference", "nope")),
+        ("comparison row unknown", set_param("comparisons.vs_original.rows", ["nope"])),
+        ("comparison metric unknown", set_param("comparisons.vs_original.metric", "map@10")),
+        ("claim direction unknown", set_param("claims.relu_worse.expect", "equal")),
+        ("claim without a row", drop_param("claims.relu_worse.row")),
+        ("claim row is its reference", set_param("claims.relu_worse.row", "original")),
+        ("claim unknown key", set_param("claims.relu_worse.sign", "-")),
+        ("report labels not a mapping", set_param("report", {"labels": ["a"]})),
+    ]:
+        refused("params: variants, studies, comparisons, claims", name, download, setup)
+
+    # The ratings file.
+    for name, setup in [
+        ("source missing", set_param("data.source", "nope.csv")),
+        ("source is a folder", both(make_dir("folder.csv"), set_param("data.source", "folder.csv"))),
+        ("source empty", ratings("")),
+        ("source binary garbage", both(write("bad.csv", bytes(range(256)) * 40), set_param("data.source", "bad.csv"))),
+        ("source is /dev/null", set_param("data.source", "/dev/null")),
+        ("header only", ratings("userId,movieId,rating,timestamp\n")),
+        ("no rating column", ratings("userId,movieId\n1,2\n")),
+        ("userId not a number", with_rows(lambda r: ["abc" + r[0][r[0].index(","):], *r[1:]])),
+        ("userId above the int64 range", with_rows(lambda r: ["99999999999999999991" + r[0][r[0].index(","):], *r[1:]])),
+        ("userId fractional", with_rows(lambda r: ["1.5" + r[0][r[0].index(","):], *r[1:]])),
+        ("movieId fractional", with_rows(lambda r: [r[0].split(",")[0] + ",10.5," + ",".join(r[0].split(",")[2:]), *r[1:]])),
+        ("rating missing", with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",," + r[0].split(",")[3], *r[1:]])),
+        ("rating 7.5", with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",7.5," + r[0].split(",")[3], *r[1:]])),
+        ("rating negative", with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",-1," + r[0].split(",")[3], *r[1:]])),
+        ("gzip cut in half", gz_truncated),
+        ("zip without a ratings file", zip_without_ratings),
+        (".dat file with commas", ratings("1,10,4,978300760\n", "bad.dat")),
+    ]:
+        refused("ratings file", name, download, setup)
+    refused("ratings file", "three users only (refused when split)", ["prepare"], both(
+        ratings(csv_source([f"{u},{m},5,1" for u in (1, 2, 3) for m in range(10)])), downloaded))
+    out.append(Case("ratings file", "a pair rated twice (kept once, counted)", download, "accepted",
+                    with_rows(lambda r: [*r, r[0]]), duplicates_counted))
+
+    # prepare
+    for name, setup in [
+        ("more held-out users than users", set_param("data.heldout_users", 100_000)),
+        ("no user left after min_user_positives", set_param("data.min_user_positives", 100_000)),
+        ("more folds than users allow", both(set_param("data.kfold", 1000), set_param("data.folds", [0]))),
+        ("raw ratings overwritten with garbage", write("data/raw/ratings.parquet", b"garbage" * 100)),
+        ("raw folder missing", remove("data/raw")),
+    ]:
+        refused("prepare", name, ["prepare"], setup)
+
+    # train
+    train = ["train", "original", "--seed", "1", "--fold", "0"]
+    for name, command, setup in [
+        ("unknown variant", ["train", "nope", "--seed", "1", "--fold", "0"], nothing),
+        ("a fold not in data.folds", ["train", "original", "--seed", "1", "--fold", "3"], nothing),
+        ("a seed not in train.seeds", ["train", "original", "--seed", "9", "--fold", "0"], nothing),
+        ("prepared training matrix garbage", train, write("data/prepared/fold-0/train.parquet", b"PAR1garbage")),
+        ("prepared split missing", train, remove("data/prepared")),
+        ("disk full when the model is written", train, failing_writes(errno.ENOSPC)),
+        ("model folder without write permission", train, failing_writes(errno.EACCES)),
+        ("model path is a folder", train, make_dir(str(MODEL))),
+    ]:
+        out.append(Case("train", name, command, "refused", setup, own=("dvclive/original/fold-0/seed-1/",)))
+    out.append(Case("train", "a damaged resume checkpoint (set aside, trained afresh)", train, "accepted",
+                    write(".checkpoints/original/fold-0/seed-1.pt", b"not a checkpoint"), checkpoint_set_aside))
+
+    # evaluate
+    evaluate = ["evaluate", "original"]
+    for name, setup in [
+        ("16 bytes of the weights flipped", overwrite_bytes(str(MODEL), 0.6)),
+        ("model file cut in half", truncate(str(MODEL))),
+        ("model file empty", write(str(MODEL), b"")),
+        ("model missing", remove(str(MODEL))),
+        ("model of relu filed as original", copy_file("models/relu/fold-0/seed-1.pt", str(MODEL))),
+        ("model of another split", other_split),
+        ("model path is a folder", make_dir(str(MODEL))),
+        ("metrics folder without write permission", failing_writes(errno.EACCES)),
+        ("disk full when the results are written", failing_writes(errno.ENOSPC)),
+    ]:
+        refused("evaluate", name, evaluate, setup)
+
+    # baselines
+    for command in (["popularity"], ["ease"], ["rp3beta"]):
+        refused("baselines", f"{command[0]}: prepared test matrix garbage", command,
+                write("data/prepared/fold-0/test_foldin.parquet", b"garbage"))
+    refused("baselines", "ease: cut-off larger than the item count", ["ease"], set_param("eval.ks", [20, 50, 100000]))
+
+    # aggregate
+    aggregate = ["aggregate"]
+    for name, setup in [
+        ("a summary file not JSON", write("metrics/variants/relu.json", "{not json")),
+        ("a summary with a non-numeric metric", summary_json_gone_wrong),
+        ("a per-user file garbage", write("metrics/per_user/relu.parquet", b"garbage")),
+        ("a per-user file missing a run of one user", per_user_missing_a_user),
+        ("a per-user file with other users", per_user_other_users),
+        ("metrics folder missing", remove("metrics/variants")),
+        ("training logs missing", remove("dvclive")),
+        ("a training log garbage", write("dvclive/relu/fold-0/seed-1/plots/metrics/val_ndcg@100.tsv",
+                                          b"\x00\x01garbage")),
+        ("results folder without write permission", failing_writes(errno.EACCES)),
+        ("table path is a folder", make_dir("metrics/table.md")),
+        ("disk full when the table is written", failing_writes(errno.ENOSPC)),
+    ]:
+        refused("aggregate", name, aggregate, setup)
+
+    # recommend (not a stage: a look at a trained model)
+    for name, command in [
+        ("unknown user", ["recommend", "original", "--user", "987654321"]),
+        ("unknown movie", ["recommend", "original", "--movie", "no such film at all"]),
+        ("neither user nor movies", ["recommend", "original"]),
+        ("unknown variant", ["recommend", "nope", "--user", "1"]),
+    ]:
+        refused("recommend", name, command, nothing)
+    refused("recommend", "damaged model", ["recommend", "original", "--movie", "1"], overwrite_bytes(str(MODEL), 0.6))
+    return out
+
+
+def classify(case: Case, root: Path, code: int, stderr: str, exc: BaseException | None,
+             before: dict[str, str]) -> str:
+    if exc is not None:
+        return "traceback"
+    if case.expect == "accepted":
+        if code != 0:
+            return "false alarm"
+        return "accepted" if case.check is None or case.check(root) else "silent"
+    if code == 0:
+        return "silent"
+    lines = stderr.strip().splitlines()
+    if code != 1 or len(lines) != 1 or not lines[0].startswith("error: "):
+        return "unclear"
+    after = snapshot(root)
+    if any(after.get(path) != digest for path, digest in before.items() if not path.startswith(case.own or "\0")):
+        return "damaged"
+    return "clear"
+
+
+def run_case(case: Case, base: Path, scratch: Path) -> tuple[str, str]:
+    root = scratch / "case"
+    if root.exists():
+        for path in [root, *root.rglob("*")]:  # read-only cases leave folders without write permission
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(root)
+    shutil.copytree(base, root, symlinks=True)
+    real_replace = os.replace
+    try:
+        case.setup(root)
+        before = snapshot(root)
+        with inside(root):
+            code, stderr, exc = run(case.command)
+    finally:
+        os.replace = real_replace
+    outcome = classify(case, root, code, stderr, exc, before)
+    message = stderr.strip().splitlines()[-1] if stderr.strip() else (repr(exc) if exc else "")
+    return outcome, message
+
+
+def matrix(keep: Path | None = None) -> list[tuple[Case, str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(keep or tmp)
+        base = scratch / "base"
+        base.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        build_base(base)
+        print(f"workspace built in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+        results = []
+        for i, case in enumerate(cases(), 1):
+            outcome, message = run_case(case, base, scratch)
+            results.append((case, outcome, message))
+            print(f"[{i}] {case.group} / {case.name}: {outcome}", file=sys.stderr)
+        return results
+
+
+def markdown(results: list[tuple[Case, str, str]]) -> str:
+    counts = Counter(outcome for _, outcome, _ in results)
+    lines = [f"{len(results)} cases: " + ", ".join(f"{counts[k]} {k}" for k in sorted(counts)) + ".", "",
+             "| group | case | command | outcome | what the user reads |", "|---|---|---|---|---|"]
+    for case, outcome, message in results:
+        shown = message.replace("|", "\\|")
+        shown = shown if len(shown) <= 160 else shown[:157] + "…"
+        lines.append(f"| {case.group} | {case.name.replace('|', '/')} | `multvae {' '.join(case.command)}` | "
+                     f"{outcome} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", type=Path, help="a page with a <!-- fault-matrix --> block to refresh")
+    args = parser.parse_args()
+    results = matrix()
+    table = markdown(results)
+    print(table)
+    if args.markdown:
+        page = args.markdown.read_text()
+        if not BLOCK.search(page):
+            raise SystemExit(f"{args.markdown}: no <!-- fault-matrix --> … <!-- end fault-matrix --> block")
+        args.markdown.write_text(BLOCK.sub(lambda m: m.group(1) + table + m.group(2), page))
+    bad = [r for r in results if r[1] not in GOOD]
+    raise SystemExit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
