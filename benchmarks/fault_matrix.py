@@ -134,6 +134,15 @@ def set_param(dotted: str, value: Any) -> Callable[[Path], None]:
     return setup
 
 
+def add_variant(name: str) -> Callable[[Path], None]:
+    """A variant whose name is taken as written (set_param would read its dots as nesting)."""
+    def setup(root: Path) -> None:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["variants"][name] = {}
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return setup
+
+
 def drop_param(dotted: str) -> Callable[[Path], None]:
     def setup(root: Path) -> None:
         params = yaml.safe_load((root / "params.yaml").read_text())
@@ -356,8 +365,9 @@ def cases() -> list[Case]:
             both(set_param("data.kfold", 3), set_param("data.split", "temporal")))
     for name, setup in [
         ("variants not a mapping", set_param("variants", ["original"])),
-        ("variant name with a space", set_param("variants.min rating 3", {})),
-        ("variant name with a dot", set_param("variants.cap.0.2", {})),
+        ("variant name with a space", add_variant("min rating 3")),
+        ("variant name with a dot", add_variant("cap.0.2")),
+        ("variant name with a shell character", add_variant("x;rm")),
         ("variant named like a baseline", set_param("variants.ease", {})),
         ("variant overrides data", set_param("variants.relu.data", {"min_rating": 3.0})),
         ("variant overrides eval", set_param("variants.relu.eval", {"ks": [5]})),
@@ -520,7 +530,7 @@ def run_case(case: Case, base: Path, scratch: Path) -> tuple[str, str]:
         os.replace = real_replace
     outcome = classify(case, root, code, stderr, exc, before)
     message = stderr.strip().splitlines()[-1] if stderr.strip() else (repr(exc) if exc else "")
-    return outcome, message
+    return outcome, re.sub(r"\d+\.\d MB free", "… MB free", message.replace(str(root), "<workspace>"))
 
 
 def matrix(keep: Path | None = None) -> list[tuple[Case, str, str]]:
