@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from multvae.config import BASELINES, BEST_BASELINE, EVERY_VAE_ROW, ComparisonConfig, EvalConfig
+from multvae.grids import edge_axes
 from multvae.layout import run_path
 from multvae.live_log import LogError, read_log
 from multvae.results import ResultError, read_per_user, read_summary
@@ -142,16 +143,19 @@ class Choice:
 
     scores: dict[str, float]
     by_fold: dict[int, str]
+    edges: tuple[str, ...] = ()  # settings on which a fold's choice is the smallest or largest tried
 
 
-def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metrics: list[str]) -> Result:
+def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metrics: list[str],
+               edges: tuple[str, ...]) -> Result:
     """The group's row: in each fold, the test users of the member that fold chose."""
     first = next(r for r in members if r.name == by_fold[min(by_fold)])
     named = {r.name: r for r in members}
     chosen = sorted(set(by_fold.values()))
-    summary = {**first.summary, "chosen": chosen[0] if len(chosen) == 1 else
-               "by fold: " + ", ".join(by_fold[f] for f in sorted(by_fold)),
-               "tuning_budget": len(members)}
+    text = chosen[0] if len(chosen) == 1 else "by fold: " + ", ".join(by_fold[f] for f in sorted(by_fold))
+    if edges:
+        text += f"; at grid edge: {', '.join(edges)}"
+    summary = {**first.summary, "chosen": text, "tuning_budget": len(members)}
     per_user = curves = None
     if all(r.per_user is not None for r in members):
         per_user = pd.concat([named[m].per_user[named[m].per_user["fold"] == f] for f, m in sorted(by_fold.items())],
@@ -168,12 +172,15 @@ def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metri
 
 
 def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]], metrics: list[str],
-                 keep: frozenset[str] = frozenset()) -> tuple[list[Result], dict[str, Choice]]:
+                 keep: frozenset[str] = frozenset(),
+                 settings: dict[str, dict[str, dict[str, Any]]] | None = None,
+                 ) -> tuple[list[Result], dict[str, Choice]]:
     """Each tuning group (params.yaml `tuning:`) becomes one row, in place of its members except
     those in `keep` (the references of comparisons: the original model stays a row when it is also a
     point of a grid). Each fold chooses the member with the best validation score on its own
     validation users (`val_<key>` of that fold; the test users are never looked at), so under K-fold
-    no fold's test users steer the choice scored on them."""
+    no fold's test users steer the choice scored on them. `settings` (group -> member -> the settings
+    its members vary, `grids.varying`) flags a choice at an end of its grid."""
     key = metrics[0]
     by_name = {r.name: r for r in results}
     choices: dict[str, Choice] = {}
@@ -189,8 +196,11 @@ def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]], metr
             if any(np.isnan(v) for v in scores.values()):
                 raise ResultError(f"tuning.{group}: the members were run on different folds; re-run them")
             by_fold[fold] = max(scores, key=lambda name: scores[name])  # first member on ties
-        choices[group] = Choice({r.name: float(r.summary[f"val_{key}"]) for r in present}, by_fold)
-        chosen[present[-1].name] = _tuned_row(group, present, by_fold, metrics)
+        grid = (settings or {}).get(group)
+        edges = tuple(sorted({axis for member in set(by_fold.values())
+                              for axis in (edge_axes(grid, member) if grid else [])}))
+        choices[group] = Choice({r.name: float(r.summary[f"val_{key}"]) for r in present}, by_fold, edges)
+        chosen[present[-1].name] = _tuned_row(group, present, by_fold, metrics, edges)
     hidden = {m for members in tuning.values() for m in members} - keep
     rows = []
     for r in results:
@@ -440,9 +450,11 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
         picked = sorted(set(choice.by_fold.values()))
         folds = (f"chosen: {picked[0]}" if len(picked) == 1 else
                  "each fold's choice: " + ", ".join(f"{f}: {m}" for f, m in choice.by_fold.items()))
+        edge = (f" The choice is at an end of the grid in {', '.join(choice.edges)}: the best setting may lie "
+                "beyond it." if choice.edges else "")
         legend.append(f"{label(group, labels)}: the member of its grid with the best validation "
                       f"{metric_title(key)}, chosen on each fold's own validation users ({shown}; {folds}); "
-                      "the others are not in the table.")
+                      f"the others are not in the table.{edge}")
     if multi_seed:
         legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
                       "training seeds (their number in Seeds).")

@@ -42,6 +42,7 @@ def aggregate(
     from multvae.claims import check_claims, claims_markdown
     from multvae.config import load_params
     from multvae.data import read_stats
+    from multvae.grids import varying
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
     from multvae.html_report import render
     from multvae.metrics import metric_names
@@ -74,7 +75,8 @@ def aggregate(
     split_stats = read_stats(stats)
     dataset = str(split_stats.get("dataset", "unknown data"))
     references = frozenset(c.reference for c in read.comparisons.values())
-    rows, choices = select_tuned(results, read.row_tuning, metrics, references)
+    grids = {group: varying({m: read.config(m) for m in members}) for group, members in read.row_tuning.items()}
+    rows, choices = select_tuned(results, read.row_tuning, metrics, references, grids)
     frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from multvae.config import ComparisonConfig, EvalConfig
-from multvae.table import build_table, load_results, select_tuned
+from multvae.table import build_table, load_results, select_tuned, table_markdown
 from stages.aggregate import aggregate
 
 METRICS = ["ndcg@100", "recall@20", "recall@50"]
@@ -388,3 +388,31 @@ def test_a_reference_that_is_also_a_grid_point_stays_a_row(inputs):
     table, _ = build_table(rows, METRICS, EVAL, REPORT["labels"], _comparisons())
     assert table.set_index("variant").loc["tuned", "diff_vs_original"] == pytest.approx(0.0)
     assert table.set_index("variant").loc["tuned", "tuning_budget"] == 2
+
+
+def test_a_choice_at_an_end_of_its_grid_is_flagged():
+    from multvae.config import from_dict
+    from multvae.grids import edge_axes, varying
+
+    configs = {f"g{g}": from_dict({"beta": {"method": "user_scaled", "gamma": g}}) for g in (0.0025, 0.005, 0.01)}
+    configs["d"] = from_dict({"model": {"dropout": 0.3}, "beta": {"gamma": 0.005, "method": "user_scaled"}})
+    settings = varying(configs)
+    assert settings["g0.01"] == {"beta.gamma": 0.01, "model.dropout": 0.5}
+    assert edge_axes(settings, "g0.01") == ["beta.gamma", "model.dropout"]  # 0.5: the largest dropout tried
+    assert edge_axes(settings, "g0.005") == ["model.dropout"]
+    assert edge_axes(varying({k: configs[k] for k in ("g0.0025", "g0.005", "g0.01")}), "g0.005") == []
+    assert edge_axes({"a": {}}, "a") == []
+
+
+def test_the_table_names_a_tuning_choice_at_its_grid_edge(inputs):
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
+    settings = {"grid": {"latent_300": {"model.latent_dim": 300}, "relu": {"model.latent_dim": 200},
+                         "two_hidden_layers": {"model.latent_dim": 250}}}
+    rows, choices = select_tuned(results, {"grid": ("relu", "two_hidden_layers", "latent_300")}, METRICS,
+                                 settings=settings)
+    assert choices["grid"].by_fold == {0: "latent_300"} and choices["grid"].edges == ("model.latent_dim",)
+    row = next(r for r in rows if r.name == "grid")
+    assert row.summary["chosen"] == "latent_300; at grid edge: model.latent_dim"
+    text = table_markdown(build_table(rows, METRICS, EVAL, REPORT["labels"], {})[0], METRICS, EVAL,
+                          REPORT["labels"], "ml-1m", [], choices)
+    assert "at an end of the grid in model.latent_dim" in text
