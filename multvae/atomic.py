@@ -81,6 +81,8 @@ def _faults_named(target: Path, tmp: Path) -> Iterator[None]:
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary sibling of `target`; it replaces `target` only if the block succeeds."""
     target = Path(target)
+    if target.is_dir():
+        raise WriteError(f"{target}: a folder is where this file belongs; move or remove it")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -219,7 +219,7 @@ def fit_rp3beta(train: sp.csr_matrix, validation: HeldOut, alphas: Sequence[floa
             scores[(alpha, beta)] = float(score_heldout(scorer, validation, ks)[ndcg].mean())
             if best is None or scores[(alpha, beta)] > scores[best[:2]]:
                 best = (alpha, beta, scorer)
-        del walk  # a losing walk's n x n weights go before the next is built (the best's scorer keeps its own)
+        del walk  # a losing walk's n x n weights go before the next (the best's scorer keeps its own)
     if best is None:
         raise ValueError("fit_rp3beta needs at least one alpha and one beta")
     alpha, beta, scorer = best

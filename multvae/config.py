@@ -349,7 +349,8 @@ def validate(cfg: Config) -> Config:
     bl = cfg.baselines
     _require(len(bl.ease_lambdas) >= 1 and all(v > 0 for v in bl.ease_lambdas),
              "baselines.ease_lambdas", "expected a non-empty list of positive values")
-    _require(0 <= bl.ease_refine <= 10, "baselines.ease_refine", f"expected 0..10 rounds, got {bl.ease_refine}")
+    _require(0 <= bl.ease_refine <= 10, "baselines.ease_refine",
+             f"expected 0..10 rounds, got {bl.ease_refine}")
     _require(len(bl.rp3_alphas) >= 1 and all(v > 0 for v in bl.rp3_alphas),
              "baselines.rp3_alphas", "expected a non-empty list of positive exponents")
     _require(len(bl.rp3_betas) >= 1 and all(0 <= v <= 1 for v in bl.rp3_betas),
@@ -439,7 +440,8 @@ def _comparisons(values: Any, known: set[str]) -> dict[str, ComparisonConfig]:
     families: dict[str, ComparisonConfig] = _convert(values, dict[str, ComparisonConfig], "comparisons") or {}
     for name, family in families.items():
         where = f"comparisons.{name}"
-        _require(bool(NAME_PATTERN.fullmatch(name)), where, "a family name may hold only letters, digits and '_'")
+        _require(bool(NAME_PATTERN.fullmatch(name)), where,
+                 "a family name may hold only letters, digits and '_'")
         _require(family.reference in known | {BEST_BASELINE}, f"{where}.reference",
                  f"expected a variant, tuning group, baseline or {BEST_BASELINE}, got {family.reference!r}")
         unknown = [r for r in family.rows if r not in known | {EVERY_VAE_ROW}]
@@ -455,7 +457,8 @@ def _claims(values: Any, known: set[str]) -> dict[str, ClaimConfig]:
     claims: dict[str, ClaimConfig] = _convert(values, dict[str, ClaimConfig], "claims") or {}
     for name, claim in claims.items():
         where = f"claims.{name}"
-        _require(bool(NAME_PATTERN.fullmatch(name)), where, "a claim name may hold only letters, digits and '_'")
+        _require(bool(NAME_PATTERN.fullmatch(name)), where,
+                 "a claim name may hold only letters, digits and '_'")
         for part in ("row", "reference"):
             _require(getattr(claim, part) in known, f"{where}.{part}",
                      f"expected a variant, tuning group or baseline, got {getattr(claim, part)!r}")
@@ -562,6 +565,8 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 def _read(path: Path) -> tuple[str, dict[str, Any]]:
     """The file's text and its parsed mapping."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a parameters file")
     if not path.is_file():
         raise ConfigError(f"{path}: parameters file not found")
     try:

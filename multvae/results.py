@@ -145,7 +145,8 @@ def read_per_user(path: Path, metrics: list[str], summary: dict[str, Any]) -> pd
         raise ResultError(f"{path}: missing column(s) {', '.join(missing)}")
     if frame.empty or frame[metrics].isna().any().any():
         raise ResultError(f"{path}: no rows, or missing metric values")
-    frame = frame[["userId", "fold", "seed", *metrics]].sort_values(["fold", "userId", "seed"], ignore_index=True)
+    frame = frame[["userId", "fold", "seed", *metrics]].sort_values(["fold", "userId", "seed"],
+                                                                     ignore_index=True)
     if frame.duplicated(["fold", "userId", "seed"]).any():
         raise ResultError(f"{path}: a user appears twice in one fold and seed")
     runs = frame.groupby("fold")["seed"].nunique()

@@ -135,8 +135,8 @@ def _assign_roles(data: DataConfig, n_users: int, fold: int) -> tuple[np.ndarray
         role[perm[:n]], role[perm[n:2 * n]] = 1, 2
         return role, rng
     if data.kfold > n_users // 2:
-        raise SplitError(f"data.kfold={data.kfold} deals {n_users} users into folds of fewer than 2 test users; "
-                         f"use at most {n_users // 2} folds")
+        raise SplitError(f"data.kfold={data.kfold} deals {n_users} users into folds of fewer than 2 test "
+                         f"users; use at most {n_users // 2} folds")
     fold_of = np.empty(n_users, dtype=np.int64)
     fold_of[perm] = np.arange(n_users) % data.kfold
     role[fold_of == fold] = 2
