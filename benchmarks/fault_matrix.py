@@ -361,8 +361,8 @@ def cases() -> list[Case]:
     ]:
         refused("params: values out of range or of the wrong type", f"{dotted}: {value!r}", download,
                 set_param(dotted, value))
-    refused("params: values out of range or of the wrong type", "data.kfold 3 with a temporal split", download,
-            both(set_param("data.kfold", 3), set_param("data.split", "temporal")))
+    refused("params: values out of range or of the wrong type", "data.kfold 3 with a temporal split",
+            download, both(set_param("data.kfold", 3), set_param("data.split", "temporal")))
     for name, setup in [
         ("variants not a mapping", set_param("variants", ["original"])),
         ("variant name with a space", add_variant("min rating 3")),
@@ -395,17 +395,23 @@ def cases() -> list[Case]:
         ("source missing", set_param("data.source", "nope.csv")),
         ("source is a folder", both(make_dir("folder.csv"), set_param("data.source", "folder.csv"))),
         ("source empty", ratings("")),
-        ("source binary garbage", both(write("bad.csv", bytes(range(256)) * 40), set_param("data.source", "bad.csv"))),
+        ("source binary garbage",
+         both(write("bad.csv", bytes(range(256)) * 40), set_param("data.source", "bad.csv"))),
         ("source is /dev/null", set_param("data.source", "/dev/null")),
         ("header only", ratings("userId,movieId,rating,timestamp\n")),
         ("no rating column", ratings("userId,movieId\n1,2\n")),
         ("userId not a number", with_rows(lambda r: ["abc" + r[0][r[0].index(","):], *r[1:]])),
-        ("userId above the int64 range", with_rows(lambda r: ["99999999999999999991" + r[0][r[0].index(","):], *r[1:]])),
+        ("userId above the int64 range",
+         with_rows(lambda r: ["99999999999999999991" + r[0][r[0].index(","):], *r[1:]])),
         ("userId fractional", with_rows(lambda r: ["1.5" + r[0][r[0].index(","):], *r[1:]])),
-        ("movieId fractional", with_rows(lambda r: [r[0].split(",")[0] + ",10.5," + ",".join(r[0].split(",")[2:]), *r[1:]])),
-        ("rating missing", with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",," + r[0].split(",")[3], *r[1:]])),
-        ("rating 7.5", with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",7.5," + r[0].split(",")[3], *r[1:]])),
-        ("rating negative", with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",-1," + r[0].split(",")[3], *r[1:]])),
+        ("movieId fractional",
+         with_rows(lambda r: [r[0].split(",")[0] + ",10.5," + ",".join(r[0].split(",")[2:]), *r[1:]])),
+        ("rating missing",
+         with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",," + r[0].split(",")[3], *r[1:]])),
+        ("rating 7.5",
+         with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",7.5," + r[0].split(",")[3], *r[1:]])),
+        ("rating negative",
+         with_rows(lambda r: [",".join(r[0].split(",")[:2]) + ",-1," + r[0].split(",")[3], *r[1:]])),
         ("gzip cut in half", gz_truncated),
         ("zip without a ratings file", zip_without_ratings),
         (".dat file with commas", ratings("1,10,4,978300760\n", "bad.dat")),
@@ -432,7 +438,8 @@ def cases() -> list[Case]:
         ("unknown variant", ["train", "nope", "--seed", "1", "--fold", "0"], nothing),
         ("a fold not in data.folds", ["train", "original", "--seed", "1", "--fold", "3"], nothing),
         ("a seed not in train.seeds", ["train", "original", "--seed", "9", "--fold", "0"], nothing),
-        ("prepared training matrix garbage", train, write("data/prepared/fold-0/train.parquet", b"PAR1garbage")),
+        ("prepared training matrix garbage", train,
+         write("data/prepared/fold-0/train.parquet", b"PAR1garbage")),
         ("prepared split missing", train, remove("data/prepared")),
         ("disk full when the model is written", train, failing_writes(errno.ENOSPC)),
         ("model folder without write permission", train, failing_writes(errno.EACCES)),
@@ -440,7 +447,8 @@ def cases() -> list[Case]:
     ]:
         out.append(Case("train", name, command, "refused", setup, own=("dvclive/original/fold-0/seed-1/",)))
     out.append(Case("train", "a damaged resume checkpoint (set aside, trained afresh)", train, "accepted",
-                    write(".checkpoints/original/fold-0/seed-1.pt", b"not a checkpoint"), checkpoint_set_aside))
+                    write(".checkpoints/original/fold-0/seed-1.pt", b"not a checkpoint"),
+                    checkpoint_set_aside))
 
     # evaluate
     evaluate = ["evaluate", "original"]
@@ -461,7 +469,8 @@ def cases() -> list[Case]:
     for command in (["popularity"], ["ease"], ["rp3beta"]):
         refused("baselines", f"{command[0]}: prepared test matrix garbage", command,
                 write("data/prepared/fold-0/test_foldin.parquet", b"garbage"))
-    refused("baselines", "ease: cut-off larger than the item count", ["ease"], set_param("eval.ks", [20, 50, 100000]))
+    refused("baselines", "ease: cut-off larger than the item count", ["ease"],
+            set_param("eval.ks", [20, 50, 100000]))
 
     # aggregate
     aggregate = ["aggregate"]
@@ -489,7 +498,8 @@ def cases() -> list[Case]:
         ("unknown variant", ["recommend", "nope", "--user", "1"]),
     ]:
         refused("recommend", name, command, nothing)
-    refused("recommend", "damaged model", ["recommend", "original", "--movie", "1"], overwrite_bytes(str(MODEL), 0.6))
+    refused("recommend", "damaged model", ["recommend", "original", "--movie", "1"],
+            overwrite_bytes(str(MODEL), 0.6))
     return out
 
 
@@ -507,7 +517,8 @@ def classify(case: Case, root: Path, code: int, stderr: str, exc: BaseException 
     if code != 1 or len(lines) != 1 or not lines[0].startswith("error: "):
         return "unclear"
     after = snapshot(root)
-    if any(after.get(path) != digest for path, digest in before.items() if not path.startswith(case.own or "\0")):
+    if any(after.get(path) != digest
+           for path, digest in before.items() if not path.startswith(case.own or "\0")):
         return "damaged"
     return "clear"
 

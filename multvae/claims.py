@@ -63,7 +63,8 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
         return (f"# Claims checked: {dataset}\n\nNo claim of params.yaml `claims:` has both its rows in "
                 "this study.\n")
     lines = [f"# Claims checked: {dataset}", "",
-             "| Claim | Source | Δ [interval] | p | Holm p | Detectable | Verdict |", "|---|---|---|---|---|---|---|"]
+             "| Claim | Source | Δ [interval] | p | Holm p | Detectable | Verdict |",
+             "|---|---|---|---|---|---|---|"]
     for v in verdicts.values():
         claim = (f"{label(v['row'], labels)} {v['expect']} than {label(v['reference'], labels)} "
                  f"on {metric_title(v['metric'])}").replace("|", "\\|")
@@ -71,11 +72,12 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
         lines.append(f"| {claim} | {v['source']} | {interval} | "
                      f"{_p(v['p'])} | {_p(v['p_holm'])} | {v['detectable']:.4f} | {v['verdict']} |")
     alpha = 1 - confidence
-    lines += ["", f"- Δ: the row minus the reference, mean over the same test users, with its {confidence:.0%} "
-              "interval (users and training runs counted, not adjusted). Holm p: adjusted over the "
-              f"{len(verdicts)} claims this study checks. A claim holds when Holm p < {alpha:.2g} and Δ has the "
-              "claimed sign, is contradicted when Holm p < {a} and Δ has the other sign, and is not resolvable "
-              "otherwise. Detectable: the smallest true Δ found with 80% power at the strictest Holm step."
+    lines += ["", f"- Δ: the row minus the reference, mean over the same test users, with its "
+              f"{confidence:.0%} interval (users and training runs counted, not adjusted). Holm p: adjusted "
+              f"over the {len(verdicts)} claims this study checks. A claim holds when Holm p < {alpha:.2g} "
+              "and Δ has the claimed sign, is contradicted when Holm p < {a} and Δ has the other sign, and "
+              "is not resolvable otherwise. Detectable: the smallest true Δ found with 80% power at the "
+              "strictest Holm step."
               .replace("{a}", f"{alpha:.2g}")]
     return "\n".join(lines) + "\n"
 

@@ -150,23 +150,25 @@ def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metri
                edges: tuple[str, ...]) -> Result:
     """The group's row: in each fold, the test users of the member that fold chose."""
     first = next(r for r in members if r.name == by_fold[min(by_fold)])
-    named = {r.name: r for r in members}
     chosen = sorted(set(by_fold.values()))
     text = chosen[0] if len(chosen) == 1 else "by fold: " + ", ".join(by_fold[f] for f in sorted(by_fold))
     if edges:
         text += f"; at grid edge: {', '.join(edges)}"
     summary = {**first.summary, "chosen": text, "tuning_budget": len(members)}
+    tables = {r.name: r.per_user for r in members if r.per_user is not None}
+    logs = {r.name: r.curves for r in members if r.curves is not None}
     per_user = curves = None
-    if all(r.per_user is not None for r in members):
-        per_user = pd.concat([named[m].per_user[named[m].per_user["fold"] == f] for f, m in sorted(by_fold.items())],
+    if len(tables) == len(members):
+        per_user = pd.concat([tables[m][tables[m]["fold"] == f] for f, m in sorted(by_fold.items())],
                              ignore_index=True)
         by_seed = per_user.groupby("seed")[metrics].mean()
         summary.update({m: float(by_seed[m].mean()) for m in metrics})
-        summary["seeds"] = {str(seed): {**{m: float(row[m]) for m in metrics},
-                                        "best_epoch": first.summary["seeds"].get(str(seed), {}).get("best_epoch")}
-                            for seed, row in by_seed.iterrows()}
-    if all(r.curves is not None for r in members):
-        curves = pd.concat([named[m].curves[named[m].curves["fold"] == f] for f, m in sorted(by_fold.items())],
+        summary["seeds"] = {
+            str(seed): {**{m: float(row[m]) for m in metrics},
+                        "best_epoch": first.summary["seeds"].get(str(seed), {}).get("best_epoch")}
+            for seed, row in by_seed.iterrows()}
+    if len(logs) == len(members):
+        curves = pd.concat([logs[m][logs[m]["fold"] == f] for f, m in sorted(by_fold.items())],
                            ignore_index=True)
     return Result(group, first.kind, summary, per_user, curves)
 
@@ -314,14 +316,16 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
         if family is None:
             continue
         families.append(family)
-        found = {n: compare(by_name[n], by_name[family.reference], family.metric, confidence) for n in family.rows}
+        found = {n: compare(by_name[n], by_name[family.reference], family.metric, confidence)
+                 for n in family.rows}
         columns = {f"diff_{name}": "mean", f"diff_{name}_low": "low", f"diff_{name}_high": "high",
                    f"p_{name}": "p_value"}
         for column, attribute in columns.items():
-            table[column] = [float(getattr(found[n], attribute)) if n in found else np.nan for n in table["variant"]]
+            table[column] = [float(getattr(found[n], attribute)) if n in found else np.nan
+                             for n in table["variant"]]
         table[f"p_holm_{name}"] = holm(table[f"p_{name}"].to_numpy(float))
-        table[f"detectable_{name}"] = [found[n].detectable(alpha / len(found), POWER) if n in found else np.nan
-                                       for n in table["variant"]]
+        table[f"detectable_{name}"] = [found[n].detectable(alpha / len(found), POWER)
+                                       if n in found else np.nan for n in table["variant"]]
     return table.astype({"best_epoch": "Int64", "seeds": "Int64", "test_users": "Int64",
                          "tuning_budget": "Int64"}), families
 
@@ -342,7 +346,8 @@ def summary_metrics(table: pd.DataFrame, key: str, families: list[Family]) -> di
                 values[f] = {"diff": round(float(row[f"diff_{f}"]), 6),
                              "low": round(float(row[f"diff_{f}_low"]), 6),
                              "high": round(float(row[f"diff_{f}_high"]), 6),
-                             "p": round(float(row[f"p_{f}"]), 6), "p_holm": round(float(row[f"p_holm_{f}"]), 6)}
+                             "p": round(float(row[f"p_{f}"]), 6),
+                             "p_holm": round(float(row[f"p_holm_{f}"]), 6)}
         out[str(row["variant"])] = values
     return out
 
@@ -412,7 +417,8 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
             else:
                 mark = f" {SIGNIFICANT}" if row[f"p_holm_{n}"] < alpha else ""
                 cells += [_with_interval(row[f"diff_{n}"], row[f"diff_{n}_low"], row[f"diff_{n}_high"],
-                                         signed=True) + mark, _p_value(row[f"p_{n}"]), _p_value(row[f"p_holm_{n}"])]
+                                         signed=True) + mark,
+                          _p_value(row[f"p_{n}"]), _p_value(row[f"p_holm_{n}"])]
         cells += [row["tuning_budget"], row["best_epoch"]]
         if multi_seed:
             cells.append(row["seeds"])
@@ -425,18 +431,19 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     over = f"the {int(users.max()):,} test users" if len(users) else "the test users"
     legend = [
         f"Intervals: {level} t intervals that count {over} and the training runs (docs/statistics.md): on "
-        "one fold, the users' spread plus each Mult-VAE row's spread over its seeds, with Welch–Satterthwaite "
-        "degrees of freedom; under K-fold, the spread of the folds' results. A value without an interval has "
-        "no per-user results.",
+        "one fold, the users' spread plus each Mult-VAE row's spread over its seeds, with "
+        "Welch–Satterthwaite degrees of freedom; under K-fold, the spread of the folds' results. A value "
+        "without an interval has no per-user results.",
     ]
     if not table["runs_counted"].all():
-        legend.append(f"{UNCOUNTED}: trained once on one fold, so the run-to-run spread is unknown and left out "
-                      "of its intervals and tests (run several train.seeds).")
+        legend.append(f"{UNCOUNTED}: trained once on one fold, so the run-to-run spread is unknown and left "
+                      "out of its intervals and tests (run several train.seeds).")
     for f in families:
         m = len(f.rows)
         detectable = table[f"detectable_{f.name}"].dropna()
         legend.append(
-            f"{titles[f.name][0].upper()}{titles[f.name][1:]} (family `{f.name}`, {m} comparison{'s' if m > 1 else ''}): Δ is the "
+            f"{titles[f.name][0].upper()}{titles[f.name][1:]} (family `{f.name}`, "
+            f"{m} comparison{'s' if m > 1 else ''}): Δ is the "
             f"mean paired difference in {metric_title(f.metric)} over the same test users with its {level} "
             f"interval (not adjusted); p is its two-sided test; Holm p is adjusted over the family (Holm's "
             f"step-down method), and {SIGNIFICANT} marks Holm p < {alpha:.2g}, so an interval may exclude 0 "
@@ -450,8 +457,8 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
         picked = sorted(set(choice.by_fold.values()))
         folds = (f"chosen: {picked[0]}" if len(picked) == 1 else
                  "each fold's choice: " + ", ".join(f"{f}: {m}" for f, m in choice.by_fold.items()))
-        edge = (f" The choice is at an end of the grid in {', '.join(choice.edges)}: the best setting may lie "
-                "beyond it." if choice.edges else "")
+        edge = (f" The choice is at an end of the grid in {', '.join(choice.edges)}: the best setting may "
+                "lie beyond it." if choice.edges else "")
         legend.append(f"{label(group, labels)}: the member of its grid with the best validation "
                       f"{metric_title(key)}, chosen on each fold's own validation users ({shown}; {folds}); "
                       f"the others are not in the table.{edge}")

@@ -25,7 +25,8 @@ def aggregate(
     summary: Annotated[Path, typer.Option(
         help="Compact metrics for DVC: key metric, interval, Δ, p.")] = Path("metrics/summary.json"),
     claims: Annotated[Path, typer.Option(
-        help="One verdict per claim of params.yaml `claims:` the study can check.")] = Path("metrics/claims.json"),
+        help="One verdict per claim of params.yaml `claims:` the study "
+             "can check.")] = Path("metrics/claims.json"),
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
     training: Annotated[Path, typer.Option(
         help="Every variant's per-epoch log in one CSV (dvc plots).")] = Path("plots/training.csv"),
@@ -42,8 +43,8 @@ def aggregate(
     from multvae.claims import check_claims, claims_markdown
     from multvae.config import load_params
     from multvae.data import read_stats
-    from multvae.grids import varying
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
+    from multvae.grids import varying
     from multvae.html_report import render
     from multvae.metrics import metric_names
     from multvae.table import (
@@ -75,7 +76,8 @@ def aggregate(
     split_stats = read_stats(stats)
     dataset = str(split_stats.get("dataset", "unknown data"))
     references = frozenset(c.reference for c in read.comparisons.values())
-    grids = {group: varying({m: read.config(m) for m in members}) for group, members in read.row_tuning.items()}
+    grids = {group: varying({m: read.config(m) for m in members})
+             for group, members in read.row_tuning.items()}
     rows, choices = select_tuned(results, read.row_tuning, metrics, references, grids)
     frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices)
@@ -109,5 +111,5 @@ def aggregate(
         write_json(tmp / "stats.json", split_stats)
     typer.echo(markdown)
     typer.echo(verdict_table)
-    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {claims}, {report}, {study}/; figures "
-               f"comparison.png, validation_curves.png, beta_schedules.png -> {plots_dir}")
+    typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {claims}, {report}, {study}/; "
+               f"figures comparison.png, validation_curves.png, beta_schedules.png -> {plots_dir}")

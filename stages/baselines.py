@@ -7,6 +7,8 @@ aggregate stage and the significance tests treat them like any other row of the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +22,17 @@ if TYPE_CHECKING:
     from multvae.metrics import Scorer
 
 BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
+
+
+@dataclass
+class TunedFit:
+    """One fold's baseline, tuned on that fold's validation users."""
+
+    scorer: Scorer
+    chosen: dict[str, float]  # the selected setting(s), by name (lambda; alpha and beta)
+    grid: dict[str, float]  # every setting tried -> its validation score
+    at_edge: bool
+    validation: float  # the chosen setting's validation score
 
 
 def _load(data: Path, ks: tuple[int, ...], folds: tuple[int, ...]) -> dict[int, Dataset]:
@@ -91,6 +104,26 @@ def _per_fold(datasets: dict[int, Any], values: dict[int, Any]) -> Any:
     return next(iter(values.values())) if len(datasets) == 1 else {str(f): v for f, v in values.items()}
 
 
+def _tune_per_fold(command: str, datasets: dict[int, Dataset], fit: Callable[[Dataset], TunedFit],
+                   ) -> tuple[dict[int, Scorer], dict[int, float], dict[str, Any]]:
+    """A baseline tuned on each fold's own validation users: the scorers, each fold's validation
+    score, and what the summary records (each setting and the grid by fold, the edge flag, the
+    budget: the most settings a fold tried)."""
+    fits = {}
+    for fold, dataset in datasets.items():
+        fits[fold] = found = fit(dataset)
+        shown = ", ".join(f"{name} {value:.6g}" for name, value in found.chosen.items())
+        edge = "; at an edge of what was searched" if found.at_edge else ""
+        typer.echo(f"{command}: fold {fold}: {shown} chosen on validation among {len(found.grid)} "
+                   f"settings{edge}")
+    chosen: dict[str, Any] = {name: _per_fold(datasets, {f: x.chosen[name] for f, x in fits.items()})
+                              for name in next(iter(fits.values())).chosen}
+    chosen.update(grid=_per_fold(datasets, {f: x.grid for f, x in fits.items()}),
+                  at_edge=_per_fold(datasets, {f: x.at_edge for f, x in fits.items()}),
+                  tuning_budget=max(len(x.grid) for x in fits.values()))
+    return {f: x.scorer for f, x in fits.items()}, {f: x.validation for f, x in fits.items()}, chosen
+
+
 @user_errors
 def ease(
     params: ParamsOption = Path("params.yaml"),
@@ -108,20 +141,16 @@ def ease(
     read = load_params(params)
     cfg = read.base
     settings = cfg.baselines
+
+    def fit(dataset: Dataset) -> TunedFit:
+        found = fit_ease(dataset.train, dataset.validation, settings.ease_lambdas, settings.ease_refine,
+                         cfg.eval.ks)
+        return TunedFit(linear_scorer(found.weights), {"lambda": found.lam},
+                        {f"{lam:.6g}": v for lam, v in sorted(found.validation.items())}, found.at_edge,
+                        found.validation[found.lam])
+
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
-    scorers, lambdas, grids, edges, val = {}, {}, {}, {}, {}
-    for fold, dataset in datasets.items():
-        fit = fit_ease(dataset.train, dataset.validation, settings.ease_lambdas, settings.ease_refine, cfg.eval.ks)
-        scorers[fold] = linear_scorer(fit.weights)
-        lambdas[fold], edges[fold] = fit.lam, fit.at_edge
-        grids[fold] = {f"{lam:.6g}": v for lam, v in sorted(fit.validation.items())}
-        val[fold] = fit.validation[fit.lam]
-        edge = "; at an edge of the searched range" if fit.at_edge else ""
-        typer.echo(f"ease: fold {fold}: λ {fit.lam:.6g} chosen on validation among {len(fit.validation)} "
-                   f"values ({fit.weights.dtype}){edge}")
-    chosen = {"lambda": _per_fold(datasets, lambdas), "lambda_grid": _per_fold(datasets, grids),
-              "at_edge": _per_fold(datasets, edges),
-              "tuning_budget": max(len(g) for g in grids.values())}
+    scorers, val, chosen = _tune_per_fold("ease", datasets, fit)
     _score_and_write(read, "ease", "ease", scorers, datasets, cfg.eval.ks, val, metrics, per_user, chosen,
                      started)
 
@@ -143,17 +172,15 @@ def rp3beta(
     read = load_params(params)
     cfg = read.base
     settings = cfg.baselines
+
+    def fit(dataset: Dataset) -> TunedFit:
+        found = fit_rp3beta(dataset.train, dataset.validation, settings.rp3_alphas, settings.rp3_betas,
+                            cfg.eval.ks)
+        return TunedFit(found.scorer, {"alpha": found.alpha, "beta": found.beta},
+                        {f"{a:g},{b:g}": v for (a, b), v in found.validation.items()}, found.at_edge,
+                        found.validation[(found.alpha, found.beta)])
+
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
-    scorers, alphas, betas, grids, edges, val = {}, {}, {}, {}, {}, {}
-    for fold, dataset in datasets.items():
-        fit = fit_rp3beta(dataset.train, dataset.validation, settings.rp3_alphas, settings.rp3_betas, cfg.eval.ks)
-        scorers[fold], alphas[fold], betas[fold], edges[fold] = fit.scorer, fit.alpha, fit.beta, fit.at_edge
-        grids[fold] = {f"{a:g},{b:g}": v for (a, b), v in fit.validation.items()}
-        val[fold] = fit.validation[(fit.alpha, fit.beta)]
-        edge = "; at an edge of the grid" if fit.at_edge else ""
-        typer.echo(f"rp3beta: fold {fold}: α {fit.alpha:g}, β {fit.beta:g} chosen on validation{edge}")
-    chosen = {"alpha": _per_fold(datasets, alphas), "beta": _per_fold(datasets, betas),
-              "alpha_beta_grid": _per_fold(datasets, grids), "at_edge": _per_fold(datasets, edges),
-              "tuning_budget": len(settings.rp3_alphas) * len(settings.rp3_betas)}
-    _score_and_write(read, "rp3beta", "rp3beta", scorers, datasets, cfg.eval.ks, val, metrics, per_user, chosen,
-                     started)
+    scorers, val, chosen = _tune_per_fold("rp3beta", datasets, fit)
+    _score_and_write(read, "rp3beta", "rp3beta", scorers, datasets, cfg.eval.ks, val, metrics, per_user,
+                     chosen, started)

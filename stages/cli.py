@@ -24,6 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
-for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, aggregate, recommend, synthesize,
-                docs):
+for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, aggregate, recommend,
+                synthesize, docs):
     app.command()(command)

@@ -14,7 +14,6 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from multvae import baselines
 from multvae.baselines import (
     EaseSpectrum,
     Rp3Walk,
@@ -169,14 +168,16 @@ def test_lambda_selection_picks_best_validation_ndcg(dataset: Dataset) -> None:
     np.testing.assert_allclose([fit.validation[lam] for lam in LAMBDAS], [brute[lam] for lam in LAMBDAS])
     np.testing.assert_allclose(fit.weights, spectrum.weights(best))
     refined = fit_ease(dataset.train, dataset.validation, LAMBDAS, 2, KS)
-    assert len(refined.validation) == len(LAMBDAS) + 4 and refined.validation[refined.lam] >= fit.validation[best]
+    assert (len(refined.validation) == len(LAMBDAS) + 4
+            and refined.validation[refined.lam] >= fit.validation[best])
 
 
 def test_rp3beta_selection_picks_best_validation_ndcg(dataset: Dataset) -> None:
     alphas, betas = (0.5, 1.0), (0.0, 0.3)
     fit = fit_rp3beta(dataset.train, dataset.validation, alphas, betas, KS)
-    brute = {(a, b): score_heldout(Rp3Walk(dataset.train, a).scorer(b), dataset.validation, KS)["ndcg@100"].mean()
-             for a in alphas for b in betas}
+    brute = {
+        (a, b): score_heldout(Rp3Walk(dataset.train, a).scorer(b), dataset.validation, KS)["ndcg@100"].mean()
+        for a in alphas for b in betas}
     assert (fit.alpha, fit.beta) == max(brute, key=brute.__getitem__)
     np.testing.assert_allclose([fit.validation[k] for k in brute], list(brute.values()))
 
@@ -222,19 +223,19 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
     ease(params=params, data=prepared, metrics=out / "variants" / "ease.json",
          per_user=out / "per_user" / "ease.parquet")
     summary = check_outputs(out, "ease", n_test)
-    assert set(summary) == set(pop) | {"lambda", "lambda_grid", "at_edge"}
-    assert {f"{lam:.6g}" for lam in LAMBDAS} < set(summary["lambda_grid"])  # the grid, refined once
-    assert summary["tuning_budget"] == len(summary["lambda_grid"]) == len(LAMBDAS) + 2
-    assert summary["val_ndcg@100"] == max(summary["lambda_grid"].values())
-    assert summary["lambda_grid"][f"{summary['lambda']:.6g}"] == summary["val_ndcg@100"]
+    assert set(summary) == set(pop) | {"lambda", "grid", "at_edge"}
+    assert {f"{lam:.6g}" for lam in LAMBDAS} < set(summary["grid"])  # the grid, refined once
+    assert summary["tuning_budget"] == len(summary["grid"]) == len(LAMBDAS) + 2
+    assert summary["val_ndcg@100"] == max(summary["grid"].values())
+    assert summary["grid"][f"{summary['lambda']:.6g}"] == summary["val_ndcg@100"]
     assert summary["ndcg@100"] > pop["ndcg@100"] and summary["at_edge"] is False
 
     rp3beta(params=params, data=prepared, metrics=out / "variants" / "rp3beta.json",
             per_user=out / "per_user" / "rp3beta.parquet")
     walk = check_outputs(out, "rp3beta", n_test)
-    assert set(walk) == set(pop) | {"alpha", "beta", "alpha_beta_grid", "at_edge"}
-    assert walk["tuning_budget"] == len(walk["alpha_beta_grid"]) == 4
-    assert walk["val_ndcg@100"] == max(walk["alpha_beta_grid"].values())
+    assert set(walk) == set(pop) | {"alpha", "beta", "grid", "at_edge"}
+    assert walk["tuning_budget"] == len(walk["grid"]) == 4
+    assert walk["val_ndcg@100"] == max(walk["grid"].values())
     assert walk["ndcg@100"] > pop["ndcg@100"]
 
 

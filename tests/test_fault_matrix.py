@@ -30,7 +30,8 @@ def test_every_fault_ends_in_one_clear_line_or_a_checked_result():
     counts = Counter(outcome for _, outcome, _ in results)
     print(dict(counts))
     assert len(results) >= 100
-    bad = [(case.group, case.name, outcome, message) for case, outcome, message in results if outcome not in fm.GOOD]
+    bad = [(case.group, case.name, outcome, message)
+           for case, outcome, message in results if outcome not in fm.GOOD]
     assert not bad, bad
 
 

@@ -102,7 +102,8 @@ def three_folds(tmp_path_factory, tiny_params) -> Path:
     params = root / "params.yaml"
     params.write_text(tiny_params(data={"kfold": 3, "folds": [0, 1, 2], "heldout_users": 20},
                                   train={"epochs": 3, "seeds": [1, 2]},
-                                  comparisons={"vs_best_baseline": {"reference": "best_baseline", "rows": ["*"]}}))
+                                  comparisons={"vs_best_baseline": {"reference": "best_baseline",
+                                                                    "rows": ["*"]}}))
     data = root / "data"
     _invoke("download", "-p", params, "--out", data / "raw", "--no-progress")
     _invoke("prepare", "-p", params, "--raw", data / "raw", "--out", data / "prepared", "--stats",
@@ -204,8 +205,10 @@ def test_each_fold_chooses_its_tuning_member_on_its_own_validation_users(three_f
     rows, choices = select_tuned(results, {"grid": ("original", "b")}, METRICS)
     assert choices["grid"].by_fold == {0: "original", 1: "b", 2: "original"}
     row = next(r for r in rows if r.name == "grid")
+    assert row.per_user is not None and row.curves is not None
     assert row.summary["chosen"] == "by fold: original, b, original" and row.summary["tuning_budget"] == 2
     expected = pd.concat([frame[frame["fold"] != 1], better[better["fold"] == 1]])
     got = row.per_user.sort_values(["fold", "userId", "seed"], ignore_index=True)
-    pd.testing.assert_frame_equal(got, expected.sort_values(["fold", "userId", "seed"], ignore_index=True)[got.columns])
+    pd.testing.assert_frame_equal(
+        got, expected.sort_values(["fold", "userId", "seed"], ignore_index=True)[got.columns])
     assert set(row.curves["fold"]) == {0, 1, 2}

@@ -42,8 +42,8 @@ SYSTEMS = {
     "my_extra": ("vae", 0.0, [1]),
 }
 WITHOUT_PER_USER = {"sgd"}
-COMPARISONS = {"vs_original": {"reference": "original", "rows": ["*"]},
-               "vs_best_baseline": {"reference": "best_baseline", "rows": ["*"]}}
+COMPARISONS: dict[str, dict] = {"vs_original": {"reference": "original", "rows": ["*"]},
+                                "vs_best_baseline": {"reference": "best_baseline", "rows": ["*"]}}
 CLAIMS = {
     "relu_worse": {"row": "relu", "reference": "original", "expect": "worse", "source": "Table VII"},
     "user_scaled_worse": {"row": "user_scaled", "reference": "original", "expect": "worse"},
@@ -166,8 +166,9 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     assert text.splitlines()[0] == "# Test results across experimental settings: ml-1m"
     header = text.splitlines()[2]
     assert header.startswith("| Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50 | "
-                             "Δ NDCG@100 vs Original model | p vs Original model | Holm p vs Original model | "
-                             "Δ NDCG@100 vs EASE | p vs EASE | Holm p vs EASE | Tuning budget |")
+                             "Δ NDCG@100 vs Original model | p vs Original model | "
+                             "Holm p vs Original model | Δ NDCG@100 vs EASE | p vs EASE | Holm p vs EASE | "
+                             "Tuning budget |")
     titles = [c.strip() for c in header.split("|")[1:-1]]
     assert len(titles) == len(set(titles))  # every column has its own name
     assert len({len(cells) for cells in rows.values()}) == 1
@@ -185,7 +186,8 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     # One seed on one fold: the run-to-run spread is unknown, and the row says so.
     assert "ReLU †" in rows and "β = γ·|x_u|" in rows and "†: trained once" in text
     assert "t intervals that count the 300 test users and the training runs" in text
-    assert "family `vs_original`, 6 comparisons" in text and "family `vs_best_baseline`, 7 comparisons" in text
+    assert ("family `vs_original`, 6 comparisons" in text
+            and "family `vs_best_baseline`, 7 comparisons" in text)
     assert "* marks Holm p < 0.05, so an interval may exclude 0 without a *" in text
 
     summary = json.loads((tmp_path / "metrics/summary.json").read_text())
@@ -238,14 +240,16 @@ def _comparisons():
 
 def test_table_values(inputs):
     table, families = _table(inputs)
-    assert [(f.name, f.reference) for f in families] == [("vs_original", "original"), ("vs_best_baseline", "ease")]
+    assert [(f.name, f.reference) for f in families] == [("vs_original", "original"),
+                                                         ("vs_best_baseline", "ease")]
     for m in METRICS:
         known = table[f"{m}_low"].notna()
         assert ((table.loc[known, f"{m}_low"] < table.loc[known, m])
                 & (table.loc[known, m] < table.loc[known, f"{m}_high"])).all()
     relu = table.loc["relu"]
     assert relu["diff_vs_original"] == pytest.approx(-0.05)
-    assert relu["diff_vs_original_high"] < 0 and relu["p_vs_original"] < 1e-6 and relu["p_holm_vs_original"] < 0.05
+    assert (relu["diff_vs_original_high"] < 0 and relu["p_vs_original"] < 1e-6
+            and relu["p_holm_vs_original"] < 0.05)
     assert table.loc["latent_300", "p_vs_original"] > 0.99
     # Against the best baseline on validation (planted: EASE +0.02 over the original): VAE rows only.
     assert relu["diff_vs_best_baseline"] == pytest.approx(-0.07) and relu["diff_vs_best_baseline_high"] < 0
@@ -253,7 +257,8 @@ def test_table_values(inputs):
     assert table.loc["user_scaled", "diff_vs_best_baseline"] == pytest.approx(-0.01)
     assert table[["diff_vs_best_baseline"]].loc[["ease", "most_popular", "sgd"]].isna().all().all()
     vae = table["diff_vs_best_baseline"].notna()
-    assert vae.sum() == 7 and (table.loc[vae, "p_holm_vs_best_baseline"] >= table.loc[vae, "p_vs_best_baseline"]).all()
+    assert vae.sum() == 7 and (table.loc[vae, "p_holm_vs_best_baseline"]
+                               >= table.loc[vae, "p_vs_best_baseline"]).all()
     assert 0.1 < table.loc["cyclical_cap_1", "p_vs_original"] < 0.9
     assert table.loc["cyclical_cap_1", "p_holm_vs_original"] >= 0.05
     assert pd.isna(table.loc["original", "p_vs_original"]) and pd.isna(table.loc["sgd", "p_vs_original"])
@@ -274,7 +279,8 @@ def test_claims_get_computed_verdicts(tmp_path, inputs):
         "relu_worse": "holds", "user_scaled_worse": "contradicted", "latent_300_worse": "not resolvable",
         "recall_claim": "holds"}
     assert [c["verdict_code"] for c in claims.values()] == [1, -1, 0, 1]
-    assert claims["relu_worse"]["diff"] == pytest.approx(-0.05) and claims["recall_claim"]["metric"] == "recall@50"
+    assert (claims["relu_worse"]["diff"] == pytest.approx(-0.05)
+            and claims["recall_claim"]["metric"] == "recall@50")
     m = len(claims)
     p = np.array([c["p"] for c in claims.values()])
     order = np.argsort(p, kind="stable")
@@ -340,7 +346,8 @@ def test_holm_adjusts_each_family_on_its_own(inputs):
     for family in ("vs_original", "vs_best_baseline"):
         compared = table.dropna(subset=[f"p_{family}"]).sort_values(f"p_{family}")
         m = len(compared)
-        expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * compared[f"p_{family}"].to_numpy()))
+        expected = np.maximum.accumulate(
+            np.minimum(1, (m - np.arange(m)) * compared[f"p_{family}"].to_numpy()))
         np.testing.assert_allclose(compared[f"p_holm_{family}"].to_numpy(), expected)
 
 
@@ -394,7 +401,8 @@ def test_a_choice_at_an_end_of_its_grid_is_flagged():
     from multvae.config import from_dict
     from multvae.grids import edge_axes, varying
 
-    configs = {f"g{g}": from_dict({"beta": {"method": "user_scaled", "gamma": g}}) for g in (0.0025, 0.005, 0.01)}
+    configs = {f"g{g}": from_dict({"beta": {"method": "user_scaled", "gamma": g}})
+               for g in (0.0025, 0.005, 0.01)}
     configs["d"] = from_dict({"model": {"dropout": 0.3}, "beta": {"gamma": 0.005, "method": "user_scaled"}})
     settings = varying(configs)
     assert settings["g0.01"] == {"beta.gamma": 0.01, "model.dropout": 0.5}

@@ -21,13 +21,14 @@ def simulate(rng: np.random.Generator, shift: float = 0.0, users: int = USERS, s
              seed_sd: float = SEED_SD, folds: int = 1) -> tuple[dict, dict]:
     """Two systems on the same users: a shared user effect, each system's own user effect, a shift
     per training run (fold × seed), and user × run noise."""
-    a, b = {}, {}
+    a: dict[int, np.ndarray] = {}
+    b: dict[int, np.ndarray] = {}
     per_fold = users // folds
     for fold in range(folds):
         user = rng.normal(0.4, 0.2, (per_fold, 1))
         for runs, extra in ((a, shift), (b, 0.0)):
-            runs[fold] = (user + extra + rng.normal(0, 0.02, (per_fold, 1)) + rng.normal(0, seed_sd, (1, seeds))
-                          + rng.normal(0, 0.03, (per_fold, seeds)))
+            runs[fold] = (user + extra + rng.normal(0, 0.02, (per_fold, 1))
+                          + rng.normal(0, seed_sd, (1, seeds)) + rng.normal(0, 0.03, (per_fold, seeds)))
     return a, b
 
 
@@ -49,7 +50,8 @@ def rejection_rates(reps: int, **design) -> tuple[float, float, float]:
     return rate, float(np.sqrt(0.05 * 0.95 / reps)), old / reps
 
 
-@pytest.mark.parametrize("design", [{}, {"seeds": 1, "folds": 10}], ids=["3 seeds, one split", "10 folds, 1 seed"])
+@pytest.mark.parametrize("design", [{}, {"seeds": 1, "folds": 10}],
+                         ids=["3 seeds, one split", "10 folds, 1 seed"])
 def test_under_the_null_the_5_percent_test_rejects_about_5_percent(design):
     reps = 3000
     rate, mc_error, old = rejection_rates(reps, **design)
