@@ -203,26 +203,56 @@ class Rp3Fit:
     beta: float
     scorer: Scorer
     validation: dict[tuple[float, float], float]  # (α, β) -> mean validation NDCG@max(ks)
-    at_edge: bool  # α or β chosen at an end of its grid
+    at_edge: bool  # α or β chosen at an end of what was searched that could have gone further
+
+
+def _grow(values: list[float], best: float, low: float, high: float) -> float | None:
+    """One more value past the end of `values` where `best` sits, a grid step on (within [low,
+    high]); None when `best` is inside or the end is a bound."""
+    values = sorted(values)
+    if len(values) < 2 or best not in (values[0], values[-1]):
+        return None
+    if best == values[-1]:
+        new = min(high, values[-1] + (values[-1] - values[-2]))
+    else:
+        new = max(low, values[0] - (values[1] - values[0]))
+    return None if new in values else round(new, 10)
 
 
 def fit_rp3beta(train: sp.csr_matrix, validation: HeldOut, alphas: Sequence[float], betas: Sequence[float],
-                ks: tuple[int, ...] = (20, 50, 100)) -> Rp3Fit:
-    """RP3β over the α × β grid by validation NDCG (first in grid order on ties); one walk per α."""
+                ks: tuple[int, ...] = (20, 50, 100), edge_steps: int = EDGE_STEPS) -> Rp3Fit:
+    """RP3β by validation NDCG over the α × β grid, extended one step past an end that wins (α above
+    0, β within [0, 1]; at most `edge_steps` times); first in grid order on ties."""
     ndcg = metric_names(ks)[0]
+    grid_a, grid_b = sorted(set(alphas)), sorted(set(betas))
     scores: dict[tuple[float, float], float] = {}
-    best: tuple[float, float, Scorer] | None = None
-    for alpha in alphas:
-        walk = Rp3Walk(train, alpha)
-        for beta in betas:
-            scorer = walk.scorer(beta)
-            scores[(alpha, beta)] = float(score_heldout(scorer, validation, ks)[ndcg].mean())
-            if best is None or scores[(alpha, beta)] > scores[best[:2]]:
-                best = (alpha, beta, scorer)
-        del walk  # a losing walk's n x n weights go before the next (the best's scorer keeps its own)
-    if best is None:
-        raise ValueError("fit_rp3beta needs at least one alpha and one beta")
-    alpha, beta, scorer = best
-    at_edge = (len(alphas) > 1 and alpha in (min(alphas), max(alphas))) or (
-        len(betas) > 1 and beta in (min(betas), max(betas)) and beta != 0.0)
-    return Rp3Fit(alpha=alpha, beta=beta, scorer=scorer, validation=scores, at_edge=at_edge)
+
+    def fill() -> None:
+        for alpha in grid_a:
+            missing = [beta for beta in grid_b if (alpha, beta) not in scores]
+            if missing:
+                walk = Rp3Walk(train, alpha)  # one n x n walk at a time
+                for beta in missing:
+                    found = score_heldout(walk.scorer(beta), validation, ks)
+                    scores[(alpha, beta)] = float(found[ndcg].mean())
+
+    def best() -> tuple[float, float]:
+        return max(scores, key=lambda key: scores[key])
+
+    fill()
+    for _ in range(edge_steps):
+        alpha, beta = best()
+        new_a = _grow(grid_a, alpha, low=grid_a[0] / 2, high=float("inf"))
+        new_b = _grow(grid_b, beta, low=0.0, high=1.0)
+        if new_a is None and new_b is None:
+            break
+        grid_a += [] if new_a is None else [new_a]
+        grid_b += [] if new_b is None else [new_b]
+        grid_a.sort()
+        grid_b.sort()
+        fill()
+    alpha, beta = best()
+    at_edge = _grow(grid_a, alpha, grid_a[0] / 2, float("inf")) is not None or \
+        _grow(grid_b, beta, 0.0, 1.0) is not None
+    return Rp3Fit(alpha=alpha, beta=beta, scorer=Rp3Walk(train, alpha).scorer(beta), validation=scores,
+                  at_edge=at_edge)

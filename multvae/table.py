@@ -442,7 +442,7 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
         m = len(f.rows)
         detectable = table[f"detectable_{f.name}"].dropna()
         legend.append(
-            f"{titles[f.name][0].upper()}{titles[f.name][1:]} (family `{f.name}`, "
+            f"Δ, p and Holm p {titles[f.name]} (family `{f.name}`, "
             f"{m} comparison{'s' if m > 1 else ''}): Δ is the "
             f"mean paired difference in {metric_title(f.metric)} over the same test users with its {level} "
             f"interval (not adjusted); p is its two-sided test; Holm p is adjusted over the family (Holm's "

@@ -174,7 +174,7 @@ def test_lambda_selection_picks_best_validation_ndcg(dataset: Dataset) -> None:
 
 def test_rp3beta_selection_picks_best_validation_ndcg(dataset: Dataset) -> None:
     alphas, betas = (0.5, 1.0), (0.0, 0.3)
-    fit = fit_rp3beta(dataset.train, dataset.validation, alphas, betas, KS)
+    fit = fit_rp3beta(dataset.train, dataset.validation, alphas, betas, KS, edge_steps=0)
     brute = {
         (a, b): score_heldout(Rp3Walk(dataset.train, a).scorer(b), dataset.validation, KS)["ndcg@100"].mean()
         for a in alphas for b in betas}
@@ -234,7 +234,7 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
             per_user=out / "per_user" / "rp3beta.parquet")
     walk = check_outputs(out, "rp3beta", n_test)
     assert set(walk) == set(pop) | {"alpha", "beta", "grid", "at_edge"}
-    assert walk["tuning_budget"] == len(walk["grid"]) == 4
+    assert walk["tuning_budget"] == len(walk["grid"]) >= 4  # the 2 x 2 grid, extended past a winning end
     assert walk["val_ndcg@100"] == max(walk["grid"].values())
     assert walk["ndcg@100"] > pop["ndcg@100"]
 
@@ -255,3 +255,14 @@ def test_stage_commands_parse_options_and_report_missing_data(tmp_path: Path, pr
     result = runner.invoke(app, ["ease", "-p", str(params), "--data", str(tmp_path / "missing"), *outputs])
     assert result.exit_code == 1
     assert "prepare" in result.output and not (tmp_path / "e.json").exists()
+
+
+def test_rp3beta_extends_its_grid_past_a_winning_end(dataset: Dataset) -> None:
+    """β 0 and 0.05 on the tiny split: the choice sits at 0.05, the upper end, so the grid grows one
+    step there (0.1), which loses: the choice is inside, and no longer flagged."""
+    fit = fit_rp3beta(dataset.train, dataset.validation, (1.0,), (0.0, 0.05), KS)
+    assert sorted(fit.validation) == [(1.0, 0.0), (1.0, 0.05), (1.0, 0.1)]
+    assert (fit.alpha, fit.beta) == (1.0, 0.05) and not fit.at_edge
+    assert fit.validation[(1.0, 0.05)] == max(fit.validation.values())
+    unextended = fit_rp3beta(dataset.train, dataset.validation, (1.0,), (0.0, 0.05), KS, edge_steps=0)
+    assert unextended.at_edge and len(unextended.validation) == 2
