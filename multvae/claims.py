@@ -18,7 +18,7 @@ import numpy as np
 
 from multvae.config import ClaimConfig
 from multvae.stats import holm
-from multvae.table import POWER, Result, compare, label, metric_title, number
+from multvae.table import POWER, UNCOUNTED, Result, compare, label, metric_title, number
 
 VERDICTS = {"holds": 1, "contradicted": -1, "not resolvable": 0}
 
@@ -67,18 +67,22 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
              "|---|---|---|---|---|---|---|"]
     for v in verdicts.values():
         claim = (f"{label(v['row'], labels)} {v['expect']} than {label(v['reference'], labels)} "
-                 f"on {metric_title(v['metric'])}").replace("|", "\\|")
+                 f"on {metric_title(v['metric'])}{'' if v['runs_counted'] else ' ' + UNCOUNTED}"
+                 ).replace("|", "\\|")
         interval = f"{number(v['diff'], True)} [{number(v['low'], True)}, {number(v['high'], True)}]"
         lines.append(f"| {claim} | {v['source']} | {interval} | "
                      f"{_p(v['p'])} | {_p(v['p_holm'])} | {v['detectable']:.4f} | {v['verdict']} |")
     alpha = 1 - confidence
+    uncounted = [] if all(v["runs_counted"] for v in verdicts.values()) else [
+        f"- {UNCOUNTED}: a row trained once on one fold, so its run-to-run spread is unknown and left out "
+        "of the test: the verdict is optimistic (run several train.seeds)."]
     lines += ["", f"- Δ: the row minus the reference, mean over the same test users, with its "
               f"{confidence:.0%} interval (users and training runs counted, not adjusted). Holm p: adjusted "
               f"over the {len(verdicts)} claims this study checks. A claim holds when Holm p < {alpha:.2g} "
               "and Δ has the claimed sign, is contradicted when Holm p < {a} and Δ has the other sign, and "
               "is not resolvable otherwise. Detectable: the smallest true Δ found with 80% power at the "
               "strictest Holm step."
-              .replace("{a}", f"{alpha:.2g}")]
+              .replace("{a}", f"{alpha:.2g}"), *uncounted]
     return "\n".join(lines) + "\n"
 
 

@@ -289,7 +289,7 @@ def test_claims_get_computed_verdicts(tmp_path, inputs):
     assert "claim sgd_worse: sgd not run in this study: not checked" in result.output
     assert "claim not_run: rp3beta not run in this study: not checked" in result.output
     rendered = (tmp_path / "results/default/claims.md").read_text()
-    assert "| ReLU worse than Original model on NDCG@100 | Table VII | -0.0500 [" in rendered
+    assert "| ReLU worse than Original model on NDCG@100 † | Table VII | -0.0500 [" in rendered
     assert rendered.count("| holds |") == 2 and "| contradicted |" in rendered
 
 
@@ -424,3 +424,13 @@ def test_the_table_names_a_tuning_choice_at_its_grid_edge(inputs):
     text = table_markdown(build_table(rows, METRICS, EVAL, REPORT["labels"], {})[0], METRICS, EVAL,
                           REPORT["labels"], "ml-1m", [], choices)
     assert "at an end of the grid in model.latent_dim" in text
+
+
+def test_a_claim_on_a_row_trained_once_is_marked(tmp_path, inputs):
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    rendered = (tmp_path / "results/default/claims.md").read_text()
+    # relu has one seed on one fold: its run-to-run spread is unknown, and the verdict says so.
+    assert "| ReLU worse than Original model on NDCG@100 † |" in rendered
+    assert "- †: a row trained once on one fold" in rendered
+    assert json.loads((tmp_path / "metrics/claims.json").read_text())["relu_worse"]["runs_counted"] is False
