@@ -441,14 +441,15 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     for f in families:
         m = len(f.rows)
         detectable = table[f"detectable_{f.name}"].dropna()
+        low, high = detectable.min(), detectable.max()
+        shown = f"{low:.4f}" if round(low, 4) == round(high, 4) else f"{low:.4f} to {high:.4f} by row"
         legend.append(
             f"Δ, p and Holm p {titles[f.name]} (family `{f.name}`, "
             f"{m} comparison{'s' if m > 1 else ''}): Δ is the "
             f"mean paired difference in {metric_title(f.metric)} over the same test users with its {level} "
             f"interval (not adjusted); p is its two-sided test; Holm p is adjusted over the family (Holm's "
             f"step-down method), and {SIGNIFICANT} marks Holm p < {alpha:.2g}, so an interval may exclude 0 "
-            f"without a {SIGNIFICANT}. Detectable with 80% power at the family's strictest step: "
-            f"{detectable.min():.4f} to {detectable.max():.4f} by row.")
+            f"without a {SIGNIFICANT}. Detectable with 80% power at the family's strictest step: {shown}.")
     legend.append("Tuning budget: settings tried on validation (a tuning group's members, EASE's λ values "
                   "with the grid's extension and refinement, RP3β's α × β; the largest over folds); 1: none.")
     legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}.")

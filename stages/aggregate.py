@@ -41,7 +41,7 @@ def aggregate(
     """Test metrics with intervals, the declared comparisons and claims, curves and β schedules."""
     from multvae.atomic import atomic_dir, atomic_path, write_json, write_text
     from multvae.claims import check_claims, claims_markdown
-    from multvae.config import load_params
+    from multvae.config import EVERY_VAE_ROW, load_params
     from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
     from multvae.grids import varying
@@ -75,7 +75,10 @@ def aggregate(
                        "not in the curves")
     split_stats = read_stats(stats)
     dataset = str(split_stats.get("dataset", "unknown data"))
-    references = frozenset(c.reference for c in read.comparisons.values())
+    # A comparison's reference stays a row when it is also a grid point, if the family has rows to compare.
+    present = {*read.rows, *read.row_tuning}
+    references = frozenset(c.reference for c in read.comparisons.values()
+                           if any(r == EVERY_VAE_ROW or (r in present and r != c.reference) for r in c.rows))
     grids = {group: varying({m: read.config(m) for m in members})
              for group, members in read.row_tuning.items()}
     rows, choices = select_tuned(results, read.row_tuning, metrics, references, grids)

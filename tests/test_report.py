@@ -434,3 +434,17 @@ def test_a_claim_on_a_row_trained_once_is_marked(tmp_path, inputs):
     assert "| ReLU worse than Original model on NDCG@100 † |" in rendered
     assert "- †: a row trained once on one fold" in rendered
     assert json.loads((tmp_path / "metrics/claims.json").read_text())["relu_worse"]["runs_counted"] is False
+
+
+def test_a_grid_of_one_is_one_row_when_its_family_has_nothing_to_compare(tmp_path, inputs):
+    """ml1m_kfold's case: RecVAE's γ fixed as a grid of one, and the ablation family, whose reference
+    is that grid point, has none of its rows in the study: the point is not shown twice."""
+    params = yaml.safe_load(inputs["params"].read_text())
+    params["tuning"] = {"grid": ["relu"]}
+    params["study"] = {"name": "default", "rows": [v for v in VARIANTS if v != "cyclical_cap_1"]}
+    params["comparisons"]["ablation"] = {"reference": "relu", "rows": ["cyclical_cap_1"]}
+    inputs["params"].write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    variants = pd.read_csv(tmp_path / "metrics/table.csv")["variant"].tolist()
+    assert "grid" in variants and "relu" not in variants
