@@ -127,7 +127,7 @@ STAGES = {
         "--curves-dir", f"{r}/dvclive", "--table", f"{r}/out/table.md", "--csv", f"{r}/out/table.csv",
         "--summary", f"{r}/out/summary.json", "--plots-dir", f"{r}/out", "--training",
         f"{r}/out/training.csv", "--report", f"{r}/out/report.html", "--stats", f"{r}/stats.json",
-        "--results-dir", f"{r}/results"),
+        "--results-dir", f"{r}/results", "--claims", f"{r}/out/claims.json"),
 }
 
 
