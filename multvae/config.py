@@ -125,6 +125,10 @@ class TrainConfig:
     # decoder_passes of them, so RecVAE's 4-pass epochs run 200 / 4 = 50 epochs: one budget serves
     # every row, and `-S train.epochs=8` shortens them all.
     epochs: int = 200
+    # A floor on the updates, so that a recipe tuned on data with many batches an epoch is not
+    # under-trained on small data (ml-latest-small has one batch an epoch): epochs are added until
+    # the run makes at least this many updates. 0: train.epochs alone.
+    min_updates: int = 0
     batch_size: int = 500
     seeds: tuple[int, ...] = (98765,)
 
@@ -340,6 +344,7 @@ def validate(cfg: Config) -> Config:
     _require(o.encoder_passes >= 1, "optim.encoder_passes", f"expected at least 1, got {o.encoder_passes}")
     _require(o.decoder_passes >= 1, "optim.decoder_passes", f"expected at least 1, got {o.decoder_passes}")
     _require(t.epochs >= 1, "train.epochs", f"expected at least 1, got {t.epochs}")
+    _require(t.min_updates >= 0, "train.min_updates", f"expected 0 or more, got {t.min_updates}")
     _require(t.batch_size >= 1, "train.batch_size", f"expected at least 1, got {t.batch_size}")
     _require(len(t.seeds) >= 1, "train.seeds", "expected a non-empty list of integer seeds")
     _require(len(set(t.seeds)) == len(t.seeds), "train.seeds", f"seeds repeat: {list(t.seeds)}")

@@ -33,7 +33,8 @@ def evaluate_variant(name: str, models: Path, seeds: tuple[int, ...], folds: dic
     key = val_key(ks)
     per_user = []
     validation: dict[int, list[float]] = {}
-    best_epochs: dict[int, int] = {}
+    epochs: dict[int, tuple[int, int]] = {}
+    diverged: list[str] = []
     for fold, data in folds.items():
         for seed in seeds:
             path = run_path(models, name, fold, seed, ".pt")
@@ -47,9 +48,11 @@ def evaluate_variant(name: str, models: Path, seeds: tuple[int, ...], folds: dic
             with torch.no_grad():
                 scores = score_heldout(make_scorer(model, device), data.test, ks, batch_size)
             per_user.append(per_user_rows(scores, data.user_ids(data.test.users), fold, saved.seed))
-            best_epochs.setdefault(saved.seed, saved.best_epoch)
+            epochs.setdefault(saved.seed, (saved.best_epoch, saved.epochs))
+            if saved.diverged:
+                diverged.append(f"fold {fold} seed {seed}: {saved.diverged}")
             validation.setdefault(fold, []).append(saved.best_validation[key])
     table = pd.concat(per_user, ignore_index=True)
     by_fold = {fold: sum(scores) / len(scores) for fold, scores in validation.items()}
-    summary = summarize(name, "vae", table, names, by_fold, best_epochs=best_epochs)
+    summary = summarize(name, "vae", table, names, by_fold, epochs=epochs, diverged=diverged)
     return summary, table

@@ -25,7 +25,7 @@ from multvae.config import Config, from_dict, to_dict
 from multvae.errors import MultVAEError
 from multvae.model import MultVAE
 
-FORMAT = 3  # 3: the weights' digest
+FORMAT = 4  # 3: the weights' digest; 4: the epochs trained and where training diverged
 
 
 class ModelFileError(MultVAEError):
@@ -43,6 +43,8 @@ class SavedModel:
     best_epoch: int
     best_validation: dict[str, float]
     fold: int = 0
+    epochs: int = 0  # epochs trained: train.epochs' (or train.min_updates'), fewer if it diverged
+    diverged: str | None = None  # where the loss went non-finite, if it did (training.TrainResult)
 
     @property
     def n_items(self) -> int:
@@ -100,7 +102,8 @@ def save_model(path: Path, state_dict: dict[str, torch.Tensor], meta: SavedModel
             "format": FORMAT, "state_dict": state_dict, "config": to_dict(meta.config), "seed": meta.seed,
             "movie_ids": torch.tensor(np.asarray(meta.movie_ids, dtype=np.int64)),
             "data_fingerprint": meta.data_fingerprint, "best_epoch": meta.best_epoch,
-            "best_validation": meta.best_validation, "fold": meta.fold,
+            "best_validation": meta.best_validation, "fold": meta.fold, "epochs": meta.epochs,
+            "diverged": meta.diverged,
             "weights_sha256": weights_digest(state_dict),
         }, fh)
 
@@ -132,7 +135,7 @@ def load_model(path: Path, device: torch.device | str, data_fingerprint: str | N
         config=from_dict(saved["config"]), seed=int(saved["seed"]),
         movie_ids=saved["movie_ids"].cpu().numpy(), data_fingerprint=str(saved["data_fingerprint"]),
         best_epoch=int(saved["best_epoch"]), best_validation=dict(saved["best_validation"]),
-        fold=int(saved.get("fold", 0)),
+        fold=int(saved["fold"]), epochs=int(saved["epochs"]), diverged=saved["diverged"],
     )
     if data_fingerprint is not None and meta.data_fingerprint != data_fingerprint:
         raise ModelFileError(

@@ -42,7 +42,9 @@ class Summary:
     validation_by_fold: dict[str, float] = field(default_factory=dict)
     folds: tuple[int, ...] = (0,)  # the folds whose test users are in the results
     best_epoch: int | None = None  # a Mult-VAE variant's, of its first seed (on its first fold)
-    seeds: dict[str, dict[str, float]] = field(default_factory=dict)  # seed -> metrics, best_epoch
+    epochs_trained: int | None = None  # of the same run
+    diverged: tuple[str, ...] = ()  # "fold k seed s: where the loss went non-finite", per such run
+    seeds: dict[str, dict[str, float]] = field(default_factory=dict)  # seed -> metrics, epochs
     chosen: dict[str, Any] = field(default_factory=dict)  # a baseline's selected hyper-parameters
 
     def to_json(self) -> dict[str, Any]:
@@ -50,7 +52,8 @@ class Summary:
                                "test_users": self.test_users, "folds": list(self.folds),
                 "validation_by_fold": self.validation_by_fold}
         if self.best_epoch is not None:
-            out["best_epoch"] = self.best_epoch
+            out.update(best_epoch=self.best_epoch, epochs_trained=self.epochs_trained,
+                       diverged=list(self.diverged))
         if self.seeds:
             out["seeds"] = self.seeds
         out.update(self.chosen)
@@ -68,13 +71,13 @@ def per_user_rows(scores: pd.DataFrame, user_ids: np.ndarray, fold: int, seed: i
 
 
 def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[str],
-              validation_by_fold: dict[int, float], best_epochs: dict[int, int] | None = None,
-              chosen: dict[str, Any] | None = None) -> Summary:
+              validation_by_fold: dict[int, float], epochs: dict[int, tuple[int, int]] | None = None,
+              diverged: list[str] | None = None, chosen: dict[str, Any] | None = None) -> Summary:
     """The summary of a per-user table (columns userId, fold, seed, *metrics): means over users,
     per seed and over seeds; `validation_by_fold` is each fold's validation score (key metric, over
-    its seeds) and the summary's validation their mean; `best_epochs` maps a Mult-VAE variant's seeds
-    to their selected epochs. Every user is a test user in one fold only, so a seed's rows hold each
-    user once."""
+    its seeds) and the summary's validation their mean; `epochs` maps a Mult-VAE variant's seeds
+    to their (selected, trained) epochs and `diverged` names its runs that stopped early. Every user
+    is a test user in one fold only, so a seed's rows hold each user once."""
     repeated = per_user.duplicated(["userId", "seed"])
     if repeated.any():
         user, fold, seed = (int(v) for v in per_user.loc[repeated, ["userId", "fold", "seed"]].iloc[0])
@@ -84,8 +87,9 @@ def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[st
     seeds: dict[str, dict[str, float]] = {}
     if kind == "vae":
         for seed, row in by_seed.iterrows():
-            seeds[str(seed)] = {**{m: float(row[m]) for m in metrics},
-                                "best_epoch": int((best_epochs or {})[int(str(seed))])}
+            best, trained = (epochs or {})[int(str(seed))]
+            seeds[str(seed)] = {**{m: float(row[m]) for m in metrics}, "best_epoch": int(best),
+                                "epochs_trained": int(trained)}
     first = next(iter(seeds.values()), None)
     return Summary(
         variant=variant, kind=kind, metrics={m: float(by_seed[m].mean()) for m in metrics},
@@ -93,7 +97,9 @@ def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[st
         validation_by_fold={str(f): float(v) for f, v in sorted(validation_by_fold.items())},
         test_users=int(per_user["userId"].nunique()),
         folds=tuple(sorted(int(f) for f in per_user["fold"].unique())),
-        best_epoch=int(first["best_epoch"]) if first else None, seeds=seeds, chosen=chosen or {},
+        best_epoch=int(first["best_epoch"]) if first else None,
+        epochs_trained=int(first["epochs_trained"]) if first else None, diverged=tuple(diverged or ()),
+        seeds=seeds, chosen=chosen or {},
     )
 
 

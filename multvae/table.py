@@ -7,7 +7,7 @@ interval over test users and training runs, and each comparison declared in para
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,7 @@ class Choice:
     scores: dict[str, float]
     by_fold: dict[int, str]
     edges: tuple[str, ...] = ()  # settings on which a fold's choice is the smallest or largest tried
+    diverged: dict[str, int] = field(default_factory=dict)  # member -> its runs that diverged
 
 
 def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metrics: list[str],
@@ -154,7 +155,10 @@ def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metri
     text = chosen[0] if len(chosen) == 1 else "by fold: " + ", ".join(by_fold[f] for f in sorted(by_fold))
     if edges:
         text += f"; at grid edge: {', '.join(edges)}"
-    summary = {**first.summary, "chosen": text, "tuning_budget": len(members)}
+    by_name = {r.name: r for r in members}
+    diverged = [d for f, m in sorted(by_fold.items()) for d in by_name[m].summary.get("diverged", [])
+                if d.startswith(f"fold {f} ")]
+    summary = {**first.summary, "chosen": text, "tuning_budget": len(members), "diverged": diverged}
     tables = {r.name: r.per_user for r in members if r.per_user is not None}
     logs = {r.name: r.curves for r in members if r.curves is not None}
     per_user = curves = None
@@ -165,7 +169,8 @@ def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metri
         summary.update({m: float(by_seed[m].mean()) for m in metrics})
         summary["seeds"] = {
             str(seed): {**{m: float(row[m]) for m in metrics},
-                        "best_epoch": first.summary["seeds"].get(str(seed), {}).get("best_epoch")}
+                        **{k: first.summary["seeds"].get(str(seed), {}).get(k)
+                           for k in ("best_epoch", "epochs_trained")}}
             for seed, row in by_seed.iterrows()}
     if len(logs) == len(members):
         curves = pd.concat([logs[m][logs[m]["fold"] == f] for f, m in sorted(by_fold.items())],
@@ -201,7 +206,9 @@ def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]], metr
         grid = (settings or {}).get(group)
         edges = tuple(sorted({axis for member in set(by_fold.values())
                               for axis in (edge_axes(grid, member) if grid else [])}))
-        choices[group] = Choice({r.name: float(r.summary[f"val_{key}"]) for r in present}, by_fold, edges)
+        diverged = {r.name: len(r.summary["diverged"]) for r in present if r.summary.get("diverged")}
+        scores = {r.name: float(r.summary[f"val_{key}"]) for r in present}
+        choices[group] = Choice(scores, by_fold, edges, diverged)
         chosen[present[-1].name] = _tuned_row(group, present, by_fold, metrics, edges)
     hidden = {m for members in tuning.values() for m in members} - keep
     rows = []
@@ -298,6 +305,8 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
         row["chosen"] = _chosen_setting(r.summary)
         row["tuning_budget"] = r.summary.get("tuning_budget", 1)
         row["best_epoch"] = r.summary.get("best_epoch", pd.NA)
+        row["epochs_trained"] = r.summary.get("epochs_trained", pd.NA)
+        row["diverged_runs"] = len(r.summary.get("diverged", []))
         row["seeds"] = len(r.summary["seeds"]) if r.kind == "vae" else pd.NA
         if multi_seed:
             for m in metrics:
@@ -326,8 +335,17 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
         table[f"p_holm_{name}"] = holm(table[f"p_{name}"].to_numpy(float))
         table[f"detectable_{name}"] = [found[n].detectable(alpha / len(found), POWER)
                                        if n in found else np.nan for n in table["variant"]]
-    return table.astype({"best_epoch": "Int64", "seeds": "Int64", "test_users": "Int64",
-                         "tuning_budget": "Int64"}), families
+    return table.astype({"best_epoch": "Int64", "epochs_trained": "Int64", "seeds": "Int64",
+                         "test_users": "Int64", "tuning_budget": "Int64"}), families
+
+
+def _epochs(row: dict[str, Any]) -> str:
+    """"best / trained", with the runs that diverged."""
+    if pd.isna(row["best_epoch"]):
+        return ""
+    text = f"{row['best_epoch']} / {row['epochs_trained']}"
+    n = row["diverged_runs"]
+    return text + (f", {n} run{'s' if n > 1 else ''} diverged" if n else "")
 
 
 def summary_metrics(table: pd.DataFrame, key: str, families: list[Family]) -> dict[str, dict[str, Any]]:
@@ -419,7 +437,7 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
                 cells += [_with_interval(row[f"diff_{n}"], row[f"diff_{n}_low"], row[f"diff_{n}_high"],
                                          signed=True) + mark,
                           _p_value(row[f"p_{n}"]), _p_value(row[f"p_holm_{n}"])]
-        cells += [row["tuning_budget"], row["best_epoch"]]
+        cells += [row["tuning_budget"], _epochs(row)]
         if multi_seed:
             cells.append(row["seeds"])
             cells += ["" if np.isnan(row[f"{m}_seeds_mean"])
@@ -452,7 +470,11 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
             f"without a {SIGNIFICANT}. Detectable with 80% power at the family's strictest step: {shown}.")
     legend.append("Tuning budget: settings tried on validation (a tuning group's members, EASE's λ values "
                   "with the grid's extension and refinement, RP3β's α × β; the largest over folds); 1: none.")
-    legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}.")
+    legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}, of the epochs trained "
+                  "(the first seed's; train.epochs passes, or more epochs where train.min_updates asks).")
+    if table["diverged_runs"].any():
+        legend.append("diverged: runs whose loss went non-finite; training stopped there and the best "
+                      "epoch before it is the run's result (the runs are named in summary.json).")
     for group, choice in (choices or {}).items():
         shown = ", ".join(f"{name} {score:.4f}" for name, score in choice.scores.items())
         picked = sorted(set(choice.by_fold.values()))
@@ -460,9 +482,11 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
                  "each fold's choice: " + ", ".join(f"{f}: {m}" for f, m in choice.by_fold.items()))
         edge = (f" The choice is at an end of the grid in {', '.join(choice.edges)}: the best setting may "
                 "lie beyond it." if choice.edges else "")
+        diverged = (" Runs that diverged (their best epoch before it counts): " + ", ".join(
+            f"{name} {n}" for name, n in choice.diverged.items()) + "." if choice.diverged else "")
         legend.append(f"{label(group, labels)}: the member of its grid with the best validation "
                       f"{metric_title(key)}, chosen on each fold's own validation users ({shown}; {folds}); "
-                      f"the others are not in the table.{edge}")
+                      f"the others are not in the table.{edge}{diverged}")
     if multi_seed:
         legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
                       "training seeds (their number in Seeds).")

@@ -53,6 +53,7 @@ class TrainResult:
     best_validation: dict[str, float]
     curves: pd.DataFrame
     seconds: float
+    diverged: str | None = None  # why training stopped early: the non-finite loss, where it appeared
 
 
 def make_optimizer(model: MultVAE, cfg: Config) -> torch.optim.Optimizer:
@@ -125,10 +126,16 @@ def epoch_phases(cfg: Config) -> list[Phase]:
             Phase(o.decoder_passes, False, True, None if o.decoder_dropout else 0.0)]
 
 
-def epoch_count(cfg: Config) -> int:
+def updates_per_epoch(cfg: Config, n_users: int) -> int:
+    return math.ceil(n_users / cfg.train.batch_size) * sum(phase.passes for phase in epoch_phases(cfg))
+
+
+def epoch_count(cfg: Config, n_users: int) -> int:
     """Epochs to run: train.epochs counts passes over the training users, and an epoch holds every
-    phase's passes (RecVAE's 3 + 1), so 200 passes are 50 alternating epochs or 200 joint ones."""
-    return math.ceil(cfg.train.epochs / sum(phase.passes for phase in epoch_phases(cfg)))
+    phase's passes (RecVAE's 3 + 1), so 200 passes are 50 alternating epochs or 200 joint ones;
+    then more epochs, if needed, until the run makes train.min_updates updates."""
+    epochs = math.ceil(cfg.train.epochs / sum(phase.passes for phase in epoch_phases(cfg)))
+    return max(epochs, math.ceil(cfg.train.min_updates / updates_per_epoch(cfg, n_users)))
 
 
 def _train_only(model: MultVAE, phase: Phase) -> None:
@@ -203,16 +210,13 @@ def _read_checkpoint(path: Path, device: torch.device, log: Callable[[str], None
         return None
 
 
-def _check_finite(stats: EpochStats, epoch: int, first_step: int, batches_per_epoch: int) -> dict[str, float]:
-    """The epoch's sums; a non-finite loss stops training with the epoch, batch and update where the
-    loss first went non-finite (no checkpoint of the damaged weights is written)."""
-    sums, bad, loss = stats.read()
-    if bad is not None:
-        raise TrainingError(
-            f"non-finite loss ({loss}) at epoch {epoch}, batch {bad - first_step + 1} of "
-            f"{batches_per_epoch} (update {bad + 1}); lower optim.lr or check the data"
-        )
-    return sums
+def _divergence(stats: EpochStats, epoch: int, first_step: int, batches_per_epoch: int) -> str | None:
+    """Where the epoch's loss first went non-finite, or None if it stayed finite."""
+    _, bad, loss = stats.read()
+    if bad is None:
+        return None
+    return (f"non-finite loss ({loss}) at epoch {epoch}, batch {bad - first_step + 1} of "
+            f"{batches_per_epoch} (update {bad + 1})")
 
 
 UpdateHook = Callable[[int, MultVAE], bool]
@@ -229,8 +233,13 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
                 checkpoint: Path | None = None, log: Callable[[str], None] = print,
                 on_update: UpdateHook | None = None, before_batch: BatchHook | None = None,
                 on_epoch: EpochHook | None = None) -> TrainResult:
-    """Train for `epoch_count(cfg)` epochs (fewer if `on_update` stops it) and return the best
-    epoch's weights. The hooks let benchmarks and tests time, inspect or stop single updates."""
+    """Train for `epoch_count` epochs and return the best epoch's weights. The hooks let benchmarks
+    and tests time, inspect or stop single updates.
+
+    A non-finite loss ends training like early stopping: the best epoch before it is the result and
+    `diverged` says where (a step size in a tuning grid may diverge on some seeds: that is a result
+    to report, not a reason to lose the study). In the first epoch there is no such epoch, and it
+    is an error. No checkpoint of the damaged weights is written."""
     runtime = runtime or RuntimeConfig()
     device = setup(runtime)
     torch.manual_seed(seed)
@@ -239,8 +248,8 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
     n_users = data.train.shape[0]
     batch_size = cfg.train.batch_size
     phases = epoch_phases(cfg)
-    batches_per_epoch = math.ceil(n_users / batch_size) * sum(phase.passes for phase in phases)
-    epochs = epoch_count(cfg)
+    batches_per_epoch = updates_per_epoch(cfg, n_users)
+    epochs = epoch_count(cfg, n_users)
     total_steps = batches_per_epoch * epochs
     model = MultVAE(data.n_items, cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
@@ -291,11 +300,18 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
                     epoch_stats.add(stats, step)
                     step += 1
                     if on_update is not None and on_update(step, model):
-                        _check_finite(epoch_stats, epoch, first_step, batches_per_epoch)
-                        return TrainResult(best_state, best_epoch, best_val, pd.DataFrame(rows), seconds)
+                        diverged = _divergence(epoch_stats, epoch, first_step, batches_per_epoch)
+                        return TrainResult(best_state, best_epoch, best_val, pd.DataFrame(rows), seconds,
+                                           diverged)
             if phase.train_encoder:
                 model.update_previous()
-        sums = _check_finite(epoch_stats, epoch, first_step, batches_per_epoch)
+        diverged = _divergence(epoch_stats, epoch, first_step, batches_per_epoch)
+        if diverged is not None and best_state is None:
+            raise TrainingError(f"{diverged}; lower optim.lr or check the data")
+        if diverged is not None:
+            log(f"{diverged}: training stops, keeping epoch {best_epoch} (the best before it)")
+            return TrainResult(best_state, best_epoch, best_val, pd.DataFrame(rows), seconds, diverged)
+        sums = epoch_stats.read()[0]
         val = evaluate(model, data.validation, cfg, runtime, device)
         val_means = {f"val_{n}": float(val[n].mean()) for n in names}
         seconds += time.perf_counter() - t0

@@ -67,5 +67,6 @@ def train(
             read.check_unchanged()
             save_model(run_path(models, name, k, s, ".pt"), result.state_dict, SavedModel(
                 config=cfg, seed=s, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
-                best_epoch=result.best_epoch, best_validation=result.best_validation, fold=k))
+                best_epoch=result.best_epoch, best_validation=result.best_validation, fold=k,
+                epochs=len(result.curves), diverged=result.diverged))
             checkpoint.unlink(missing_ok=True)  # the folder stays: another run may be writing there

@@ -23,7 +23,7 @@ from multvae.config import (
 )
 from multvae.model import DenseLayers, MultVAE, SparseBatch
 from multvae.prior import WIDE_LOGVAR, composite_kl, composite_log_prior, log_normal, standard_kl
-from multvae.training import epoch_count, epoch_phases, train_model
+from multvae.training import epoch_count, epoch_phases, train_model, updates_per_epoch
 
 WEIGHTS = (0.15, 0.75, 0.1)
 
@@ -154,7 +154,7 @@ def test_alternating_passes_update_one_half_at_a_time_and_refresh_the_prior(data
 
     result = train_model(TINY, dataset, seed=0, log=lambda _: None, on_update=on_update)
     per_epoch = batches * 3
-    assert epoch_count(TINY) == 2
+    assert epoch_count(TINY, dataset.train.shape[0]) == 2
     assert len(snapshots) == per_epoch * 2
     for epoch in range(2):
         first = epoch * per_epoch
@@ -208,7 +208,24 @@ def test_train_epochs_counts_passes_so_one_budget_serves_every_scheme():
     """The paper's 200 epochs are 200 passes; RecVAE's epoch is 3 encoder + 1 decoder pass, so the
     same budget is its 50 epochs, and a shortened budget shortens both (rounded up)."""
     alternating = OptimConfig(scheme="alternating")
-    assert epoch_count(Config()) == 200
-    assert epoch_count(Config(optim=alternating)) == 50
-    assert epoch_count(Config(optim=alternating, train=TrainConfig(epochs=5))) == 2
-    assert epoch_count(Config(train=TrainConfig(epochs=5))) == 5
+    assert epoch_count(Config(), ML1M_USERS) == 200
+    assert epoch_count(Config(optim=alternating), ML1M_USERS) == 50
+    assert epoch_count(Config(optim=alternating, train=TrainConfig(epochs=5)), ML1M_USERS) == 2
+    assert epoch_count(Config(train=TrainConfig(epochs=5)), ML1M_USERS) == 5
+
+
+ML1M_USERS, SMALL_USERS = 4_834, 483  # training users: ml1m_* (600 + 600 held out), ml-latest-small (60 + 60)
+
+
+def test_min_updates_adds_epochs_only_where_train_epochs_make_fewer_updates():
+    """train.min_updates 2000 is what 200 passes make on ML-1M, for the paper's joint epochs and for
+    RecVAE's alternating ones, so it changes nothing there; on ml-latest-small, one batch a pass,
+    it takes the paper's 200 updates to 2,000 and RecVAE's 50 epochs to 500."""
+    floor = TrainConfig(min_updates=2000)
+    for optim, epochs in ((OptimConfig(), 200), (OptimConfig(scheme="alternating"), 50)):
+        cfg = Config(optim=optim, train=floor)
+        assert epoch_count(cfg, ML1M_USERS) == epochs
+        assert epochs * updates_per_epoch(cfg, ML1M_USERS) == 2000
+        assert epoch_count(cfg, SMALL_USERS) * updates_per_epoch(cfg, SMALL_USERS) == 2000
+    assert epoch_count(Config(optim=OptimConfig(scheme="alternating"), train=floor), SMALL_USERS) == 500
+    assert epoch_count(Config(train=floor), 120_000) == 200  # ML-20M: 240 batches an epoch

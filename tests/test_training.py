@@ -1,5 +1,7 @@
 import dataclasses
+import functools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,10 +142,20 @@ def test_the_first_non_finite_update_is_named_although_losses_are_read_once_an_e
                 last.bias.fill_(float("nan"))
 
     epoch, batch = bad_update // per_epoch + 1, bad_update % per_epoch + 1
-    with pytest.raises(TrainingError, match=rf"non-finite loss \(nan\) at epoch {epoch}, batch {batch} of "
-                                            rf"{per_epoch} \(update {bad_update + 1}\)"):
-        train_model(SMALL, dataset, seed=0, log=lambda _: None, on_update=on_update,
-                    before_batch=before_batch, on_epoch=epochs.append)
+    where = (rf"non-finite loss \(nan\) at epoch {epoch}, batch {batch} of {per_epoch} "
+             rf"\(update {bad_update + 1}\)")
+    lines: list[str] = []
+    run = functools.partial(train_model, SMALL, dataset, seed=0, log=lines.append, on_update=on_update,
+                            before_batch=before_batch, on_epoch=epochs.append)
+    if epoch == 1:  # no epoch before it to keep
+        with pytest.raises(TrainingError, match=where):
+            run()
+    else:  # an early stop: the best epoch before it is the result, and the result says where
+        result = run()
+        assert re.fullmatch(where, result.diverged)
+        assert result.state_dict is not None and 1 <= result.best_epoch < epoch
+        assert all(torch.isfinite(t).all() for t in result.state_dict.values())
+        assert re.search(where + rf": training stops, keeping epoch {result.best_epoch}", lines[-1])
     assert len(epochs) == epoch - 1  # no log row (and no checkpoint) for the failed epoch
 
 
