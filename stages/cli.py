@@ -13,6 +13,7 @@ from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
 from stages.tools.docs import docs
+from stages.tools.extend_grids import extend_grids
 from stages.tools.recommend import recommend
 from stages.tools.synthesize import synthesize
 from stages.train import train
@@ -25,5 +26,5 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
 for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, aggregate, recommend,
-                synthesize, docs):
+                synthesize, docs, extend_grids):
     app.command()(command)

@@ -152,7 +152,7 @@ def test_the_first_non_finite_update_is_named_although_losses_are_read_once_an_e
             run()
     else:  # an early stop: the best epoch before it is the result, and the result says where
         result = run()
-        assert re.fullmatch(where, result.diverged)
+        assert result.diverged is not None and re.fullmatch(where, result.diverged)
         assert result.state_dict is not None and 1 <= result.best_epoch < epoch
         assert all(torch.isfinite(t).all() for t in result.state_dict.values())
         assert re.search(where + rf": training stops, keeping epoch {result.best_epoch}", lines[-1])
