@@ -167,8 +167,9 @@ def new_project():
         edit(params)
         (folder / "conf" / "study").mkdir(parents=True)
         base = {k: v for k, v in params.items() if k != "study"}
+        defaults = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())["defaults"]
         (folder / "conf" / "config.yaml").write_text(yaml.safe_dump(
-            {"defaults": ["_self_", {"study": "default"}], **base}, sort_keys=False))
+            {"defaults": defaults, **base}, sort_keys=False))
         for name, sections in {"default": {"study": params["study"]}, **(studies or {})}.items():
             (folder / "conf" / "study" / f"{name}.yaml").write_text(
                 "# @package _global_\n" + yaml.safe_dump(sections, sort_keys=False))

@@ -117,3 +117,31 @@ def test_a_point_past_a_settings_range_is_not_added(project):
     assert "adding lr_lr_0_0005" in done.output
     read = load_params("params.yaml")
     assert "lr_lr_0_0005" in read.variants and not any(v.startswith("drop_dropout") for v in read.variants)
+
+
+@pytest.mark.slow
+def test_extend_grids_rounds_train_only_the_new_point_through_dvc(tmp_path_factory, new_project, run, ran):
+    """Through real `dvc repro`: a two-point grid's choice is at an end, one round adds the next
+    point, and DVC trains and evaluates only that point (the others come from the cache)."""
+
+    def edit(params: dict) -> None:
+        synthetic = {"users": 300, "items": 120, "ratings_per_user": 25.0, "tastes": 5, "seed": 0}
+        params["data"].update(dataset="synthetic", source=None, heldout_users=30, synthetic=synthetic)
+        params["model"].update(hidden_dims=[16], latent_dim=4)
+        params["train"].update(epochs=2, batch_size=50, seeds=[1])
+        params["runtime"].update(device="cpu", threads=1)
+        params["variants"] = {"lr_a": {"optim": {"lr": 0.0001}}, "lr_b": {"optim": {"lr": 0.0002}}}
+        params["tuning"] = {"lr": ["lr_a", "lr_b"]}
+        params["comparisons"], params["claims"] = {}, {}
+        params["study"] = {"name": "default", "rows": ["lr_a", "lr_b"]}
+
+    repo = new_project(tmp_path_factory.mktemp("extend"), edit)
+    run(["dvc", "repro"], repo)
+    chosen = load_params(repo / "params.yaml").variants
+    output = run(["multvae", "extend-grids", "--rounds", "1"], repo)
+    new = [v for v in load_params(repo / "params.yaml").variants if v not in chosen]
+    assert len(new) == 1 and f"adding {new[0]}" in output
+    trained = {s for s in ran(output) if s.startswith(("train@", "evaluate@"))}
+    assert trained == {f"train@{new[0]}-1-0", f"evaluate@{new[0]}"}
+    assert (repo / "conf" / "extensions" / "default.yaml").is_file()
+    assert new[0] in (repo / "metrics" / "table.md").read_text()
