@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from multvae.config import load_params
 from multvae.doc_tables import refresh, sources, stale, table_lines
@@ -37,6 +38,27 @@ def test_every_study_composes_into_parameters_that_load(composed, study):
     assert params.study.name == study  # its results folder is results/<file name>
     assert params.study.rows, "dvc.yaml's train matrix iterates study.rows: it must list them"
     assert params.config().data.dataset != "synthetic"
+    raw = yaml.safe_load(params.text)
+    for stage, key in _listed_params():
+        node = raw
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, (
+                f"dvc.yaml stage {stage} lists {key}, which study {study} does not define: DVC would stop "
+                "with 'Parameters are missing'")
+            node = node[part]
+
+
+def _listed_params() -> list[tuple[str, str]]:
+    """(stage, dotted key) of every parameter dvc.yaml lists, the matrix's own variants.<name> aside."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    listed = []
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        for entry in body.get("params", []):
+            for key in ([entry] if isinstance(entry, str) else list(entry.values())[0]):
+                if "${" not in key:
+                    listed.append((name, key))
+    return listed
 
 
 def test_the_default_study_runs_the_papers_eight_rows_on_the_shipped_data_with_three_seeds():
