@@ -33,6 +33,7 @@ VARIANT_SECTIONS = ("model", "beta", "optim", "train")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 # Rows that are not variants: the baseline stages' results (dvc.yaml stages of the same names).
 BASELINES = ("most_popular", "ease", "rp3beta")
+BLEND_SUFFIX = "_ease"  # a blend row's name: the Mult-VAE row it blends with EASE, and this
 # In `comparisons:`, a reference chosen on validation among the baselines the study ran, and a row
 # list meaning every Mult-VAE-family row of the study.
 BEST_BASELINE = "best_baseline"
@@ -158,6 +159,8 @@ class StudyConfig:
 
     name: str = "default"
     rows: tuple[str, ...] = ()  # empty: every variant, in catalogue order
+    # Rows whose scores are blended with EASE's (the blend stage): each adds the row <row>_ease.
+    blends: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,9 @@ class BaselinesConfig:
     ease_refine: int = 3  # rounds of geometric midpoints around the best λ (each halves the step)
     rp3_alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25)
     rp3_betas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)
+    # The share of the Mult-VAE row's standardised scores in a blend (the rest is EASE's), chosen on
+    # each fold's validation users; 0 and 1 are each path alone.
+    blend_weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 @dataclass(frozen=True)
@@ -360,6 +366,8 @@ def validate(cfg: Config) -> Config:
              "baselines.rp3_alphas", "expected a non-empty list of positive exponents")
     _require(len(bl.rp3_betas) >= 1 and all(0 <= v <= 1 for v in bl.rp3_betas),
              "baselines.rp3_betas", "expected a non-empty list of popularity penalties in [0, 1]")
+    _require(len(set(bl.blend_weights)) >= 2 and all(0 <= v <= 1 for v in bl.blend_weights),
+             "baselines.blend_weights", "expected at least two distinct weights in [0, 1]")
     return cfg
 
 
@@ -428,11 +436,18 @@ def _study(values: Any, variants: list[str]) -> StudyConfig:
     unknown = [r for r in study.rows if r not in variants]
     _require(not unknown, "study.rows", f"not in the `variants:` catalogue: {', '.join(unknown)}")
     _require(len(set(study.rows)) == len(study.rows), "study.rows", f"rows repeat: {list(study.rows)}")
+    rows = study.rows or tuple(variants)
+    outside = [b for b in study.blends if b not in rows]
+    _require(not outside, "study.blends", f"each must be a row of the study; not rows: {', '.join(outside)}")
+    _require(len(set(study.blends)) == len(study.blends), "study.blends", f"repeated: {list(study.blends)}")
+    clash = [b + BLEND_SUFFIX for b in study.blends if b + BLEND_SUFFIX in variants]
+    _require(not clash, "study.blends", f"the blend's row name is already a variant: {', '.join(clash)}")
     return study
 
 
 def _known_rows(variants: list[str], tuning: dict[str, tuple[str, ...]]) -> set[str]:
-    return {*variants, *tuning, *BASELINES}
+    """Names a comparison or claim may use: a study that does not run one leaves it out."""
+    return {*variants, *tuning, *BASELINES, *(v + BLEND_SUFFIX for v in variants)}
 
 
 def _check_metric(metric: str, key: str) -> None:

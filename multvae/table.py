@@ -221,8 +221,9 @@ def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]], metr
 
 
 def _chosen_setting(summary: dict[str, Any]) -> str:
-    """A tuned row's choice on validation: a group's member, EASE's λ, RP3β's α and β (one value, or
-    each fold's where they differ), flagged when it is at an edge of what was searched."""
+    """A tuned row's choice on validation: a group's member, a blend's weight and EASE's λ, RP3β's α
+    and β (one value, or each fold's where they differ), flagged when it is at an edge of what was
+    searched."""
     if summary.get("chosen"):
         return str(summary["chosen"])
 
@@ -235,8 +236,8 @@ def _chosen_setting(summary: dict[str, Any]) -> str:
             return "by fold " + "/".join(f"{float(v):.4g}" for v in value.values())
         return "" if value is None else f"{float(value):.4g}"
 
-    parts = [f"{symbol} = {values(name)}" for name, symbol in (("lambda", "λ"), ("alpha", "α"), ("beta", "β"))
-             if summary.get(name) is not None]
+    symbols = (("weight", "w"), ("lambda", "λ"), ("alpha", "α"), ("beta", "β"))
+    parts = [f"{symbol} = {values(name)}" for name, symbol in symbols if summary.get(name) is not None]
     edge = summary.get("at_edge")
     if edge is True or (isinstance(edge, dict) and any(edge.values())):
         parts.append("at grid edge")

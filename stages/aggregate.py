@@ -41,7 +41,7 @@ def aggregate(
     """Test metrics with intervals, the declared comparisons and claims, curves and β schedules."""
     from multvae.atomic import atomic_dir, atomic_path, write_json, write_text
     from multvae.claims import check_claims, claims_markdown
-    from multvae.config import EVERY_VAE_ROW, load_params
+    from multvae.config import BLEND_SUFFIX, EVERY_VAE_ROW, load_params
     from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
     from multvae.grids import varying
@@ -58,7 +58,10 @@ def aggregate(
     )
 
     read = load_params(params)
-    cfg, labels, order = read.base, read.report.labels, read.rows
+    blends = {row + BLEND_SUFFIX: row for row in read.study.blends}
+    cfg, order = read.base, [*read.rows, *blends]
+    labels = {**{name: f"{label(row, read.report.labels)} + EASE (blend)" for name, row in blends.items()},
+              **read.report.labels}
     metrics = metric_names(cfg.eval.ks)
     results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, order)
     for path in extra_files(metrics_dir, order):
@@ -70,7 +73,7 @@ def aggregate(
         if r.per_user is None:
             typer.echo(f"aggregate: no {per_user_dir / f'{r.name}.parquet'}: {label(r.name, labels)} "
                        "without intervals")
-        if r.kind == "vae" and r.curves is None:
+        if r.kind == "vae" and r.curves is None and r.name not in blends:
             typer.echo(f"aggregate: no {curves_dir / r.name}/fold-*/seed-*: {label(r.name, labels)} "
                        "not in the curves")
     split_stats = read_stats(stats)

@@ -9,6 +9,7 @@ import typer
 
 from stages.aggregate import aggregate
 from stages.baselines import ease, popularity, rp3beta
+from stages.blend import blend
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
@@ -25,6 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
-for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, aggregate, recommend,
+for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, blend, aggregate, recommend,
                 synthesize, docs, extend_grids):
     app.command()(command)

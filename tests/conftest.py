@@ -167,6 +167,7 @@ def new_project():
         edit(params)
         (folder / "conf" / "study").mkdir(parents=True)
         base = {k: v for k, v in params.items() if k != "study"}
+        base["study"] = {"blends": []}  # as conf/config.yaml: a study file adds its name and rows
         defaults = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())["defaults"]
         (folder / "conf" / "config.yaml").write_text(yaml.safe_dump(
             {"defaults": defaults, **base}, sort_keys=False))

@@ -100,7 +100,7 @@ def _tracked(key: str, listed: list[str]) -> bool:
 def project(tmp_path_factory, tiny_params):
     root = tmp_path_factory.mktemp("dvc-params")
     variants = {"original": {}, "relu": {"model": {"activation": "relu"}}}
-    (root / "params.yaml").write_text(tiny_params(variants=variants))
+    (root / "params.yaml").write_text(tiny_params(variants=variants, study={"blends": ["relu"]}))
     return root
 
 
@@ -122,6 +122,9 @@ STAGES = {
                              f"{r}/metrics/per_user/most_popular.parquet"),
     "ease": lambda r: ("ease", "--data", f"{r}/prepared", "--metrics", f"{r}/metrics/variants/ease.json",
                        "--per-user", f"{r}/metrics/per_user/ease.parquet"),
+    "blend": lambda r: ("blend", "relu", "--data", f"{r}/prepared", "--models", f"{r}/models", "--ease",
+                        f"{r}/metrics/variants/ease.json", "--metrics", f"{r}/metrics/variants", "--per-user",
+                        f"{r}/metrics/per_user"),
     "aggregate": lambda r: (
         "aggregate", "--metrics-dir", f"{r}/metrics/variants", "--per-user-dir", f"{r}/metrics/per_user",
         "--curves-dir", f"{r}/dvclive", "--table", f"{r}/out/table.md", "--csv", f"{r}/out/table.csv",

@@ -1,0 +1,98 @@
+"""A Mult-VAE row blended with EASE: w·z(VAE) + (1 − w)·z(EASE), where z standardises each user's
+scores over the items (the two models' scores are on different scales: log-odds against a linear
+reconstruction), and w is chosen on the fold's validation users from a grid that holds 0 and 1,
+each path alone. The deep model and the shallow one make different errors (Vančura & Kordík,
+VASP, 2021, train the two together); a validated score blend is the plainest way to combine them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from multvae.baselines import EaseSpectrum, linear_scorer
+from multvae.config import Config
+from multvae.data import Dataset, HeldOut
+from multvae.evaluation import EvaluationError
+from multvae.layout import run_path, train_stage
+from multvae.metrics import Scorer, metric_names, score_heldout
+from multvae.model import make_scorer
+from multvae.model_file import load_model
+from multvae.results import Summary, per_user_rows, summarize
+
+
+def standardized(scores: torch.Tensor) -> torch.Tensor:
+    """Each row (user) centred on its mean over the items and divided by its standard deviation."""
+    scores = scores.to(torch.float64)
+    spread = scores.std(dim=1, keepdim=True).clamp_min(1e-12)
+    return (scores - scores.mean(dim=1, keepdim=True)) / spread
+
+
+def _scores(scorer: Scorer, heldout: HeldOut, batch_size: int) -> torch.Tensor:
+    """Every held-out user's standardised scores, in row order."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, heldout.foldin.shape[0], batch_size):
+            parts.append(standardized(scorer(heldout.foldin[start:start + batch_size])).cpu())
+    return torch.cat(parts)
+
+
+def blend_metrics(vae: Scorer, ease: Scorer, heldout: HeldOut, weights: Sequence[float],
+                  ks: tuple[int, ...], batch_size: int = 2000) -> dict[float, pd.DataFrame]:
+    """Per-user metrics (`score_heldout`'s table) of the blend at each weight: each model scores the
+    users once, and each weight ranks their mix."""
+    a, b = _scores(vae, heldout, batch_size), _scores(ease, heldout, batch_size)
+    n = max(heldout.foldin.shape[0], 1)  # one batch: the scorer returns every user's blended scores
+
+    def mixed(weight: float) -> Scorer:
+        return lambda _: weight * a + (1 - weight) * b
+
+    return {w: score_heldout(mixed(w), heldout, ks, batch_size=n) for w in weights}
+
+
+def choose_weight(validation: list[dict[float, pd.DataFrame]], key: str) -> tuple[float, dict[float, float]]:
+    """The weight with the best validation `key` averaged over the runs (one table per training
+    seed), the first in grid order on ties, and every weight's score."""
+    scores = {w: float(np.mean([run[w][key].mean() for run in validation])) for w in validation[0]}
+    return max(scores, key=lambda w: scores[w]), scores
+
+
+def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], folds: dict[int, Dataset],
+                   lambdas: dict[int, float], weights: Sequence[float], ks: tuple[int, ...],
+                   batch_size: int, device: torch.device, expected: Config) -> tuple[Summary, pd.DataFrame]:
+    """(summary, per-user test metrics) of `row`'s models (every seed, each fold's) blended with
+    EASE at that fold's λ, w chosen on the fold's validation users over the seeds' mean. Every seed
+    is a run of the blend, so the inference counts the Mult-VAE row's run-to-run spread."""
+    names, key = metric_names(ks), metric_names(ks)[0]
+    per_user, chosen, grid, by_fold = [], {}, {}, {}
+    epochs: dict[int, tuple[int, int]] = {}
+    for fold, data in folds.items():
+        ease = linear_scorer(EaseSpectrum(data.train).weights(lambdas[fold]))
+        scorers = {}
+        for seed in seeds:
+            path = run_path(models, row, fold, seed, ".pt")
+            retrain = f"dvc repro {train_stage(row, fold, seed)}"
+            if not path.is_file():
+                raise EvaluationError(f"{path}: no trained model; run `{retrain}` first")
+            model, saved = load_model(path, device, data.fingerprint, retrain, expected)
+            scorers[seed] = make_scorer(model, device)
+            epochs.setdefault(seed, (saved.best_epoch, saved.epochs))
+        validation = [blend_metrics(scorers[s], ease, data.validation, weights, ks, batch_size)
+                      for s in seeds]
+        chosen[fold], scores = choose_weight(validation, key)
+        grid[str(fold)] = {f"{w:g}": v for w, v in scores.items()}
+        by_fold[fold] = scores[chosen[fold]]
+        for seed in seeds:
+            test = blend_metrics(scorers[seed], ease, data.test, [chosen[fold]], ks, batch_size)[chosen[fold]]
+            per_user.append(per_user_rows(test, data.user_ids(data.test.users), fold, seed))
+    table = pd.concat(per_user, ignore_index=True)
+    one = len(folds) == 1
+    settings = {"weight": next(iter(chosen.values())) if one else {str(f): w for f, w in chosen.items()},
+                "lambda": next(iter(lambdas.values())) if one else {str(f): v for f, v in lambdas.items()},
+                "grid": next(iter(grid.values())) if one else grid, "tuning_budget": len(weights),
+                "blend_of": [row, "ease"]}
+    return summarize(name, "vae", table, names, by_fold, epochs=epochs, chosen=settings), table

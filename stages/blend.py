@@ -1,0 +1,53 @@
+"""DVC stage `blend@<row>`: a Mult-VAE row's scores blended with EASE's, the weight chosen on
+validation, into metrics/variants/<row>_ease.json (study.blends lists the rows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stages.common import DataOption, ParamsOption, user_errors
+
+
+@user_errors
+def blend(
+    row: Annotated[str, typer.Argument(help="A Mult-VAE row of study.blends.")],
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = Path("data/prepared"),
+    models: Annotated[Path, typer.Option(help="Folder of trained models.")] = Path("models"),
+    ease: Annotated[Path, typer.Option(help="EASE's summary (its λ by fold).")] = Path(
+        "metrics/variants/ease.json"),
+    metrics: Annotated[Path, typer.Option(help="Folder for <row>_ease.json.")] = Path("metrics/variants"),
+    per_user: Annotated[Path, typer.Option(help="Folder for <row>_ease.parquet.")] = Path("metrics/per_user"),
+) -> None:
+    """Blend each seed's model of ROW with EASE at the λ EASE chose on each fold; w on validation."""
+    from multvae.blend import evaluate_blend
+    from multvae.config import BLEND_SUFFIX, ConfigError, load_params
+    from multvae.data import load_dataset
+    from multvae.layout import fold_dir
+    from multvae.metrics import check_cutoffs
+    from multvae.results import ResultError, read_summary, write_result
+    from multvae.runtime import setup
+
+    read = load_params(params)
+    if row not in read.study.blends:
+        raise ConfigError(f"{params}: {row} is not in study.blends {list(read.study.blends)}")
+    cfg, runtime = read.config(row), read.runtime
+    folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
+    for k, dataset in folds.items():
+        check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
+    lam = read_summary(ease, []).get("lambda")
+    if not isinstance(lam, (int, float, dict)):
+        raise ResultError(f"{ease}: no 'lambda' (EASE's chosen λ); run `dvc repro ease` first")
+    lambdas = {k: float(lam[str(k)] if isinstance(lam, dict) else lam) for k in folds}
+    name = row + BLEND_SUFFIX
+    summary, users = evaluate_blend(name, row, models, cfg.train.seeds, folds, lambdas,
+                                    cfg.baselines.blend_weights, cfg.eval.ks, runtime.eval_batch_size,
+                                    setup(runtime), expected=cfg)
+    read.check_unchanged()
+    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
+    typer.echo(f"blend {name}: weight {summary.chosen['weight']} of {row}'s scores; {shown} "
+               f"({summary.test_users:,} users)")
