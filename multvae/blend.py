@@ -17,11 +17,9 @@ import torch
 from multvae.baselines import EaseSpectrum, linear_scorer
 from multvae.config import Config
 from multvae.data import Dataset, HeldOut
-from multvae.evaluation import EvaluationError
-from multvae.layout import run_path, train_stage
+from multvae.evaluation import load_run
 from multvae.metrics import Scorer, metric_names, score_heldout
 from multvae.model import make_scorer
-from multvae.model_file import load_model
 from multvae.results import Summary, per_user_rows, summarize
 
 
@@ -74,11 +72,7 @@ def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], fo
         ease = linear_scorer(EaseSpectrum(data.train).weights(lambdas[fold]))
         scorers = {}
         for seed in seeds:
-            path = run_path(models, row, fold, seed, ".pt")
-            retrain = f"dvc repro {train_stage(row, fold, seed)}"
-            if not path.is_file():
-                raise EvaluationError(f"{path}: no trained model; run `{retrain}` first")
-            model, saved = load_model(path, device, data.fingerprint, retrain, expected)
+            model, saved = load_run(models, row, fold, seed, data, device, expected)
             scorers[seed] = make_scorer(model, device)
             epochs.setdefault(seed, (saved.best_epoch, saved.epochs))
         validation = [blend_metrics(scorers[s], ease, data.validation, weights, ks, batch_size)

@@ -18,6 +18,7 @@ import yaml
 from multvae.atomic import atomic_dir, atomic_path, write_json
 from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 from multvae.data import load_dataset
+from multvae.blend import evaluate_blend
 from multvae.evaluation import evaluate_variant
 from multvae.model_file import ModelFileError, SavedModel, save_model
 from multvae.split import split, write_split
@@ -175,11 +176,16 @@ def test_a_model_of_another_variant_filed_under_this_one_is_refused(trained, tmp
                      expected=more_seeds)
 
 
-def test_a_model_filed_under_another_seed_is_refused(trained, tmp_path):
+@pytest.mark.parametrize("stage", ["evaluate", "blend"])
+def test_a_model_filed_under_another_seed_is_refused(trained, tmp_path, stage):
     data, path, _ = trained
     _copy(path, tmp_path / "models" / "original" / "fold-0" / "seed-1.pt")
     with pytest.raises(Exception, match=r"seed-1\.pt holds the model of seed 0, fold 0, not seed 1, fold 0"):
-        evaluate_variant("original", tmp_path / "models", (1,), {0: data}, KS, 100, CPU_DEVICE)
+        if stage == "evaluate":
+            evaluate_variant("original", tmp_path / "models", (1,), {0: data}, KS, 100, CPU_DEVICE)
+        else:
+            evaluate_blend("original_ease", "original", tmp_path / "models", (1,), {0: data}, {0: 10.0},
+                           (0.0, 1.0), KS, 100, CPU_DEVICE, TINY)
 
 
 def test_a_checkpoint_whose_weights_were_changed_is_set_aside(trained, tmp_path):
