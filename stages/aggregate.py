@@ -9,17 +9,15 @@ from typing import Annotated
 import typer
 
 from stages.common import ParamsOption, user_errors
+from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption
 
 
 @user_errors
 def aggregate(
     params: ParamsOption = Path("params.yaml"),
-    metrics_dir: Annotated[Path, typer.Option(help="Folder of <variant>.json test metrics.")] = Path(
-        "metrics/variants"),
-    per_user_dir: Annotated[Path, typer.Option(help="Folder of <variant>.parquet per-user metrics.")] = Path(
-        "metrics/per_user"),
-    curves_dir: Annotated[Path, typer.Option(
-        help="DVCLive training logs, <variant>/fold-<k>/seed-<s>.")] = Path("dvclive"),
+    metrics_dir: MetricsDirOption = Path("metrics/variants"),
+    per_user_dir: PerUserDirOption = Path("metrics/per_user"),
+    curves_dir: CurvesDirOption = Path("dvclive"),
     table: Annotated[Path, typer.Option(help="Comparison table, as Markdown.")] = Path("metrics/table.md"),
     csv: Annotated[Path, typer.Option(help="Comparison table, as CSV.")] = Path("metrics/table.csv"),
     summary: Annotated[Path, typer.Option(

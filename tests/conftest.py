@@ -186,6 +186,19 @@ def new_project():
     return make
 
 
+def shrink(params: dict, *, users: int = 300, items: int = 120, ratings_per_user: float = 25.0,
+           tastes: int = 5, heldout_users: int = 30, hidden_dims: tuple[int, ...] = (16,),
+           latent_dim: int = 4, epochs: int = 2, seeds: tuple[int, ...] = (1,)) -> None:
+    """Edit a project's params (a `new_project` edit) to train on small generated data, on one CPU
+    thread, in seconds: what a test through real DVC needs; the study's rows are the test's own."""
+    synthetic = {"users": users, "items": items, "ratings_per_user": ratings_per_user, "tastes": tastes,
+                 "seed": 0}
+    params["data"].update(dataset="synthetic", source=None, heldout_users=heldout_users, synthetic=synthetic)
+    params["model"].update(hidden_dims=list(hidden_dims), latent_dim=latent_dim)
+    params["train"].update(epochs=epochs, batch_size=50, seeds=list(seeds))
+    params["runtime"].update(device="cpu", threads=1)
+
+
 TINY_PARAMS: dict[str, dict] = {
     "data": {"dataset": "synthetic", "heldout_users": 30,
              "synthetic": {"users": 300, "items": 200, "ratings_per_user": 30, "tastes": 5}},

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import shrink
 
 from multvae.blend import blend_metrics, choose_weight, standardized
 from multvae.metrics import score_heldout
@@ -57,11 +58,7 @@ def test_the_weight_with_the_best_mean_over_seeds_is_chosen_first_on_ties():
 @pytest.mark.slow
 def test_the_blend_stage_through_dvc(tmp_path_factory, new_project, run, ran):
     def edit(params: dict) -> None:
-        synthetic = {"users": 300, "items": 120, "ratings_per_user": 25.0, "tastes": 5, "seed": 0}
-        params["data"].update(dataset="synthetic", source=None, heldout_users=30, synthetic=synthetic)
-        params["model"].update(hidden_dims=[16], latent_dim=4)
-        params["train"].update(epochs=3, batch_size=50, seeds=[1, 2])
-        params["runtime"].update(device="cpu", threads=1)
+        shrink(params, epochs=3, seeds=(1, 2))
         params["baselines"]["blend_weights"] = [0.0, 0.5, 1.0]
         params["variants"] = {"original": {}}
         params["tuning"], params["claims"] = {}, {}

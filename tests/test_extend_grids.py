@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, compose_params
+from conftest import REPO, compose_params, shrink
 from typer.testing import CliRunner
 
 from multvae.config import load_params
@@ -125,11 +125,7 @@ def test_extend_grids_rounds_train_only_the_new_point_through_dvc(tmp_path_facto
     point, and DVC trains and evaluates only that point (the others come from the cache)."""
 
     def edit(params: dict) -> None:
-        synthetic = {"users": 300, "items": 120, "ratings_per_user": 25.0, "tastes": 5, "seed": 0}
-        params["data"].update(dataset="synthetic", source=None, heldout_users=30, synthetic=synthetic)
-        params["model"].update(hidden_dims=[16], latent_dim=4)
-        params["train"].update(epochs=2, batch_size=50, seeds=[1])
-        params["runtime"].update(device="cpu", threads=1)
+        shrink(params)
         params["variants"] = {"lr_a": {"optim": {"lr": 0.0001}}, "lr_b": {"optim": {"lr": 0.0002}}}
         params["tuning"] = {"lr": ["lr_a", "lr_b"]}
         params["comparisons"], params["claims"] = {}, {}

@@ -5,17 +5,14 @@ trained model with `dvc repro --pull` and trains nothing."""
 from __future__ import annotations
 
 import pytest
+from conftest import shrink
 
 pytestmark = pytest.mark.slow
 
 def test_two_workers_push_and_a_third_clone_trains_nothing(tmp_path, new_project, run, ran):
 
     def edit(params: dict) -> None:
-        synthetic = {"users": 300, "items": 120, "ratings_per_user": 25.0, "tastes": 4, "seed": 0}
-        params["data"].update(dataset="synthetic", source=None, heldout_users=40, synthetic=synthetic)
-        params["model"].update(hidden_dims=[16], latent_dim=4)
-        params["train"].update(epochs=2, batch_size=50, seeds=[1])
-        params["runtime"].update(device="cpu", threads=1)
+        shrink(params, tastes=4, heldout_users=40)
         params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
         # The catalogue trimmed to two rows: the declared comparisons and claims follow it.
         params["comparisons"] = {k: v for k, v in params["comparisons"].items() if k != "recvae_ablation"}

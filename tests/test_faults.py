@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from multvae.atomic import atomic_dir, atomic_path, write_json
+from multvae.blend import evaluate_blend
 from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 from multvae.data import load_dataset
-from multvae.blend import evaluate_blend
 from multvae.evaluation import evaluate_variant
 from multvae.model_file import ModelFileError, SavedModel, save_model
 from multvae.split import split, write_split

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+from conftest import shrink
 
 pytestmark = pytest.mark.slow
 
@@ -12,12 +13,9 @@ pytestmark = pytest.mark.slow
 def repo(tmp_path_factory, new_project, run):
 
     def edit(params: dict) -> None:
-        synthetic = {"users": 400, "items": 150, "ratings_per_user": 30.0, "tastes": 5, "seed": 0}
-        params["data"].update(dataset="synthetic", source=None, heldout_users=40, synthetic=synthetic)
-        params["model"].update(hidden_dims=[32], latent_dim=8)
+        shrink(params, users=400, items=150, ratings_per_user=30.0, heldout_users=40, hidden_dims=(32,),
+               latent_dim=8, epochs=3, seeds=(1, 2))
         params["beta"]["total_anneal_steps"] = 20
-        params["train"].update(epochs=3, batch_size=50, seeds=[1, 2])
-        params["runtime"].update(device="cpu", threads=1)
         params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
         # The catalogue trimmed to two rows: the declared comparisons and claims follow it.
         params["comparisons"] = {k: v for k, v in params["comparisons"].items() if k != "recvae_ablation"}

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from stages.common import ParamsOption, user_errors
+from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption
 
 HEADER = ("# @package _global_\n"
           "# Grid points added by `multvae extend-grids` past choices at the end of their\n"
@@ -25,11 +26,9 @@ HEADER = ("# @package _global_\n"
 @user_errors
 def extend_grids(
     params: ParamsOption = Path("params.yaml"),
-    metrics_dir: Annotated[Path, typer.Option(help="Folder of <variant>.json test metrics.")] = Path(
-        "metrics/variants"),
-    per_user_dir: Annotated[Path, typer.Option(help="Folder of <variant>.parquet per-user metrics.")] = Path(
-        "metrics/per_user"),
-    curves_dir: Annotated[Path, typer.Option(help="DVCLive training logs.")] = Path("dvclive"),
+    metrics_dir: MetricsDirOption = Path("metrics/variants"),
+    per_user_dir: PerUserDirOption = Path("metrics/per_user"),
+    curves_dir: CurvesDirOption = Path("dvclive"),
     conf: Annotated[Path, typer.Option(help="Hydra config folder (gets extensions/<study>.yaml).")] = Path(
         "conf"),
     rounds: Annotated[int, typer.Option(
