@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.linalg import eigh
+from scipy.linalg import eigh, lapack
 
 from multvae.data import HeldOut
 from multvae.metrics import Scorer, metric_names, score_heldout
@@ -84,6 +84,25 @@ def _inverse_power(degrees: np.ndarray, power: float, dtype: type[np.floating]) 
     seen = degrees > 0
     out[seen] = degrees[seen].astype(np.float64) ** -power
     return out
+
+
+def ease_weights(train: sp.csr_matrix, lam: float, dtype: type[np.floating] | None = None) -> np.ndarray:
+    """EASE's B at one λ already chosen, from a Cholesky inverse of G + λI (LAPACK potrf, potri): a
+    stage that needs no λ search skips the eigendecomposition, several times the cost."""
+    dtype = dtype or ease_dtype(train.shape[1])
+    gram = gram_matrix(train, dtype)
+    gram[np.diag_indices_from(gram)] += lam
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (gram,))
+    factor, info = potrf(gram, lower=False, overwrite_a=True, clean=False)
+    if info == 0:
+        inverse, info = potri(factor, lower=False, overwrite_c=True)
+    if info != 0:  # G + λI is positive definite for λ > 0: a failure here is a numerical one
+        raise np.linalg.LinAlgError(f"EASE at λ = {lam:g}: LAPACK Cholesky inverse failed (info {info})")
+    upper = np.triu(inverse)
+    weights = upper + np.triu(inverse, 1).T  # potri fills one triangle of the symmetric inverse
+    weights /= -weights.diagonal().copy()
+    np.fill_diagonal(weights, 0.0)
+    return weights
 
 
 class EaseSpectrum:

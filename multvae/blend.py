@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from multvae.baselines import EaseSpectrum, linear_scorer
+from multvae.baselines import ease_weights, linear_scorer
 from multvae.config import Config
 from multvae.data import Dataset, HeldOut
 from multvae.evaluation import load_run
@@ -69,7 +69,7 @@ def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], fo
     per_user, chosen, grid, by_fold = [], {}, {}, {}
     epochs: dict[int, tuple[int, int]] = {}
     for fold, data in folds.items():
-        ease = linear_scorer(EaseSpectrum(data.train).weights(lambdas[fold]))
+        ease = linear_scorer(ease_weights(data.train, lambdas[fold]))
         scorers = {}
         for seed in seeds:
             model, saved = load_run(models, row, fold, seed, data, device, expected)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from multvae.baselines import (
     EaseSpectrum,
     Rp3Walk,
+    ease_weights,
     fit_ease,
     fit_rp3beta,
     gram_matrix,
@@ -87,6 +88,17 @@ def test_ease_from_the_spectrum_matches_the_dense_inverse(dtype: type[np.floatin
         foldin = random_binary(9, 45, 0.2, seed=3)
         np.testing.assert_allclose(spectrum.scorer(lam)(foldin).numpy(), foldin.toarray() @ expected,
                                    rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_ease_at_one_lambda_by_cholesky_matches_dense_inverse(dtype: type[np.floating], rtol: float) -> None:
+    x = random_binary(120, 45, 0.15, seed=2)
+    for lam in (0.5, 7.5, 300.0):
+        expected = dense_ease(x.toarray().astype(np.float64), lam)
+        got = ease_weights(x, lam, dtype)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+        np.testing.assert_array_equal(np.diag(got), 0.0)
 
 
 def test_rp3beta_matches_the_random_walk_written_out() -> None:
