@@ -80,6 +80,27 @@ def test_the_quick_study_shortens_every_row_it_runs(composed):
     assert all(epoch_count(params.config(row), 483) <= 20 for row in params.rows)
 
 
+@pytest.mark.parametrize("study", ["recvae", "ml1m_recvae", "ml1m_kfold"])
+def test_recvae_rows_make_at_least_2000_updates_and_keep_their_epochs_on_ml1m(composed, study):
+    """RecVAE's update floor: ml-latest-small's 483 training users get as many updates as ML-1M's
+    (4,834 with 600 + 600 held out; 4,830 in a 10-fold split), where the floor adds no epoch."""
+    import dataclasses
+
+    from multvae.training import epoch_count, updates_per_epoch
+
+    params = load_params(composed(f"study={study}"))
+    rows = [row for row in params.rows if row.startswith("recvae")]
+    assert rows
+    for row in rows:
+        cfg = params.config(row)
+        no_floor = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, min_updates=0))
+        for users in (483, 4_830, 4_834):
+            assert epoch_count(cfg, users) * updates_per_epoch(cfg, users) >= 2000
+        for users in (4_830, 4_834):
+            assert epoch_count(cfg, users) == epoch_count(no_floor, users)
+        assert epoch_count(cfg, 483) > epoch_count(no_floor, 483)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_result_table_in_the_docs_is_the_committed_file_it_names(page):
     text = page.read_text()
