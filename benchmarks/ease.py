@@ -1,5 +1,6 @@
-"""EASE's λ search: one eigendecomposition for every λ (what the pipeline does) against a dense
-Cholesky inversion per λ (what it did before), on synthetic data of a given shape.
+"""EASE's λ search: one eigendecomposition for every λ (what the ease stage does) against a dense
+Cholesky inversion per λ (`baselines.ease_weights`, what the blend stage does for its one λ), on
+synthetic data of a given shape.
 
     python benchmarks/ease.py                                  # ML-1M's shape and ml-latest-small's
     python benchmarks/ease.py --items 20108 --users 116677 --validation 10000   # ML-20M's (minutes, 10 GB)
@@ -19,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import get_lapack_funcs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from multvae.baselines import EaseSpectrum, ease_dtype, gram_matrix, linear_scorer  # noqa: E402
+from multvae.baselines import EaseSpectrum, ease_dtype, ease_weights, linear_scorer  # noqa: E402
 
 SEARCHED = 13  # 7 grid values + 3 refinement rounds of 2 midpoints
 
@@ -40,30 +40,6 @@ def random_matrix(users: int, items: int, per_user: int, seed: int) -> sp.csr_ma
     return matrix
 
 
-def _mirror_upper(a: np.ndarray, block: int = 1024) -> None:
-    n = a.shape[0]
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        a[stop:, start:stop] = a[start:stop, stop:].T
-        diag = a[start:stop, start:stop]
-        diag[...] = np.triu(diag) + np.triu(diag, 1).T
-
-
-def cholesky_weights(gram: np.ndarray, lam: float) -> np.ndarray:
-    """The former route, as multvae/baselines.py had it until this benchmark's commit: (G + λI)⁻¹ in
-    place by Cholesky (potrf + potri on the Fortran view), then B = -P / diag(P)."""
-    work = gram.copy()
-    work[np.diag_indices_from(work)] += lam
-    potrf, potri = get_lapack_funcs(("potrf", "potri"), (work,))
-    factor, _ = potrf(work.T, lower=True, overwrite_a=True, clean=False)
-    inverse, _ = potri(factor, lower=True, overwrite_c=True)
-    weights = inverse.T
-    _mirror_upper(weights)
-    weights /= -weights.diagonal().copy()
-    np.fill_diagonal(weights, 0.0)
-    return weights
-
-
 def seconds(fn) -> float:
     started = time.perf_counter()
     fn()
@@ -78,8 +54,7 @@ def measure(users: int, items: int, validation: int, per_user: int) -> None:
     eig = seconds(lambda: spectrum_holder.append(EaseSpectrum(train)))
     spectrum = spectrum_holder[0]
     score = seconds(lambda: spectrum.scorer(300.0)(foldin))
-    gram = gram_matrix(train, dtype)
-    inverse = seconds(lambda: linear_scorer(cholesky_weights(gram, 300.0))(foldin))
+    inverse = seconds(lambda: linear_scorer(ease_weights(train, 300.0))(foldin))
     eigen_total = eig + SEARCHED * score + seconds(lambda: spectrum.weights(300.0))
     cholesky_total = SEARCHED * inverse
     print(f"{users:,} users x {items:,} items ({np.dtype(dtype).name}), {validation:,} validation users: "
