@@ -98,11 +98,16 @@ def ease_weights(train: sp.csr_matrix, lam: float, dtype: type[np.floating] | No
         inverse, info = potri(factor, lower=False, overwrite_c=True)
     if info != 0:  # G + λI is positive definite for λ > 0: a failure here is a numerical one
         raise np.linalg.LinAlgError(f"EASE at λ = {lam:g}: LAPACK Cholesky inverse failed (info {info})")
-    upper = np.triu(inverse)
-    weights = upper + np.triu(inverse, 1).T  # potri fills one triangle of the symmetric inverse
-    weights /= -weights.diagonal().copy()
-    np.fill_diagonal(weights, 0.0)
-    return weights
+    symmetric = np.triu(inverse)
+    symmetric += np.triu(inverse, 1).T  # potri fills one triangle of the symmetric inverse
+    return _ease_from_inverse(symmetric)
+
+
+def _ease_from_inverse(inverse: np.ndarray) -> np.ndarray:
+    """EASE's closed form from P = (G + λI)⁻¹, in P's memory: B = -P / diag(P), zero diagonal."""
+    inverse /= -inverse.diagonal().copy()
+    np.fill_diagonal(inverse, 0.0)
+    return inverse
 
 
 class EaseSpectrum:
@@ -136,10 +141,7 @@ class EaseSpectrum:
     def weights(self, lam: float) -> np.ndarray:
         """B itself (item x item, zero diagonal), for a model that is kept."""
         inverse = (1.0 / (self.values + lam)).astype(self.dtype)
-        weights = (self.vectors * inverse) @ self.vectors.T
-        weights /= -weights.diagonal().copy()
-        np.fill_diagonal(weights, 0.0)
-        return weights
+        return _ease_from_inverse((self.vectors * inverse) @ self.vectors.T)
 
 
 def search_grid(score: Callable[[float], float], grid: Sequence[float], refine: int,
