@@ -109,6 +109,34 @@ def test_a_choice_at_the_end_gets_the_next_point_until_it_is_inside(project):
     assert load_params("params.yaml").rows == read.rows
 
 
+@pytest.mark.parametrize(("new_scores", "closing"), [
+    ({"lr_lr_0_004": 0.33}, "every tuning choice is inside its grid after 1 round(s)"),
+    ({"lr_lr_0_004": 0.40}, "still at an end of its grid: lr (lr_lr_0_004); run again to extend further"),
+])
+def test_rounds_end_by_saying_whether_a_choice_is_still_at_an_end(project, monkeypatch, new_scores, closing):
+    """After its last `dvc repro` (here a stand-in that writes the new point's result), the command
+    says whether the new point moved the choice inside or the grid needs another round."""
+    import subprocess
+
+    import stages.tools.extend_grids as tool
+
+    _results(lr_a=0.30, lr_b=0.35)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["tuning"] = {"lr": ["lr_a", "lr_b"]}
+    params["study"]["rows"] = ["lr_a", "lr_b"]
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def repro(command, check):
+        assert command == ["dvc", "repro"]
+        _results(**new_scores)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(tool.subprocess, "run", repro)
+    done = CliRunner().invoke(app, ["extend-grids", "--rounds", "1"])
+    assert done.exit_code == 0, done.output
+    assert done.output.strip().splitlines()[-1].endswith(closing)
+
+
 def test_a_point_past_a_settings_range_is_not_added(project):
     _results(lr_a=0.35, lr_b=0.30, drop_a=0.31, drop_b=0.36)
     done = CliRunner().invoke(app, ["extend-grids"])

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stages.common import ParamsOption, user_errors
 from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption
+
+if TYPE_CHECKING:
+    from multvae.config import Params
+    from multvae.table import Choice
 
 HEADER = ("# @package _global_\n"
           "# Grid points added by `multvae extend-grids` past choices at the end of their\n"
@@ -48,16 +52,24 @@ def extend_grids(
         done = subprocess.run(["dvc", "repro"], check=False)
         if done.returncode != 0:
             raise typer.Exit(done.returncode)
-    typer.echo(f"extend-grids: stopped after {rounds} round(s); a choice may still be at an edge")
+    read, edges, _ = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir)
+    if edges:
+        still = ", ".join(f"{group} ({', '.join(sorted(set(choice.by_fold.values())))})"
+                          for group, choice in edges.items())
+        typer.echo(f"extend-grids: stopped after {rounds} round(s); still at an end of its grid: {still}; "
+                   "run again to extend further")
+    else:
+        typer.echo(f"extend-grids: every tuning choice is inside its grid after {rounds} round(s)")
 
 
-def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir: Path,
-                 conf: Path) -> list[str]:
-    import yaml
+Grids = dict[str, dict[str, dict[str, Any]]]  # group -> member -> the settings that vary in the group
 
-    from multvae.atomic import write_text
-    from multvae.config import ConfigError, load_params
-    from multvae.grids import extensions, varying
+
+def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path,
+                      curves_dir: Path) -> tuple[Params, dict[str, Choice], Grids]:
+    """The params, the tuning choices (as the table makes them) at an end of their grid, and the grids."""
+    from multvae.config import load_params
+    from multvae.grids import varying
     from multvae.metrics import metric_names
     from multvae.results import ResultError
     from multvae.table import load_results, select_tuned
@@ -72,13 +84,23 @@ def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir
     grids = {group: varying({m: read.config(m) for m in members})
              for group, members in read.row_tuning.items()}
     _, choices = select_tuned(results, read.row_tuning, metrics, frozenset(), grids)
+    return read, {group: choice for group, choice in choices.items() if choice.edges}, grids
+
+
+def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir: Path,
+                 conf: Path) -> list[str]:
+    import yaml
+
+    from multvae.atomic import write_text
+    from multvae.config import ConfigError
+    from multvae.grids import extensions
+
+    read, edges, grids = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir)
     raw: dict[str, Any] = yaml.safe_load(read.text)
     rows = list(read.rows)
     added: dict[str, dict[str, Any]] = {}
     tuning: dict[str, list[str]] = {}
-    for group, choice in choices.items():
-        if not choice.edges:
-            continue
+    for group, choice in edges.items():
         members = list(read.row_tuning[group])
         for ext in extensions(group, read.variants, grids[group], set(choice.by_fold.values())):
             if ext.member in read.variants:
