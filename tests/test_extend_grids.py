@@ -92,6 +92,7 @@ def test_a_choice_at_the_end_gets_the_next_point_until_it_is_inside(project):
     assert read.rows == ["lr_a", "lr_b", "lr_lr_0_004", "drop_a", "drop_dropout_0_15", "drop_b"]
     assert read.tuning["lr"] == ("lr_a", "lr_b", "lr_lr_0_004")
     written = (project / "params.yaml").read_text()
+    assert "β" in written and "\\u03B2" not in written  # labels stay readable
     compose_params(project)  # what `dvc exp run` composes from conf/ holds the same
     composed = load_params(project / "params.yaml")
     assert composed.rows == read.rows and composed.tuning == read.tuning

@@ -123,7 +123,7 @@ def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir
     raw.setdefault("variants", {}).update(added)
     raw.setdefault("tuning", {}).update(tuning)
     raw.setdefault("study", {})["rows"] = rows
-    text = yaml.safe_dump(raw, sort_keys=False)
+    text = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
     read.check_unchanged()
     extension_file = conf / "extensions" / f"{read.study.name}.yaml"
     kept: dict[str, Any] = {}
@@ -133,7 +133,7 @@ def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir
     kept.setdefault("tuning", {}).update(tuning)
     kept.setdefault("study", {})["rows"] = rows
     extension_file.parent.mkdir(parents=True, exist_ok=True)
-    write_text(extension_file, HEADER + yaml.safe_dump(kept, sort_keys=False))
+    write_text(extension_file, HEADER + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True))
     write_text(params, text)
     typer.echo(f"extend-grids: {len(added)} point(s) -> {params}, {extension_file}")
     return list(added)
