@@ -52,7 +52,7 @@ def extend_grids(
         done = subprocess.run(["dvc", "repro"], check=False)
         if done.returncode != 0:
             raise typer.Exit(done.returncode)
-    read, edges, _ = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir)
+    _, edges, _ = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir)
     if edges:
         still = ", ".join(f"{group} ({', '.join(sorted(set(choice.by_fold.values())))})"
                           for group, choice in edges.items())
