@@ -15,8 +15,14 @@ if ! python -c "import torch" 2>/dev/null; then
     # shellcheck disable=SC2086
     python -m pip install -q $TORCH_SPEC
   else
-    python -m pip install -q "torch==2.13.0+cpu" 2>/dev/null \
-      || python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+    # The CPU wheel where an index or --find-links has it; else PyTorch's CPU index alone. Other
+    # indexes from pip's configuration are dropped for that step, as they can hold a CUDA build
+    # of several GB that pip would prefer.
+    if ! python -m pip install -q "torch==2.13.0+cpu"; then
+      echo "setup: torch 2.13.0+cpu not on the configured indexes; trying PyTorch's CPU index"
+      env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+        python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+    fi
   fi
 fi
 python -m pip install -q -e ".[dev]"
