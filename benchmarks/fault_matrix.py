@@ -420,6 +420,10 @@ def cases() -> list[Case]:
         ("gzip cut in half", gz_truncated),
         ("zip without a ratings file", zip_without_ratings),
         (".dat file with commas", ratings("1,10,4,978300760\n", "bad.dat")),
+        ("user-item file: a count of 0", ratings("user,item,plays\na,x,3\nb,y,0\n")),
+        ("user-item file: two user columns", ratings("user,customer_id,item\na,b,x\n")),
+        ("user-item file: no item column", ratings("user,thing\na,x\n")),
+        ("user-item file: a date that is not one", ratings("user,item,timestamp\na,x,yesterday\n")),
     ]:
         refused("ratings file", name, download, setup)
     refused("ratings file", "three users only (refused when split)", ["prepare"], both(

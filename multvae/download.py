@@ -26,7 +26,7 @@ from multvae.atomic import atomic_dir, scratch_dir, write_json
 from multvae.config import DataConfig
 from multvae.errors import MultVAEError
 from multvae.identity import content, label
-from multvae.ratings import RatingsError, read_movies, read_ratings, resolve_duplicates
+from multvae.ratings import RatingsError, read_interactions, read_movies, read_ratings, resolve_duplicates
 from multvae.synthetic import generate
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -216,7 +216,7 @@ def resolve_source(source: str, cwd: Path | None = None) -> Path:
         raise DownloadError(f"data.source: {source} does not exist (looked at {', '.join(map(str, tried))})")
     if not found.is_file():
         raise DownloadError(f"data.source: {found} is a folder or device, not a file; give the release's "
-                            "archive (.zip) or its ratings file (.csv, .dat, u.data, optionally .gz)")
+                            "archive (.zip) or a ratings file (.csv, .tsv, .dat, u.data, optionally .gz)")
     return found
 
 
@@ -273,8 +273,11 @@ def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> 
                     info["md5_verified"] = True
                 ratings, movies = _read_archive(source, work_dir)
             else:
-                ratings = read_ratings(source)  # a RatingsError names the file and the column
-                movies = _sibling_movies(source)
+                # a RatingsError names the file and the column
+                ratings, labels = read_interactions(source)
+                movies = _sibling_movies(source) if labels is None else labels
+                if labels is not None:
+                    info["ids"] = "labels renumbered in sorted order; items' labels are the titles"
         elif data.dataset == "synthetic":
             ratings, movies = generate(data.synthetic)
             info["generator"] = "multvae.synthetic"

@@ -1,8 +1,10 @@
-"""Read MovieLens ratings and movie titles in either of the releases' formats into one schema.
+"""Read ratings files and movie titles into one schema: MovieLens's layouts and any user-item file.
 
 ML-1M/10M use `::`-separated `.dat` files without a header; the others use CSV with a header.
-Both may be gzipped. The result always has userId, movieId, rating and, when the file has one,
-timestamp, so that everything downstream is format-free.
+Any other data set (plays, clicks, purchases) is read from CSV or TSV whose header names its user
+and item columns; ids there are labels of any text. Files may be gzipped. The result always has
+userId, movieId, rating and, when the file has one, timestamp, so that everything downstream is
+format-free.
 """
 
 from __future__ import annotations
@@ -21,7 +23,23 @@ RATING_COLUMNS = ("userId", "movieId", "rating")
 RATING_RANGE = (0.0, 5.0)  # every MovieLens release rates on 0.5-5 or 1-5 stars
 LAYOUTS = ("CSV with a header userId,movieId,rating[,timestamp] (ML-20M, 25M, 32M, latest)",
            "userId::movieId::rating[::timestamp] lines (.dat: ML-1M, ML-10M)",
-           "tab-separated user, item, rating, timestamp without a header (u.data: ML-100K)")
+           "tab-separated user, item, rating, timestamp without a header (u.data: ML-100K)",
+           "CSV or TSV with a header user,item[,rating|count][,timestamp] (any implicit or "
+           "explicit feedback; the names' spellings below)")
+
+# Column names of a generic user-item file, compared in lower case without '_', '-' or spaces.
+# MovieLens's own names (userId, movieId) keep MovieLens's rules: numeric ids and a rating column.
+ALIASES = {
+    "user": ("user", "userid", "uid", "customerid", "visitorid", "reviewerid"),
+    "item": ("item", "itemid", "iid", "movieid", "songid", "trackid", "artistid", "productid", "asin",
+             "bookid", "isbn"),
+    "rating": ("rating", "score", "stars"),
+    "count": ("count", "plays", "playcount", "listens", "clicks", "frequency"),
+    "timestamp": ("timestamp", "ts", "time", "datetime"),
+}
+# An implicit row (no rating column, or a count) is a positive: it gets the top of the star scale,
+# so that binarising at any data.min_rating keeps it.
+IMPLICIT_RATING = 5.0
 
 
 class RatingsError(MultVAEError, ValueError):
@@ -39,6 +57,12 @@ def _open_text_head(path: Path, n: int = 4096) -> str:
 
 def read_ratings(path: Path | str) -> pd.DataFrame:
     """userId, movieId (int64), rating (float32) and, if present, timestamp (int64)."""
+    return read_interactions(path)[0]
+
+
+def read_interactions(path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The ratings, and for a generic user-item file its items' own labels as titles (movieId,
+    title), as its ids are renumbered; None for MovieLens's layouts, whose ids are kept."""
     path = Path(path)
     if not path.is_file():
         raise RatingsError(f"{path}: ratings file not found")
@@ -49,6 +73,13 @@ def read_ratings(path: Path | str) -> pd.DataFrame:
     if path.name.removesuffix(".gz").endswith(".dat") and "::" not in first_line:
         raise RatingsError(f"{path}: a .dat ratings file has lines userId::movieId::rating[::timestamp] "
                            f"(the layout of ML-1M and ML-10M), but its first line is {first_line[:60]!r}")
+    delimiter = "\t" if "\t" in first_line else ","
+    roles = _generic_roles(first_line.split(delimiter), path)
+    if "::" not in first_line and roles is not None:
+        try:
+            return _read_generic(path, delimiter, roles)
+        except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as exc:
+            raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
     reader = _read_dat if "::" in first_line else _read_tsv if "\t" in first_line else _read_csv
     try:
         frame = reader(path)
@@ -60,7 +91,99 @@ def read_ratings(path: Path | str) -> pd.DataFrame:
             raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
-    return _check_ratings(frame, path)
+    return _check_ratings(frame, path), None
+
+
+def _generic_roles(header: list[str], path: Path) -> dict[str, str] | None:
+    """Which of the header's columns is the user, the item, the rating or count and the timestamp;
+    None when the header is MovieLens's own (userId and movieId) or no header at all."""
+    names = [c.strip('"') for c in header]
+    if "userId" in names and "movieId" in names:
+        return None
+    roles: dict[str, str] = {}
+    for name in names:
+        key = name.lower().replace("_", "").replace("-", "").replace(" ", "")
+        role = next((r for r, spellings in ALIASES.items() if key in spellings), None)
+        if role is None:
+            continue
+        if role in roles:
+            raise RatingsError(f"{path}: columns {roles[role]!r} and {name!r} both name the {role}; "
+                               "rename or drop one")
+        roles[role] = name
+    if not roles:
+        return None  # no header: a MovieLens layout without one, or an error that lists the layouts
+    if "rating" in roles and "count" in roles:
+        raise RatingsError(f"{path}: columns {roles['rating']!r} and {roles['count']!r} are a rating and a "
+                           "count; keep one (a rating is binarised at data.min_rating, any count >= 1 "
+                           "is a positive)")
+    missing = [r for r in ("user", "item") if r not in roles]
+    if missing:
+        raise RatingsError(f"{path}: no {' or '.join(missing)} column in the header {', '.join(names)}; "
+                           + "; ".join(f"{r} is one of {', '.join(ALIASES[r])}" for r in missing)
+                           + " (any case, '_' or '-' ignored)")
+    return roles
+
+
+def _read_generic(path: Path, delimiter: str, roles: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A user-item file: ids are text labels numbered in sorted order (so the same file always
+    gives the same numbers); every row is a positive unless the file has a rating column."""
+    table = pacsv.read_csv(
+        path,
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
+        convert_options=pacsv.ConvertOptions(include_columns=list(roles.values()),
+                                             column_types={c: pa.string() for c in roles.values()},
+                                             strings_can_be_null=True),
+    )
+    frame = table.to_pandas()
+    if frame.empty:
+        raise RatingsError(f"{path}: the ratings file has no data rows")
+    for column in frame.columns:
+        missing = frame[column].isna().to_numpy()
+        if missing.any():
+            raise RatingsError(f"{path}: column {column} has a missing value at data row "
+                               f"{int(np.flatnonzero(missing)[0]) + 1}")
+    users, _ = _number_labels(frame[roles["user"]])
+    items, labels = _number_labels(frame[roles["item"]])
+    out = pd.DataFrame({"userId": users, "movieId": items})
+    if "rating" in roles:
+        out["rating"] = frame[roles["rating"]]
+    else:
+        if "count" in roles:
+            _check_counts(frame[roles["count"]], roles["count"], path)
+        out["rating"] = IMPLICIT_RATING
+    if "timestamp" in roles:
+        out["timestamp"] = _seconds(frame[roles["timestamp"]], roles["timestamp"], path)
+    named = {"rating": roles.get("rating", "rating"), "timestamp": roles.get("timestamp", "timestamp")}
+    titles = pd.DataFrame({"movieId": np.arange(len(labels), dtype=np.int64), "title": labels})
+    return _check_ratings(out, path, named), titles
+
+
+def _number_labels(labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each label's position among the sorted distinct labels, and those labels."""
+    distinct, codes = np.unique(labels.to_numpy(dtype=object).astype(str), return_inverse=True)
+    return codes.astype(np.int64), distinct.astype(object)
+
+
+def _check_counts(values: pd.Series, column: str, path: Path) -> None:
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy()
+    bad = np.isnan(numbers) | (numbers < 1) | (numbers % 1 != 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise RatingsError(f"{path}: column {column} must hold whole counts of at least 1 (every row is "
+                           f"a positive), found {values.iloc[row]!r} at data row {row + 1}")
+
+
+def _seconds(values: pd.Series, column: str, path: Path) -> pd.Series:
+    """Numbers as they are (Unix seconds), else dates and times (ISO 8601) as Unix seconds."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().all():
+        return numbers
+    times = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    if times.isna().any():
+        row = int(np.flatnonzero(times.isna().to_numpy())[0])
+        raise RatingsError(f"{path}: column {column} must hold Unix seconds or ISO 8601 dates, found "
+                           f"{values.iloc[row]!r} at data row {row + 1}")
+    return (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
 
 
 def _text_types(names: list[str]) -> pacsv.ConvertOptions:
@@ -141,22 +264,25 @@ def _check_id_range(values: pd.Series, column: str, path: Path) -> None:
                            f"found {found} at data row {row + 1}")
 
 
-def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _check_ratings(frame: pd.DataFrame, path: Path, named: dict[str, str] | None = None) -> pd.DataFrame:
+    """Types, ranges and missing values; `named` gives the file's own names of schema columns."""
+    named = named or {}
     if frame.empty:
         raise RatingsError(f"{path}: the ratings file has no data rows")
     out = {}
     for column in frame.columns:
         values = frame[column]
+        shown = named.get(column, column)
         if not (pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values)):
             numeric = pd.to_numeric(values, errors="coerce")
             bad = values[numeric.isna() & values.notna()]
             if len(bad):
-                raise RatingsError(f"{path}: column {column} must be numeric, found {bad.iloc[0]!r} "
+                raise RatingsError(f"{path}: column {shown} must be numeric, found {bad.iloc[0]!r} "
                                    f"at data row {bad.index[0] + 1}")
             values = numeric
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise RatingsError(f"{path}: column {column} has a missing value at data row {row + 1}")
+            raise RatingsError(f"{path}: column {shown} has a missing value at data row {row + 1}")
         if column in ("userId", "movieId", "timestamp"):
             fraction = values.to_numpy() % 1 != 0
             if fraction.any():
@@ -169,7 +295,8 @@ def _check_ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     outside = (rating < RATING_RANGE[0]) | (rating > RATING_RANGE[1])
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
-        raise RatingsError(f"{path}: column rating must lie in {RATING_RANGE[0]:g}..{RATING_RANGE[1]:g} "
+        raise RatingsError(f"{path}: column {named.get('rating', 'rating')} must lie in "
+                           f"{RATING_RANGE[0]:g}..{RATING_RANGE[1]:g} "
                            f"(MovieLens's star scale), found {float(rating[row]):g} at data row {row + 1}")
     result = pd.DataFrame({
         "userId": out["userId"].astype(np.int64),

@@ -282,3 +282,23 @@ def test_a_relative_source_writes_the_same_raw_data_wherever_the_checkout_lies(t
         written.append({f.name: f.read_bytes() for f in sorted((root / "raw").iterdir())})
     assert written[0] == written[1]
     assert json.loads(written[0]["source.json"])["input"]["source"] == "data/ratings.csv"
+
+
+def test_an_implicit_log_with_text_ids_is_prepared_like_any_ratings(tiny, tmp_path, out):
+    """A listening log (user, track, timestamp; a pair may repeat): every distinct pair is one
+    positive whatever data.min_rating is, and the tracks' own labels become the titles."""
+    from multvae.split import binarize
+
+    ratings = tiny[0]
+    log = pd.DataFrame({"user": "u" + ratings["userId"].astype(str),
+                        "track_id": "t" + ratings["movieId"].astype(str), "timestamp": ratings["timestamp"]})
+    log = pd.concat([log, log.head(50).assign(timestamp=log.head(50)["timestamp"] + 1)])  # 50 replays
+    path = tmp_path / "listens.csv.gz"
+    log.to_csv(path, index=False, compression="gzip")
+    info, _ = materialize(DataConfig(dataset="auto", source=str(path)), out, show_progress=False)
+    assert info["dataset"] == "custom: listens.csv.gz" and info["duplicate_ratings_dropped"] == 50
+    assert info["ratings"] == len(ratings) and info["users"] == ratings["userId"].nunique()
+    raw = pd.read_parquet(out / "ratings.parquet")
+    titles = pd.read_parquet(out / "movies.parquet").set_index("movieId")["title"]
+    assert sorted(titles.loc[raw["movieId"]].unique()) == sorted(log["track_id"].unique())
+    assert len(binarize(raw, min_rating=4.0, min_user_positives=1)) == len(ratings)

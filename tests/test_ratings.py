@@ -152,3 +152,91 @@ def test_the_largest_int64_id_is_kept_exactly(tmp_path):
     path = tmp_path / "ratings.csv"
     path.write_text("userId,movieId,rating\n1,10,4.0\n9223372036854775807,10,4.0\n")
     assert read_ratings(path)["userId"].tolist() == [1, 2**63 - 1]
+
+
+def write_generic(tiny, path, rng_seed: int = 0, header=("user_id", "song_id", "play_count"), shuffle=False):
+    """The tiny ratings as an implicit-feedback file: text labels for users and items, a play count
+    per row, tab-separated, as the Million Song Dataset's taste profile is (with a header added)."""
+    ratings = tiny[0]
+    rng = np.random.default_rng(rng_seed)
+    frame = pd.DataFrame({header[0]: "user-" + ratings["userId"].astype(str),
+                          header[1]: "SO" + ratings["movieId"].astype(str).str.zfill(6),
+                          header[2]: rng.integers(1, 50, len(ratings))})
+    if shuffle:
+        frame = frame.sample(frac=1.0, random_state=rng_seed)
+    frame.to_csv(path, sep="\t", index=False, compression="gzip" if path.suffix == ".gz" else None)
+    return frame
+
+
+@pytest.mark.parametrize("name", ["plays.tsv", "plays.tsv.gz"])
+def test_implicit_file_with_text_ids_reads_every_row_as_a_positive(tiny, tmp_path, name):
+    from multvae.ratings import IMPLICIT_RATING, read_interactions
+
+    written = write_generic(tiny, tmp_path / name)
+    ratings, titles = read_interactions(tmp_path / name)
+    assert len(ratings) == len(written)
+    assert (ratings["rating"] == IMPLICIT_RATING).all() and titles is not None
+    # the numbering is a bijection: each item's title is its own label, users keep their identity
+    assert (titles.set_index("movieId").loc[ratings["movieId"], "title"].to_numpy()
+            == written["song_id"].to_numpy()).all()
+    assert ratings["userId"].nunique() == written["user_id"].nunique()
+    assert (ratings.groupby("userId")["movieId"].count().sort_values().to_numpy()
+            == written.groupby("user_id")["song_id"].count().sort_values().to_numpy()).all()
+
+
+def test_the_numbering_depends_on_the_labels_not_the_row_order(tiny, tmp_path):
+    from multvae.ratings import read_interactions
+
+    write_generic(tiny, tmp_path / "a.tsv")
+    write_generic(tiny, tmp_path / "b.tsv", shuffle=True)
+    (a, ta), (b, tb) = read_interactions(tmp_path / "a.tsv"), read_interactions(tmp_path / "b.tsv")
+    pd.testing.assert_frame_equal(ta, tb)
+    key = ["userId", "movieId"]
+    pd.testing.assert_frame_equal(a.sort_values(key).reset_index(drop=True),
+                                  b.sort_values(key).reset_index(drop=True))
+
+
+def test_generic_file_with_a_rating_and_iso_dates_keeps_them(tmp_path):
+    from multvae.ratings import read_interactions
+
+    path = write_text(tmp_path / "r.csv", "Customer_ID,ASIN,Stars,Time\nc2,B01,4,2020-01-01T00:00:00Z\n"
+                                           "c1,B02,2.5,2020-01-02\n")
+    ratings, titles = read_interactions(path)
+    assert ratings.to_dict("list") == {"userId": [1, 0], "movieId": [0, 1], "rating": [4.0, 2.5],
+                                       "timestamp": [1577836800, 1577923200]}
+    assert titles is not None and titles["title"].tolist() == ["B01", "B02"]
+
+
+def test_a_movielens_file_keeps_its_numeric_ids_and_no_labels(tiny, tmp_path):
+    from multvae.ratings import read_interactions
+
+    write_ratings_csv(tiny[0].head(100), tmp_path / "ratings.csv")
+    ratings, titles = read_interactions(tmp_path / "ratings.csv")
+    assert titles is None and ratings["userId"].tolist() == tiny[0].head(100)["userId"].tolist()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("user,item,count\na,x,3\nb,y,0\n", r"column count must hold whole counts .*'0' at data row 2"),
+    ("user,item,plays\na,x,1.5\n", r"column plays must hold whole counts .*'1.5' at data row 1"),
+    ("user,item,plays\na,x,many\n", r"column plays must hold whole counts .*'many' at data row 1"),
+    ("user,item\na,x\n,y\n", r"column user has a missing value at data row 2"),
+    ("user,item,score\na,x,7\n", r"column score must lie in 0..5 .* found 7 at data row 1"),
+    ("user,item,score\na,x,good\n", r"column score must be numeric, found 'good' at data row 1"),
+    ("user,item,timestamp\na,x,yesterday\n", r"column timestamp must hold Unix seconds or ISO 8601 dates, "
+                                             r"found 'yesterday' at data row 1"),
+    ("user,user_id,item\na,b,x\n", r"columns 'user' and 'user_id' both name the user"),
+    ("user,item,rating,count\na,x,4,2\n", r"columns 'rating' and 'count' are a rating and a count"),
+    ("visitor,item\na,x\n", r"no user column in the header visitor, item; user is one of user, userid"),
+    ("user,item\n", r"the ratings file has no data rows"),
+])
+def test_bad_generic_file_names_file_column_and_row(tmp_path, text, message):
+    path = write_text(tmp_path / "events.csv", text)
+    with pytest.raises(RatingsError, match=rf"^{re.escape(str(path))}: {message}"):
+        read_ratings(path)
+
+
+def test_a_movielens_header_without_rating_is_not_read_as_implicit(tmp_path):
+    """userId,movieId is MovieLens's layout, whose rating column is required: a file that lost it
+    must not turn into one where every row is a positive."""
+    with pytest.raises(RatingsError, match=r"missing column\(s\) rating"):
+        read_ratings(write_text(tmp_path / "ratings.csv", "userId,movieId\n1,2\n"))
