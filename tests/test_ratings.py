@@ -240,3 +240,23 @@ def test_a_movielens_header_without_rating_is_not_read_as_implicit(tmp_path):
     must not turn into one where every row is a positive."""
     with pytest.raises(RatingsError, match=r"missing column\(s\) rating"):
         read_ratings(write_text(tmp_path / "ratings.csv", "userId,movieId\n1,2\n"))
+
+
+def test_the_shipped_data_as_an_implicit_log_gives_the_same_positives(ml_latest_small_ratings, tmp_path):
+    """ml-latest-small's positives (rating >= 4) written as a user-item file with text labels and no
+    rating read back to the same (user, movie) pairs: the generic route loses and adds nothing."""
+    from multvae.ratings import read_interactions
+    from multvae.split import binarize
+
+    movielens = binarize(read_ratings(ml_latest_small_ratings), min_rating=4.0, min_user_positives=5)
+    path = tmp_path / "positives.tsv"
+    pd.DataFrame({"user": "u" + movielens["userId"].astype(str),
+                  "item_id": "m" + movielens["movieId"].astype(str)}).to_csv(path, sep="\t", index=False)
+    ratings, titles = read_interactions(path)
+    implicit = binarize(ratings, min_rating=4.0, min_user_positives=5)
+    assert titles is not None and len(implicit) == len(movielens)
+    labels = titles.set_index("movieId")["title"]
+    got = set(zip(implicit["userId"], labels.loc[implicit["movieId"]], strict=True))
+    users = {code: f"u{u}" for code, u in enumerate(sorted(movielens["userId"].astype(str).unique()))}
+    assert {(users[u], m) for u, m in got} == set(zip("u" + movielens["userId"].astype(str),
+                                                      "m" + movielens["movieId"].astype(str), strict=True))
