@@ -40,6 +40,8 @@ ALIASES = {
 # An implicit row (no rating column, or a count) is a positive: it gets the top of the star scale,
 # so that binarising at any data.min_rating keeps it.
 IMPLICIT_RATING = 5.0
+HEADER_BYTES = 1 << 16  # enough for any header line
+BOM = "\xef\xbb\xbf"  # UTF-8's byte-order mark as latin-1 text (Arrow skips it when reading)
 
 
 class RatingsError(MultVAEError, ValueError):
@@ -66,7 +68,7 @@ def read_interactions(path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame | No
     path = Path(path)
     if not path.is_file():
         raise RatingsError(f"{path}: ratings file not found")
-    head = _open_text_head(path)
+    head = _open_text_head(path, HEADER_BYTES).removeprefix(BOM)
     if not head.strip():
         raise RatingsError(f"{path}: the ratings file is empty")
     first_line = head.splitlines()[0]
@@ -98,8 +100,8 @@ def _generic_roles(header: list[str], path: Path) -> dict[str, str] | None:
     """Which of the header's columns is the user, the item, the rating or count and the timestamp;
     None when the header is MovieLens's own (userId and movieId) or no header at all."""
     names = [c.strip('"') for c in header]
-    if "userId" in names and "movieId" in names:
-        return None
+    if {"userid", "movieid"} <= {n.strip().lower() for n in names}:
+        return None  # MovieLens's header, in any case or spacing: MovieLens's rules
     roles: dict[str, str] = {}
     for name in names:
         key = name.lower().replace("_", "").replace("-", "").replace(" ", "")
@@ -127,21 +129,34 @@ def _generic_roles(header: list[str], path: Path) -> dict[str, str] | None:
 def _read_generic(path: Path, delimiter: str, roles: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A user-item file: ids are text labels numbered in sorted order (so the same file always
     gives the same numbers); every row is a positive unless the file has a rating column."""
-    table = pacsv.read_csv(
-        path,
-        parse_options=pacsv.ParseOptions(delimiter=delimiter),
-        convert_options=pacsv.ConvertOptions(include_columns=list(roles.values()),
-                                             column_types={c: pa.string() for c in roles.values()},
-                                             strings_can_be_null=True),
-    )
+    try:
+        table = pacsv.read_csv(
+            path,
+            # a tab-separated file is not quoted: a '"' in a label is part of it
+            parse_options=pacsv.ParseOptions(delimiter=delimiter,
+                                             quote_char='"' if delimiter == "," else False),
+            # only an empty field is missing: "NA" or "null" may be a label
+            convert_options=pacsv.ConvertOptions(include_columns=list(roles.values()),
+                                                 column_types={c: pa.string() for c in roles.values()},
+                                                 strings_can_be_null=True, null_values=[""]),
+        )
+    except KeyError as exc:  # a header field the line split differently from Arrow (quotes)
+        raise RatingsError(f"{path}: the header's columns could not be matched ({exc}); write the "
+                           "header without quotes") from exc
     frame = table.to_pandas()
     if frame.empty:
         raise RatingsError(f"{path}: the ratings file has no data rows")
     for column in frame.columns:
-        missing = frame[column].isna().to_numpy()
+        values = frame[column].str.strip()  # "a, x" is item "x"
+        missing = values.isna().to_numpy() | (values == "").to_numpy()
         if missing.any():
             raise RatingsError(f"{path}: column {column} has a missing value at data row "
                                f"{int(np.flatnonzero(missing)[0]) + 1}")
+        broken = values.str.contains("\n", regex=False).to_numpy()
+        if broken.any():
+            raise RatingsError(f"{path}: column {column} at data row {int(np.flatnonzero(broken)[0]) + 1} "
+                               "opens a quote that the line does not close")
+        frame[column] = values
     users, _ = _number_labels(frame[roles["user"]])
     items, labels = _number_labels(frame[roles["item"]])
     out = pd.DataFrame({"userId": users, "movieId": items})
@@ -160,8 +175,8 @@ def _read_generic(path: Path, delimiter: str, roles: dict[str, str]) -> tuple[pd
 
 def _number_labels(labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Each label's position among the sorted distinct labels, and those labels."""
-    distinct, codes = np.unique(labels.to_numpy(dtype=object).astype(str), return_inverse=True)
-    return codes.astype(np.int64), distinct.astype(object)
+    codes, distinct = pd.factorize(labels, sort=True)
+    return codes.astype(np.int64), np.asarray(distinct, dtype=object)
 
 
 def _check_counts(values: pd.Series, column: str, path: Path) -> None:
@@ -287,9 +302,9 @@ def _check_ratings(frame: pd.DataFrame, path: Path, named: dict[str, str] | None
             fraction = values.to_numpy() % 1 != 0
             if fraction.any():
                 row = int(np.flatnonzero(fraction)[0])
-                raise RatingsError(f"{path}: column {column} must hold whole numbers (ids), found "
+                raise RatingsError(f"{path}: column {shown} must hold whole numbers (ids), found "
                                    f"{float(values.iloc[row]):g} at data row {row + 1}")
-            _check_id_range(values, column, path)
+            _check_id_range(values, shown, path)
         out[column] = values
     rating = out["rating"].to_numpy()
     outside = (rating < RATING_RANGE[0]) | (rating > RATING_RANGE[1])

@@ -260,3 +260,37 @@ def test_the_shipped_data_as_an_implicit_log_gives_the_same_positives(ml_latest_
     users = {code: f"u{u}" for code, u in enumerate(sorted(movielens["userId"].astype(str).unique()))}
     assert {(users[u], m) for u, m in got} == set(zip("u" + movielens["userId"].astype(str),
                                                       "m" + movielens["movieId"].astype(str), strict=True))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('user,item\na,x\nb,"x\nc,y\n', r"column item at data row 2 opens a quote that the line does not close"),
+    ('"user, name",item\na,x\n', r"the header's columns could not be matched"),
+    ("user,ts\na,1\n", r"no item column"),
+    ("user,item,ts\na,x,1.5\n", r"column ts must hold whole numbers"),
+])
+def test_generic_files_that_would_misread_are_refused(tmp_path, text, message):
+    with pytest.raises(RatingsError, match=message):
+        read_ratings(write_text(tmp_path / "events.csv", text))
+
+
+def test_labels_are_text_as_written_around_spaces_quotes_and_na(tmp_path):
+    from multvae.ratings import read_interactions
+
+    _, titles = read_interactions(write_text(tmp_path / "a.tsv", 'user\titem\na\t"Weird Al" Yankovic\n'
+                                                                  "b\tNA\nc\tnull\nd\t x \ne\tx\n"))
+    assert titles is not None
+    assert titles["title"].tolist() == ['"Weird Al" Yankovic', "NA", "null", "x"]
+
+
+@pytest.mark.parametrize("header", ["userId, movieId, rating", "UserId,MovieId", "\ufeffuserId,movieId"])
+def test_movielens_headers_in_any_case_spacing_or_with_a_bom_keep_movielens_rules(tmp_path, header):
+    """Such a file is MovieLens's: its numeric ids are kept, and without a rating it is an error,
+    never an implicit data set with renumbered ids."""
+    path = tmp_path / "ratings.csv"
+    row = "10,20,4.0" if "rating" in header else "10,20"
+    path.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    if "rating" in header:
+        assert read_ratings(path)[["userId", "movieId"]].values.tolist() == [[10, 20]]
+    else:
+        with pytest.raises(RatingsError, match=r"missing column\(s\)"):
+            read_ratings(path)
