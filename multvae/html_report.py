@@ -75,7 +75,7 @@ def render(dataset: str, table_markdown: str, claims_markdown: str, figures: dic
         "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in claims_legend) + "</ul>",
         "<h2>Figures</h2>", *(_image(path, title) for title, path in figures.items()),
         "<h2>Data</h2>", f"<table>{stat_rows}</table>",
-        "<h2>Parameters (params.yaml)</h2>", f"<pre>{html.escape(params_text)}</pre>",
+        "<h2>Parameters (params.yaml, less runtime:)</h2>", f"<pre>{html.escape(params_text)}</pre>",
         "</body>", "</html>",
     ]
     return "\n".join(parts) + "\n"

@@ -104,14 +104,14 @@ def aggregate(
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
                "Validation curves (every variant)": plots_dir / "validation_curves.png",
                "β schedules": plots_dir / "beta_schedules.png"}
-    write_text(report, render(dataset, markdown, verdict_table, figures, split_stats, read.text))
+    write_text(report, render(dataset, markdown, verdict_table, figures, split_stats, read.computed_text))
     study = results_dir / read.study.name
     with atomic_dir(study) as tmp:  # what a reproduction is compared against, committed with git
         for written, name in ((table, "table.md"), (csv, "table.csv"), (summary, "summary.json"),
                               (claims, "claims.json")):
             shutil.copyfile(written, tmp / name)
         (tmp / "claims.md").write_text(verdict_table)
-        (tmp / "params.yaml").write_text(read.text)
+        (tmp / "params.yaml").write_text(read.computed_text)
         write_json(tmp / "stats.json", split_stats)
     typer.echo(markdown)
     typer.echo(verdict_table)
