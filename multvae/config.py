@@ -494,7 +494,7 @@ class Params:
     study's rows and the side sections. `config(variant)` is a variant's full configuration."""
 
     path: Path
-    text: str  # the file as written
+    text: str  # the file as written (the report shows it; results/<study>/ keeps it)
     base: Config
     variants: dict[str, dict[str, Any]]
     study: StudyConfig
@@ -516,23 +516,6 @@ class Params:
         its grid is a row of its own."""
         rows = set(self.rows)
         return {g: m for g, m in self.tuning.items() if set(m) <= rows}
-
-    @property
-    def computed_text(self) -> str:
-        """The file as written less its `runtime:` section, which says how to run, not what is
-        computed: the record a reproduction on other threads or another device compares equal to."""
-        kept, skipping = [], False
-        for line in self.text.splitlines(keepends=True):
-            if line[:1] not in ("", " ", "\t", "-", "#", "\n"):  # a top-level key starts a section
-                skipping = line.startswith("runtime:")
-            if not skipping:
-                kept.append(line)
-        record = "".join(kept)
-        expected = {k: v for k, v in (yaml.safe_load(self.text) or {}).items() if k != "runtime"}
-        if (yaml.safe_load(record) or {}) != expected:
-            raise ConfigError(f"{self.path}: its runtime: section could not be set apart from the rest "
-                              "(write it as a block of indented lines under `runtime:`)")
-        return record
 
     def check_unchanged(self) -> None:
         """Stop before writing outputs if the file changed while the stage ran (another `dvc exp

@@ -45,6 +45,7 @@ def aggregate(
     from multvae.grids import varying
     from multvae.html_report import render
     from multvae.metrics import metric_names
+    from multvae.record import params_record
     from multvae.table import (
         build_table,
         extra_files,
@@ -56,6 +57,7 @@ def aggregate(
     )
 
     read = load_params(params)
+    record = params_record(read.text, read.path)  # checked before anything is written
     blends = {row + BLEND_SUFFIX: row for row in read.study.blends}
     cfg, order = read.base, [*read.rows, *blends]
     labels = {**{name: f"{label(row, read.report.labels)} + EASE (blend)" for name, row in blends.items()},
@@ -104,14 +106,14 @@ def aggregate(
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
                "Validation curves (every variant)": plots_dir / "validation_curves.png",
                "β schedules": plots_dir / "beta_schedules.png"}
-    write_text(report, render(dataset, markdown, verdict_table, figures, split_stats, read.computed_text))
+    write_text(report, render(dataset, markdown, verdict_table, figures, split_stats, record))
     study = results_dir / read.study.name
     with atomic_dir(study) as tmp:  # what a reproduction is compared against, committed with git
         for written, name in ((table, "table.md"), (csv, "table.csv"), (summary, "summary.json"),
                               (claims, "claims.json")):
             shutil.copyfile(written, tmp / name)
         (tmp / "claims.md").write_text(verdict_table)
-        (tmp / "params.yaml").write_text(read.computed_text)
+        (tmp / "params.yaml").write_text(record)
         write_json(tmp / "stats.json", split_stats)
     typer.echo(markdown)
     typer.echo(verdict_table)

@@ -132,18 +132,22 @@ def test_only_the_shipped_dataset_is_in_the_repository():
 
 def test_the_record_of_a_run_leaves_out_how_it_was_run(tmp_path):
     """results/<study>/params.yaml and the report keep params.yaml less `runtime:` (threads, device,
-    batch of scoring), which no stage lists: a rerun on other threads writes the same record."""
+    scoring batch), which no stage lists: a rerun on other threads writes the same record."""
+    from multvae.config import ConfigError
+    from multvae.record import params_record
+
     text = (REPO / "params.yaml").read_text()
     assert "\nruntime:\n  device: auto\n  threads: 0\n" in text
-    records = []
-    for threads in (0, 1):
-        path = tmp_path / f"params-{threads}.yaml"
-        path.write_text(text.replace("\n  threads: 0\n", f"\n  threads: {threads}\n"))
-        records.append(load_params(path).computed_text)
+    records = [params_record(text.replace("\n  threads: 0\n", f"\n  threads: {threads}\n"), REPO)
+               for threads in (0, 1)]
     assert records[0] == records[1]
     raw = yaml.safe_load(text)
     assert yaml.safe_load(records[0]) == {k: v for k, v in raw.items() if k != "runtime"}
-    assert "runtime" in raw and "report" in yaml.safe_load(records[0])  # the section after it is kept
+    assert records[0] in text.replace(text[text.index("runtime:"):text.index("report:")], "")
+    flow = "study: {name: s}\nruntime: {threads: 1}\nreport:\n  labels: {}\n"
+    assert params_record(flow, REPO) == "study: {name: s}\nreport:\n  labels: {}\n"
+    with pytest.raises(ConfigError, match="runtime: section could not be set apart"):
+        params_record('"runtime": {threads: 1}\nreport: {}\n', tmp_path)  # a quoted key
 
 
 RECORDED = sorted(p.name for p in (REPO / "results").iterdir() if (p / "params.yaml").is_file())
