@@ -167,3 +167,13 @@ def test_each_committed_result_is_what_its_study_composes_today(composed, study)
     today.pop("runtime", None)
     changed = sorted(k for k in today.keys() | recorded.keys() if today.get(k) != recorded.get(k))
     assert not changed, f"results/{study}/params.yaml differs from study={study} in {changed}: rerun it"
+
+
+def test_the_10_fold_study_fixes_gamma_at_the_ml1m_searchs_choice(composed):
+    """ml1m_kfold runs RecVAE at one γ, said to be what study ml1m_recvae chose on validation."""
+    import pandas as pd
+
+    table = pd.read_csv(REPO / "results" / "ml1m_recvae" / "table.csv").set_index("variant")
+    params = load_params(composed("study=ml1m_kfold"))
+    assert params.tuning["recvae"] == (table.loc["recvae", "chosen"],)
+    assert list(params.study.blends) == [table.loc["recvae", "chosen"]]
