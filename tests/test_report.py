@@ -111,6 +111,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
     params.write_text(yaml.safe_dump({
         "eval": {"confidence": EVAL.confidence},
         "variants": {name: {} for name in VARIANTS},
+        "runtime": {"threads": 1, "device": "cpu"},  # how to run: left out of the study's record
         "report": REPORT,
         "comparisons": COMPARISONS,
         "claims": CLAIMS,
@@ -200,7 +201,10 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
         "claims.json", "claims.md", "params.yaml", "stats.json", "summary.json", "table.csv", "table.md"]
     assert json.loads((study / "summary.json").read_text()) == summary
     assert (study / "table.md").read_text() == text
-    assert (study / "params.yaml").read_text() == inputs["params"].read_text()
+    written = inputs["params"].read_text()
+    record = (study / "params.yaml").read_text()
+    assert record == written.replace("runtime:\n  threads: 1\n  device: cpu\n", "") != written
+    assert "threads" not in (tmp_path / "metrics/report.html").read_text()
     assert text in result.output  # the command prints the table
     family = {"diff", "low", "high", "p", "p_holm"}
     assert set(summary["relu"]) == {"ndcg", "low", "high", "vs_original", "vs_best_baseline"}
