@@ -49,7 +49,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+
+from multvae.config import defaults
+
+BASE, RUNTIME = defaults()
 
 REPO = Path(__file__).resolve().parents[1]
 ML_LATEST_SMALL = (REPO / "../shared/datasets/ml-latest-small").resolve()
@@ -132,13 +137,12 @@ def child_data(args) -> dict:
 
 def child_small_data(args) -> dict:
     """ml-latest-small, prepared as the prepare stage does, into <work>/small."""
-    from multvae.config import DataConfig
     from multvae.ratings import read_movies, read_ratings
     from multvae.split import split, write_split
 
     ratings = read_ratings(ML_LATEST_SMALL / "ratings.csv.gz")
     movies = read_movies(ML_LATEST_SMALL / "movies.csv")
-    result = split(ratings, DataConfig(dataset="ml-latest-small", heldout_users=60), movies)
+    result = split(ratings, replace(BASE.data, dataset="ml-latest-small", heldout_users=60), movies)
     write_split(result, Path(args.work) / "small", Path(args.work) / "small-stats.json")
     return result[0].stats
 
@@ -152,15 +156,13 @@ def _dataset(args):
 
 
 def _config(args, epochs: int = 1):
-    from multvae.config import Config, TrainConfig
 
-    return Config(train=TrainConfig(batch_size=BATCH_SIZE, epochs=epochs))
+    return replace(BASE, train=replace(BASE.train, batch_size=BATCH_SIZE, epochs=epochs))
 
 
 def _runtime(args):
-    from multvae.config import RuntimeConfig
 
-    return RuntimeConfig(device=args.device, threads=args.threads, compile=args.compile)
+    return replace(RUNTIME, device=args.device, threads=args.threads, compile=args.compile)
 
 
 def _sync(device: str) -> None:

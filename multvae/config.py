@@ -1,23 +1,33 @@
-"""Typed configuration, read from params.yaml and validated once, before any work starts.
+"""params.yaml validated whole by one schema (pydantic), before any work starts.
 
-A variant is the base configuration with the overrides it names under `variants.<name>`:
-it states only what it changes, so the ablation matrix reads as a list of differences. A study
-(`study:`) names which variants of that catalogue run as rows. `load_params` reads the file once
-per command into one `Params`, checking every section and every variant before any work starts.
+Every section is a frozen pydantic dataclass: each field's type and range stand beside it, unknown
+keys, wrong types and non-finite numbers are refused, and the first fault is one line naming the file
+and the dotted key. The code keeps no default values: conf/config.yaml holds them, params.yaml is
+their composition and must state every parameter, so DVC tracks each value a stage computes with
+(a default kept in code could change without any tracked parameter changing).
+
+A variant is the base configuration with the overrides it names under `variants.<name>`: it states
+only what it changes, so the ablation matrix reads as a list of differences. A study (`study:`)
+names which variants run as rows; every name that tuning groups, blends, comparisons, claims and
+labels use is checked against the catalogue, and every metric against `eval.ks`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
+import pydantic
 import yaml
+from pydantic import AfterValidator, AllowInfNan, ConfigDict, Field, Strict, model_validator
+from pydantic.dataclasses import dataclass
 
 from multvae.errors import MultVAEError
 
@@ -39,44 +49,95 @@ BLEND_SUFFIX = "_ease"  # a blend row's name: the Mult-VAE row it blends with EA
 BEST_BASELINE = "best_baseline"
 EVERY_VAE_ROW = "*"
 METRIC_PATTERN = re.compile(r"(ndcg|recall)@([1-9][0-9]*)")
+# Where the defaults live: the only place a value is written when no study changes it.
+DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "conf" / "config.yaml"
 
 
 class ConfigError(MultVAEError, ValueError):
     """A parameter is missing, unknown or out of range; the message names the key."""
 
 
-@dataclass(frozen=True)
+# --- value types: strict (no "5" for 5, no true for 1), finite, each range beside its field -------
+
+def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"values repeat: {list(values)}")
+    return values
+
+
+SCHEMA = ConfigDict(extra="forbid", allow_inf_nan=False)
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+NAME_RULE = r"^[A-Za-z0-9_]+$"
+Name = Annotated[str, Strict(), Field(pattern=NAME_RULE)]
+Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32)]  # numpy and torch accept 0 .. 2^32 - 1
+Size = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]  # a layer, batch or count that fits memory
+Metric = Annotated[str, Strict(), Field(pattern=METRIC_PATTERN.pattern)]
+Unique = AfterValidator(_unique)
+
+
+@dataclass(frozen=True, config=SCHEMA)
 class SyntheticConfig:
     """Size and seed of the generated ratings (`data.dataset: synthetic`)."""
 
-    users: int = 2000
-    items: int = 1000
-    ratings_per_user: float = 60.0
-    tastes: int = 20
-    seed: int = 0
+    users: Annotated[Int, Field(ge=10, le=10_000_000)]
+    items: Annotated[Int, Field(ge=10, le=1_000_000)]
+    ratings_per_user: Annotated[Float, Field(ge=5)]
+    tastes: Annotated[Int, Field(ge=1)]
+    seed: Seed
+
+    @model_validator(mode="after")
+    def _tastes_fit(self) -> SyntheticConfig:
+        if self.tastes > self.items:
+            raise ValueError(f"tastes: expected 1..items ({self.items}), got {self.tastes}")
+        if self.ratings_per_user > self.items:
+            raise ValueError(f"ratings_per_user: a user cannot rate more than the {self.items} items, "
+                             f"got {self.ratings_per_user}")
+        return self
 
 
 SYNTHETIC_PRESETS = {
-    "tiny": SyntheticConfig(users=300, items=200, ratings_per_user=30, tastes=5),
-    "small": SyntheticConfig(),
-    "ml-20m": SyntheticConfig(users=138_493, items=26_744, ratings_per_user=155, tastes=50),
+    "tiny": SyntheticConfig(users=300, items=200, ratings_per_user=30.0, tastes=5, seed=0),
+    "small": SyntheticConfig(users=2000, items=1000, ratings_per_user=60.0, tastes=20, seed=0),
+    "ml-20m": SyntheticConfig(users=138_493, items=26_744, ratings_per_user=155.0, tastes=50, seed=0),
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class DataConfig:
     dataset: Literal["ml-20m", "ml-100k", "ml-1m", "ml-10m", "ml-25m", "ml-32m", "ml-latest",
-                     "ml-latest-small", "synthetic", "auto"] = "ml-20m"
-    source: str | None = None
-    min_rating: float = 4.0
-    min_user_positives: int = 5
-    split: Literal["heldout_users", "temporal"] = "heldout_users"
-    heldout_users: float = 10000
-    target_fraction: float = 0.2
-    seed: int = 98765
-    kfold: int = 1  # 1: one test set of heldout_users; K >= 2: users in K folds, each a test set once
-    folds: tuple[int, ...] = (0,)  # which folds to compute (dvc.yaml's fold axis)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+                     "ml-latest-small", "synthetic", "auto"]
+    source: Str | None  # a local archive or ratings file; null: download `dataset`
+    min_rating: Annotated[Float, Field(ge=0, le=5)]
+    min_user_positives: Annotated[Int, Field(ge=2, le=100_000)]
+    split: Literal["heldout_users", "temporal"]
+    heldout_users: Annotated[Float, Field(gt=0)]  # a count, or below 0.5 a fraction of the users
+    target_fraction: Annotated[Float, Field(gt=0, lt=1)]
+    seed: Seed
+    kfold: Annotated[Int, Field(ge=1, le=1000)]  # 1: one test set; K >= 2: users in K folds
+    folds: Annotated[tuple[Annotated[Int, Field(ge=0)], ...], Field(min_length=1), Unique]
+    synthetic: SyntheticConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        h = self.heldout_users
+        if 0.5 <= h < 1:
+            raise ValueError(f"heldout_users: a fraction must be below 0.5 (validation and test each take "
+                             f"it), got {h}")
+        if h >= 1 and not float(h).is_integer():
+            raise ValueError(f"heldout_users: a count must be a whole number, got {h}")
+        if self.kfold > 1 and self.split != "heldout_users":
+            raise ValueError(f"kfold: folds split users, so they need split: heldout_users (got "
+                             f"{self.split}); set kfold: 1")
+        if any(f >= self.kfold for f in self.folds):
+            raise ValueError(f"folds: expected fold numbers in 0..{self.kfold - 1} (kfold={self.kfold}), "
+                             f"got {list(self.folds)}")
+        if self.dataset == "synthetic" and self.source is not None:
+            raise ValueError(f"source: {self.source!r} is set but dataset is synthetic, which reads no file; "
+                             "set source: null, or dataset to the release the file is (or auto)")
+        return self
 
     def heldout_count(self, n_users: int) -> int:
         """Validation users (and as many test users) out of `n_users`: `heldout_users` is a count,
@@ -85,210 +146,272 @@ class DataConfig:
         return int(round(requested * n_users)) if requested < 1 else int(requested)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class ModelConfig:
-    hidden_dims: tuple[int, ...] = (600,)
-    latent_dim: int = 200
-    activation: Literal["tanh", "relu"] = "tanh"
-    dropout: float = 0.5
+    hidden_dims: Annotated[tuple[Size, ...], Field(min_length=1, max_length=32)]
+    latent_dim: Size
+    activation: Literal["tanh", "relu"]
+    dropout: Annotated[Float, Field(ge=0, lt=1)]
     # RecVAE's ingredients (Shenbin et al., WSDM 2020), each on its own switch:
-    encoder: Literal["mlp", "dense"] = "mlp"  # dense: every layer sees all earlier ones, swish, LayerNorm
-    decoder: Literal["mirror", "linear"] = "mirror"  # linear: one layer from the latent space to the items
-    prior: Literal["standard", "composite"] = "standard"  # composite: N(0, I), last epoch's posterior, wide
-    prior_weights: tuple[float, ...] = (0.15, 0.75, 0.1)  # composite: of the three components, in that order
+    encoder: Literal["mlp", "dense"]  # dense: every layer sees all earlier ones, swish, LayerNorm
+    decoder: Literal["mirror", "linear"]  # linear: one layer from the latent space to the items
+    prior: Literal["standard", "composite"]  # composite: N(0, I), last epoch's posterior, wide
+    # composite: the three components' weights, in that order
+    prior_weights: Annotated[tuple[Annotated[Float, Field(ge=0)], ...], Field(min_length=3, max_length=3)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if self.encoder == "dense" and len(set(self.hidden_dims)) != 1:
+            raise ValueError("hidden_dims: the dense encoder adds every layer's output to the next, so its "
+                             f"layers need one width, got {list(self.hidden_dims)}")
+        w = self.prior_weights
+        if abs(sum(w) - 1) > 1e-9 or w[0] + w[2] <= 0:
+            raise ValueError("prior_weights: expected three non-negative weights summing to 1 (standard "
+                             "normal, last epoch's posterior, wide normal), not all on the posterior; "
+                             f"got {list(w)}")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class BetaConfig:
-    method: Literal["anneal", "constant", "cyclical", "user_scaled"] = "anneal"
-    cap: float = 0.2
-    anneal_fraction: float = 0.855  # share of the run's updates after which anneal reaches its cap
-    total_anneal_steps: int | None = None  # absolute override: beta = min(cap, step / this)
-    cycles: int = 10
-    ratio: float = 0.5
-    gamma: float = 0.005
+    method: Literal["anneal", "constant", "cyclical", "user_scaled"]
+    cap: Annotated[Float, Field(ge=0)]
+    anneal_fraction: Annotated[Float, Field(gt=0, le=1)]  # anneal: share of the updates to reach cap
+    total_anneal_steps: Annotated[Int, Field(ge=1)] | None  # anneal: absolute override (β = step / this)
+    cycles: Annotated[Int, Field(ge=1, le=1_000_000)]
+    ratio: Annotated[Float, Field(gt=0, le=1)]
+    gamma: Annotated[Float, Field(ge=0)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class OptimConfig:
-    name: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    scheme: Literal["joint", "alternating"] = "joint"  # alternating: encoder passes, then decoder passes
-    encoder_passes: int = 3  # alternating: passes over the users updating the encoder, each epoch
-    decoder_passes: int = 1  # alternating: then passes updating the decoder
-    decoder_dropout: bool = True  # alternating: input dropout in the decoder passes too (false: RecVAE)
+    name: Literal["adam", "sgd"]
+    lr: Annotated[Float, Field(gt=0)]
+    weight_decay: Annotated[Float, Field(ge=0)]
+    scheme: Literal["joint", "alternating"]  # alternating: encoder passes, then decoder passes
+    encoder_passes: Annotated[Int, Field(ge=1, le=100)]  # alternating: passes updating the encoder
+    decoder_passes: Annotated[Int, Field(ge=1, le=100)]  # alternating: then passes updating the decoder
+    decoder_dropout: Bool  # alternating: input dropout in the decoder passes too (false: RecVAE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class TrainConfig:
     # Passes over the training users. An alternating epoch (optim.scheme) is encoder_passes +
     # decoder_passes of them, so RecVAE's 4-pass epochs run 200 / 4 = 50 epochs: one budget serves
     # every row, and `-S train.epochs=8` shortens them all.
-    epochs: int = 200
+    epochs: Annotated[Int, Field(ge=1, le=100_000)]
     # A floor on the updates, so that a recipe tuned on data with many batches an epoch is not
-    # under-trained on small data (ml-latest-small has one batch an epoch): epochs are added until
-    # the run makes at least this many updates. 0: train.epochs alone.
-    min_updates: int = 0
-    batch_size: int = 500
-    seeds: tuple[int, ...] = (98765,)
+    # under-trained on small data: epochs are added until the run makes this many. 0: epochs alone.
+    min_updates: Annotated[Int, Field(ge=0, le=100_000_000)]
+    batch_size: Size
+    seeds: Annotated[tuple[Seed, ...], Field(min_length=1), Unique]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class RuntimeConfig:
     """How to run, never what is computed: no stage lists these, so changing them reruns nothing."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 0
-    eval_batch_size: int = 2000
-    compile: bool = False
-    checkpoint_seconds: float = 60.0  # at most one resume checkpoint this often (0: every epoch)
+    device: Literal["auto", "cpu", "cuda"]
+    threads: Annotated[Int, Field(ge=0, le=1024)]  # 0: all cores
+    eval_batch_size: Size
+    compile: Bool
+    checkpoint_seconds: Annotated[Float, Field(ge=0)]  # at most one resume checkpoint this often
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class ReportConfig:
     """Display names of variants and baselines in the table and figures (the aggregate stage's)."""
 
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[Name, Annotated[Str, Field(min_length=1, max_length=200)]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class StudyConfig:
     """Which variants of the catalogue run, as rows of the table (the train and evaluate stages'
     matrix), and the name under which aggregate files the study's results (results/<name>/)."""
 
-    name: str = "default"
-    rows: tuple[str, ...] = ()  # empty: every variant, in catalogue order
+    name: Name
+    rows: Annotated[tuple[Name, ...], Field(min_length=1), Unique]
     # Rows whose scores are blended with EASE's (the blend stage): each adds the row <row>_ease.
-    blends: tuple[str, ...] = ()
+    blends: Annotated[tuple[Name, ...], Unique]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class EvalConfig:
-    ks: tuple[int, ...] = (20, 50, 100)
-    confidence: float = 0.95  # of every interval; 1 - confidence is the tests' family-wise level
+    ks: Annotated[tuple[Annotated[Int, Field(ge=1, le=100_000)], ...], Field(min_length=1), Unique]
+    confidence: Annotated[Float, Field(gt=0, lt=1)]  # 1 - confidence: each Holm family's error rate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class BaselinesConfig:
-    ease_lambdas: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0)
-    ease_refine: int = 3  # rounds of geometric midpoints around the best λ (each halves the step)
-    rp3_alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25)
-    rp3_betas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)
-    # The share of the Mult-VAE row's standardised scores in a blend (the rest is EASE's), chosen on
-    # each fold's validation users; 0 and 1 are each path alone.
-    blend_weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    ease_lambdas: Annotated[tuple[Annotated[Float, Field(gt=0)], ...], Field(min_length=1), Unique]
+    ease_refine: Annotated[Int, Field(ge=0, le=10)]  # rounds of geometric midpoints around the best λ
+    rp3_alphas: Annotated[tuple[Annotated[Float, Field(gt=0)], ...], Field(min_length=1), Unique]
+    rp3_betas: Annotated[tuple[Annotated[Float, Field(ge=0, le=1)], ...], Field(min_length=1), Unique]
+    # The share of the Mult-VAE row's standardised scores in a blend, chosen on validation users.
+    blend_weights: Annotated[tuple[Annotated[Float, Field(ge=0, le=1)], ...], Field(min_length=2), Unique]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class ComparisonConfig:
-    """One Holm family: `rows` each against `reference` on `metric` (default: the key metric,
-    NDCG at the largest cut-off). Names are rows, tuning groups or baselines of the study."""
+    """One Holm family: `rows` each against `reference` on `metric` (absent: the key metric, NDCG at
+    the largest cut-off). Names are rows, tuning groups or baselines of the catalogue."""
 
-    reference: str = "original"
-    rows: tuple[str, ...] = (EVERY_VAE_ROW,)
-    metric: str | None = None
+    reference: Name
+    rows: Annotated[tuple[Annotated[Str, Field(pattern=r"^([A-Za-z0-9_]+|\*)$")], ...],
+                    Field(min_length=1), Unique]
+    metric: Metric | None = None  # absent: the key metric
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class ClaimConfig:
     """A claim of the paper (or of a later one) that the study can check: `row` is `expect`
     (better or worse) than `reference` on `metric`."""
 
-    row: str
-    reference: str
+    row: Name
+    reference: Name
     expect: Literal["better", "worse"]
-    metric: str | None = None  # default: the key metric
-    source: str = ""  # where the claim is made, for the reader
+    source: Annotated[Str, Field(min_length=1)]  # where the claim is made, for the reader
+    metric: Metric | None = None  # absent: the key metric
+
+    @model_validator(mode="after")
+    def _two_rows(self) -> ClaimConfig:
+        if self.row == self.reference:
+            raise ValueError(f"row and reference are the same ({self.row})")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    beta: BetaConfig = field(default_factory=BetaConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    """What one run computes with: the base sections, with a variant's overrides merged in."""
+
+    data: DataConfig
+    model: ModelConfig
+    beta: BetaConfig
+    optim: OptimConfig
+    train: TrainConfig
+    eval: EvalConfig
+    baselines: BaselinesConfig
 
 
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check one value against its annotated type; the error names the dotted key."""
-    origin = get_origin(tp)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {_field_names(tp)}, got {value!r}")
-        return _build(tp, value, key)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(value, args[0], key)
-    if origin is dict:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        _, inner = get_args(tp)
-        return {str(k): _convert(v, inner, f"{key}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        (inner, _) = get_args(tp)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return tuple(_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} for {key}")
+@dataclass(frozen=True, config=SCHEMA)
+class ParamsFile:
+    """The whole of params.yaml: every section required, nothing else allowed."""
+
+    data: dict[str, Any]  # validated as Config with the other base sections (and per variant)
+    model: dict[str, Any]
+    beta: dict[str, Any]
+    optim: dict[str, Any]
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    baselines: dict[str, Any]
+    runtime: RuntimeConfig
+    report: ReportConfig
+    tuning: dict[Name, Annotated[tuple[Name, ...], Field(min_length=1), Unique]]
+    variants: dict[Name, dict[str, Any] | None]
+    study: StudyConfig
+    comparisons: dict[Name, ComparisonConfig]
+    claims: dict[Name, ClaimConfig]
 
 
-def _field_names(cls: type) -> str:
-    return ", ".join(f.name for f in dataclasses.fields(cls))
+# --- turning pydantic's errors into one line naming the key ---------------------------------------
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in (p for p in loc if p != "[key]"):
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(
-            f"unknown key {where}{unknown[0]}; allowed keys{' under ' + prefix if prefix else ''}: "
-            f"{_field_names(cls)}"
-        )
-    required = [f.name for f in dataclasses.fields(cls) if f.name not in values
-                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if required:
-        raise ConfigError(f"{prefix}: missing key {required[0]} (expected {_field_names(cls)})")
-    kwargs = {
-        name: _convert(values[name], hints[name], f"{prefix}.{name}" if prefix else name)
-        for name in names
-        if name in values
-    }
-    return cls(**kwargs)
+def _unwrap(tp: Any) -> Any:
+    """The class under Annotated[...] and `X | None`."""
+    while True:
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        else:
+            return tp
+
+
+def _fields_at(cls: Any, loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where `loc` points (its last part is the unknown key)."""
+    tp = cls
+    parts = list(loc[:-1])
+    while parts:
+        tp = _unwrap(tp)
+        if dataclasses.is_dataclass(tp):
+            tp = typing.get_type_hints(tp, include_extras=True)[str(parts.pop(0))]
+        elif typing.get_origin(tp) is dict:
+            parts.pop(0)
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    return [f.name for f in dataclasses.fields(tp)] if dataclasses.is_dataclass(tp) else []
+
+
+def _message(error: Any, cls: Any, prefix: str) -> str:
+    loc = tuple(error["loc"])
+    key = prefix + _key(loc) if loc else prefix.rstrip(".") or "(top level)"
+    kind = error["type"]
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        allowed = _fields_at(cls, loc)
+        return f"{key}: unknown key" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+    if kind in ("missing", "missing_argument"):
+        return (f"{key}: missing; params.yaml states every parameter (conf/config.yaml holds the defaults: "
+                "compose it with `dvc exp run`)")
+    message = error["msg"].replace("Input should be ", "expected ")
+    if kind == "literal_error":
+        return f"{key}: {error['input']!r} is not one of {error['ctx']['expected'].replace(' or ', ', ')}"
+    if kind == "string_pattern_mismatch" and error["ctx"]["pattern"] == NAME_RULE:
+        return (f"{key}: {error['input']!r}: a name may hold only letters, digits and '_' (it is part "
+                "of DVC stage names, file names and shell commands; DVC reads a dot in a parameter path "
+                "as nesting)")
+    if kind in ("too_short", "too_long"):
+        bound = error["ctx"].get("min_length" if kind == "too_short" else "max_length")
+        least = "at least" if kind == "too_short" else "at most"
+        return f"{key}: expected {least} {bound} value(s), got {error['input']!r}"
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        if ":" in message.split(" ")[0]:  # a check on several fields names its own key
+            field_name, _, rest = message.partition(": ")
+            return f"{key + '.' if loc else prefix}{field_name}: {rest}"
+        return f"{key}: {message}"
+    if "input" in error:
+        return f"{key}: {message}, got {error['input']!r}"
+    return f"{key}: {message}"
+
+
+def _validate(cls: Any, values: Any, prefix: str = "") -> Any:
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(values)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_message(exc.errors()[0], cls, prefix)) from None
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """A full configuration (every base section, every key) checked against the schema."""
+    return typing.cast(Config, _validate(Config, values))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-friendly form (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return typing.cast(dict[str, Any], plain(dataclasses.asdict(cfg)))
+
+
+# --- cross-references: every name a section uses, checked against the catalogue -------------------
+
+def _known_rows(variants: list[str], tuning: dict[str, tuple[str, ...]]) -> set[str]:
+    """Names a comparison, claim or label may use: the catalogue's, whether or not this study runs
+    them (`Params.not_run` names those a study leaves out)."""
+    return {*variants, *tuning, *BASELINES, *(v + BLEND_SUFFIX for v in variants)}
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -296,199 +419,64 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
-def validate(cfg: Config) -> Config:
-    """Range checks that the types alone do not express."""
-    d, m, b, o, t, e = cfg.data, cfg.model, cfg.beta, cfg.optim, cfg.train, cfg.eval
-    _require(0 <= d.min_rating <= 5, "data.min_rating", f"expected 0..5, got {d.min_rating}")
-    _require(d.min_user_positives >= 2, "data.min_user_positives",
-             f"expected at least 2, got {d.min_user_positives}")
-    _require(d.heldout_users > 0, "data.heldout_users",
-             f"expected a positive count or a fraction in (0, 0.5), got {d.heldout_users}")
-    _require(d.heldout_users >= 1 or d.heldout_users < 0.5, "data.heldout_users",
-             f"a fraction must be below 0.5 (validation and test each take it), got {d.heldout_users}")
-    _require(d.heldout_users < 1 or float(d.heldout_users).is_integer(), "data.heldout_users",
-             f"a count must be a whole number, got {d.heldout_users}")
-    _require(0 < d.target_fraction < 1, "data.target_fraction",
-             f"expected a fraction in (0, 1), got {d.target_fraction}")
-    _require(d.kfold >= 1, "data.kfold", f"expected 1 (one held-out test set) or more folds, got {d.kfold}")
-    _require(d.kfold == 1 or d.split == "heldout_users", "data.kfold",
-             f"folds split users, so they need data.split: heldout_users (got {d.split}); set data.kfold: 1")
-    _require(len(d.folds) >= 1 and len(set(d.folds)) == len(d.folds)
-             and all(0 <= f < d.kfold for f in d.folds), "data.folds",
-             f"expected distinct fold numbers in 0..{d.kfold - 1} (data.kfold={d.kfold}), "
-             f"got {list(d.folds)}")
-    s = d.synthetic
-    _require(s.users >= 10, "data.synthetic.users", f"expected at least 10, got {s.users}")
-    _require(s.items >= 10, "data.synthetic.items", f"expected at least 10, got {s.items}")
-    _require(s.ratings_per_user >= 5, "data.synthetic.ratings_per_user",
-             f"expected at least 5, got {s.ratings_per_user}")
-    _require(1 <= s.tastes <= s.items, "data.synthetic.tastes",
-             f"expected 1..data.synthetic.items, got {s.tastes}")
-    _require(len(m.hidden_dims) > 0, "model.hidden_dims",
-             "expected a non-empty list of layer sizes such as [600]")
-    _require(all(h > 0 for h in m.hidden_dims), "model.hidden_dims",
-             f"layer sizes must be positive, got {list(m.hidden_dims)}")
-    _require(m.latent_dim > 0, "model.latent_dim", f"expected a positive size, got {m.latent_dim}")
-    _require(0 <= m.dropout < 1, "model.dropout", f"expected 0 <= dropout < 1, got {m.dropout}")
-    _require(m.encoder == "mlp" or len(set(m.hidden_dims)) == 1, "model.hidden_dims",
-             f"the dense encoder adds every layer's output to the next, so its layers need one width, "
-             f"got {list(m.hidden_dims)}")
-    _require(len(m.prior_weights) == 3 and all(w >= 0 for w in m.prior_weights)
-             and abs(sum(m.prior_weights) - 1) < 1e-9 and m.prior_weights[0] + m.prior_weights[2] > 0,
-             "model.prior_weights", "expected three non-negative weights summing to 1 (standard normal, last "
-             f"epoch's posterior, wide normal), not all on the posterior; got {list(m.prior_weights)}")
-    _require(b.cap >= 0, "beta.cap", f"must not be negative, got {b.cap}")
-    _require(b.gamma >= 0, "beta.gamma", f"must not be negative, got {b.gamma}")
-    _require(b.total_anneal_steps is None or b.total_anneal_steps > 0, "beta.total_anneal_steps",
-             f"expected a positive number of updates (or null), got {b.total_anneal_steps}")
-    _require(0 < b.anneal_fraction <= 1, "beta.anneal_fraction",
-             f"expected a share of training in (0, 1], got {b.anneal_fraction}")
-    _require(b.cycles >= 1, "beta.cycles", f"expected at least 1, got {b.cycles}")
-    _require(0 < b.ratio <= 1, "beta.ratio", f"expected 0 < ratio <= 1, got {b.ratio}")
-    _require(o.lr > 0, "optim.lr", f"must be positive, got {o.lr}")
-    _require(o.weight_decay >= 0, "optim.weight_decay", f"must not be negative, got {o.weight_decay}")
-    _require(o.encoder_passes >= 1, "optim.encoder_passes", f"expected at least 1, got {o.encoder_passes}")
-    _require(o.decoder_passes >= 1, "optim.decoder_passes", f"expected at least 1, got {o.decoder_passes}")
-    _require(t.epochs >= 1, "train.epochs", f"expected at least 1, got {t.epochs}")
-    _require(t.min_updates >= 0, "train.min_updates", f"expected 0 or more, got {t.min_updates}")
-    _require(t.batch_size >= 1, "train.batch_size", f"expected at least 1, got {t.batch_size}")
-    _require(len(t.seeds) >= 1, "train.seeds", "expected a non-empty list of integer seeds")
-    _require(len(set(t.seeds)) == len(t.seeds), "train.seeds", f"seeds repeat: {list(t.seeds)}")
-    _require(len(e.ks) >= 1 and all(k >= 1 for k in e.ks), "eval.ks",
-             f"expected positive cut-offs, got {list(e.ks)}")
-    _require(0 < e.confidence < 1, "eval.confidence", f"expected a level in (0, 1), got {e.confidence}")
-    bl = cfg.baselines
-    _require(len(bl.ease_lambdas) >= 1 and all(v > 0 for v in bl.ease_lambdas),
-             "baselines.ease_lambdas", "expected a non-empty list of positive values")
-    _require(0 <= bl.ease_refine <= 10, "baselines.ease_refine",
-             f"expected 0..10 rounds, got {bl.ease_refine}")
-    _require(len(bl.rp3_alphas) >= 1 and all(v > 0 for v in bl.rp3_alphas),
-             "baselines.rp3_alphas", "expected a non-empty list of positive exponents")
-    _require(len(bl.rp3_betas) >= 1 and all(0 <= v <= 1 for v in bl.rp3_betas),
-             "baselines.rp3_betas", "expected a non-empty list of popularity penalties in [0, 1]")
-    _require(len(set(bl.blend_weights)) >= 2 and all(0 <= v <= 1 for v in bl.blend_weights),
-             "baselines.blend_weights", "expected at least two distinct weights in [0, 1]")
-    return cfg
+def _check_variants(variants: dict[str, dict[str, Any] | None]) -> None:
+    for name, override in variants.items():
+        _require(name not in BASELINES, f"variants.{name}",
+                 f"the name of a baseline ({', '.join(BASELINES)}); choose another")
+        for section, values in (override or {}).items():
+            _require(section in VARIANT_SECTIONS, f"variants.{name}.{section}",
+                     f"a variant may override only {', '.join(VARIANT_SECTIONS)} (what its own train and "
+                     f"evaluate stages compute); `{section}` is shared by every row")
+            _require(isinstance(values, dict), f"variants.{name}.{section}",
+                     f"expected a mapping of overrides, got {values!r}")
+        _require("seeds" not in ((override or {}).get("train") or {}), f"variants.{name}.train.seeds",
+                 "the seeds are shared by every variant (dvc.yaml trains each variant x seed); set "
+                 "train.seeds instead")
 
 
-def from_dict(values: dict[str, Any]) -> Config:
-    return validate(_build(Config, values, ""))
-
-
-def _runtime(values: Any) -> RuntimeConfig:
-    runtime: RuntimeConfig = _convert(values, RuntimeConfig, "runtime")
-    _require(runtime.threads >= 0, "runtime.threads",
-             f"expected 0 (all cores) or more, got {runtime.threads}")
-    _require(runtime.eval_batch_size >= 1, "runtime.eval_batch_size",
-             f"expected at least 1, got {runtime.eval_batch_size}")
-    _require(runtime.checkpoint_seconds >= 0, "runtime.checkpoint_seconds",
-             f"expected 0 (every epoch) or more, got {runtime.checkpoint_seconds}")
-    return runtime
-
-
-def _variants(values: Any) -> dict[str, dict[str, Any]]:
-    """The catalogue: each name checked, each override restricted to what a variant's own stages
-    compute (VARIANT_SECTIONS)."""
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError("variants: expected a mapping of variant name to overrides")
-    for name, override in values.items():
-        if name in BASELINES:
-            raise ConfigError(f"variants.{name}: the name of a baseline ({', '.join(BASELINES)}); "
-                              "choose another")
-        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-            raise ConfigError(
-                f"variants.{name}: a variant name may hold only letters, digits and '_' (it is part of "
-                "DVC stage names and shell commands, and DVC reads dots in parameter paths as nesting)")
-        if override is None:
-            continue
-        if not isinstance(override, dict):
-            raise ConfigError(f"variants.{name}: expected a mapping of overrides, got {override!r}")
-        for section in override:
-            if section not in VARIANT_SECTIONS:
-                raise ConfigError(
-                    f"variants.{name}.{section}: a variant may override only {', '.join(VARIANT_SECTIONS)} "
-                    f"(what its own train and evaluate stages compute); `{section}` is shared by every row")
-        if "seeds" in (override.get("train") or {}):
-            raise ConfigError(f"variants.{name}.train.seeds: the seeds are shared by every variant "
-                              "(dvc.yaml trains each variant x seed); set train.seeds instead")
-    return {name: dict(override or {}) for name, override in values.items()}
-
-
-def _tuning(values: Any, variants: list[str]) -> dict[str, tuple[str, ...]]:
-    """Grids of variants whose best member (by validation) stands for them in the table. Members
-    must be variants; a group may not reuse a variant's name."""
-    groups: dict[str, tuple[str, ...]] = _convert(values, dict[str, tuple[str, ...]], "tuning") or {}
-    for group, members in groups.items():
+def _check_references(file: ParamsFile, ks: tuple[int, ...]) -> None:
+    variants = list(file.variants)
+    for group, members in file.tuning.items():
         _require(group not in variants and group not in BASELINES, f"tuning.{group}",
                  "a group may not be named like a variant or a baseline")
         unknown = [m for m in members if m not in variants]
-        _require(not unknown and len(members) >= 1, f"tuning.{group}",
+        _require(not unknown, f"tuning.{group}",
                  f"members must be variants of the `variants:` section; unknown: {', '.join(unknown)}")
-    return groups
-
-
-def _study(values: Any, variants: list[str]) -> StudyConfig:
-    study: StudyConfig = _convert(values, StudyConfig, "study")
-    _require(bool(NAME_PATTERN.fullmatch(study.name)), "study.name",
-             f"expected letters, digits and '_' (it names the folder results/<name>), got {study.name!r}")
+    study = file.study
     unknown = [r for r in study.rows if r not in variants]
     _require(not unknown, "study.rows", f"not in the `variants:` catalogue: {', '.join(unknown)}")
-    _require(len(set(study.rows)) == len(study.rows), "study.rows", f"rows repeat: {list(study.rows)}")
-    rows = study.rows or tuple(variants)
-    outside = [b for b in study.blends if b not in rows]
+    outside = [b for b in study.blends if b not in study.rows]
     _require(not outside, "study.blends", f"each must be a row of the study; not rows: {', '.join(outside)}")
-    _require(len(set(study.blends)) == len(study.blends), "study.blends", f"repeated: {list(study.blends)}")
     clash = [b + BLEND_SUFFIX for b in study.blends if b + BLEND_SUFFIX in variants]
     _require(not clash, "study.blends", f"the blend's row name is already a variant: {', '.join(clash)}")
-    return study
+    known = _known_rows(variants, file.tuning)
+    computed = {f"{kind}@{k}" for kind in ("ndcg", "recall") for k in ks}
 
+    def metric(value: str | None, key: str) -> None:
+        _require(value is None or value in computed, key,
+                 f"{value} is not computed: eval.ks is {list(ks)}; add its cut-off to eval.ks or change "
+                 "the metric")
 
-def _known_rows(variants: list[str], tuning: dict[str, tuple[str, ...]]) -> set[str]:
-    """Names a comparison or claim may use: a study that does not run one leaves it out."""
-    return {*variants, *tuning, *BASELINES, *(v + BLEND_SUFFIX for v in variants)}
-
-
-def _check_metric(metric: str, key: str) -> None:
-    """The form only: a study whose eval.ks lacks the cut-off leaves the claim or family out."""
-    _require(bool(METRIC_PATTERN.fullmatch(metric)), key, f"expected ndcg@<k> or recall@<k>, got {metric!r}")
-
-
-def _comparisons(values: Any, known: set[str]) -> dict[str, ComparisonConfig]:
-    """Holm families of paired comparisons; every name must be a row the study can have."""
-    families: dict[str, ComparisonConfig] = _convert(values, dict[str, ComparisonConfig], "comparisons") or {}
-    for name, family in families.items():
+    for name, family in file.comparisons.items():
         where = f"comparisons.{name}"
-        _require(bool(NAME_PATTERN.fullmatch(name)), where,
-                 "a family name may hold only letters, digits and '_'")
         _require(family.reference in known | {BEST_BASELINE}, f"{where}.reference",
                  f"expected a variant, tuning group, baseline or {BEST_BASELINE}, got {family.reference!r}")
         unknown = [r for r in family.rows if r not in known | {EVERY_VAE_ROW}]
-        _require(bool(family.rows) and not unknown, f"{where}.rows",
+        _require(not unknown, f"{where}.rows",
                  f"expected variants, tuning groups or baselines (or '{EVERY_VAE_ROW}': every Mult-VAE row); "
-                 f"unknown: {', '.join(unknown) or 'none given'}")
-        if family.metric is not None:
-            _check_metric(family.metric, f"{where}.metric")
-    return families
-
-
-def _claims(values: Any, known: set[str]) -> dict[str, ClaimConfig]:
-    claims: dict[str, ClaimConfig] = _convert(values, dict[str, ClaimConfig], "claims") or {}
-    for name, claim in claims.items():
-        where = f"claims.{name}"
-        _require(bool(NAME_PATTERN.fullmatch(name)), where,
-                 "a claim name may hold only letters, digits and '_'")
+                 f"unknown: {', '.join(unknown)}")
+        metric(family.metric, f"{where}.metric")
+    for name, claim in file.claims.items():
         for part in ("row", "reference"):
-            _require(getattr(claim, part) in known, f"{where}.{part}",
-                     f"expected a variant, tuning group or baseline, got {getattr(claim, part)!r}")
-        _require(claim.row != claim.reference, where, "row and reference are the same")
-        if claim.metric is not None:
-            _check_metric(claim.metric, f"{where}.metric")
-    return claims
+            _require(getattr(claim, part) in known, f"claims.{name}.{part}",
+                     f"expected a variant, tuning group, baseline or blend, got {getattr(claim, part)!r}")
+        metric(claim.metric, f"claims.{name}.metric")
+    unknown = [n for n in file.report.labels if n not in known]
+    _require(not unknown, "report.labels",
+             f"labels name no variant, tuning group, baseline or blend: {', '.join(unknown)}")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Params:
     """params.yaml, read and checked once: the base configuration, the variant catalogue, the
     study's rows and the side sections. `config(variant)` is a variant's full configuration."""
@@ -508,14 +496,38 @@ class Params:
     @property
     def rows(self) -> list[str]:
         """The variants this study runs, in table order."""
-        return list(self.study.rows) or list(self.variants)
+        return list(self.study.rows)
 
     @property
     def row_tuning(self) -> dict[str, tuple[str, ...]]:
         """The tuning groups whose members all run in this study; a member run without the rest of
-        its grid is a row of its own."""
+        its grid is a row of its own (`not_run` says so)."""
         rows = set(self.rows)
         return {g: m for g, m in self.tuning.items() if set(m) <= rows}
+
+    def not_run(self) -> list[str]:
+        """One line per comparison, claim or tuning group that names something this study does not
+        run: aggregate prints them and the table's legend lists them, so none vanishes unsaid."""
+        rows = set(self.rows)
+        present = {*rows, *self.row_tuning, *BASELINES, *(b + BLEND_SUFFIX for b in self.study.blends)}
+        lines = []
+        for group, members in self.tuning.items():
+            run = [m for m in members if m in rows]
+            if run and len(run) < len(members):
+                lines.append(f"tuning group {group}: {len(run)} of its {len(members)} members run "
+                             f"({', '.join(run)}), "
+                             "each a row of its own")
+        for name, family in self.comparisons.items():
+            missing = [n for n in (family.reference,) if n not in present | {BEST_BASELINE}]
+            rows_run = [r for r in family.rows if r == EVERY_VAE_ROW or r in present]
+            if missing or not rows_run:
+                what = missing or list(family.rows)
+                lines.append(f"comparison family {name}: {', '.join(what)} not run in this study")
+        for name, claim in self.claims.items():
+            missing = [n for n in (claim.row, claim.reference) if n not in present]
+            if missing:
+                lines.append(f"claim {name}: {', '.join(missing)} not run in this study")
+        return lines
 
     def check_unchanged(self) -> None:
         """Stop before writing outputs if the file changed while the stage ran (another `dvc exp
@@ -539,38 +551,53 @@ class Params:
         return self._merged[variant]
 
 
+def parse(raw: dict[str, Any]) -> tuple[Config, ParamsFile, dict[str, Config]]:
+    """The whole mapping checked: every section against the schema, every variant's merged
+    configuration, every cross-reference. Raises ConfigError naming the key."""
+    file = typing.cast(ParamsFile, _validate(ParamsFile, raw))
+    plain = {k: v for k, v in raw.items() if k not in SIDE_SECTIONS}
+    base = from_dict(plain)
+    _check_variants(file.variants)
+    _check_references(file, base.eval.ks)
+    merged = {}
+    for name, override in file.variants.items():
+        merged[name] = typing.cast(Config, _validate(Config, _deep_merge(plain, override or {}),
+                                                     f"variants.{name}."))
+    return base, file, merged
+
+
 def load_params(path: Path | str) -> Params:
     """Read params.yaml once and check all of it: a bad key, value or variant stops the first
     stage that runs, before any work, with one line naming the file and the key."""
     path = Path(path)
     text, raw = _read(path)
     try:
-        variants = _variants(raw.get("variants"))
-        plain = {k: v for k, v in raw.items() if k not in SIDE_SECTIONS}
-        base = from_dict(plain)
-        tuning = _tuning(raw.get("tuning"), list(variants))
-        study = _study(raw.get("study"), list(variants))
-        runtime = _runtime(raw.get("runtime"))
-        report: ReportConfig = _convert(raw.get("report"), ReportConfig, "report")
-        known = _known_rows(list(variants), tuning)
-        comparisons = _comparisons(raw.get("comparisons"), known)
-        claims = _claims(raw.get("claims"), known)
+        base, file, merged = parse(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    merged = {}
-    for name, override in variants.items():
-        try:
-            merged[name] = from_dict(_deep_merge(plain, override))
-        except ConfigError as exc:
-            raise ConfigError(f"{path} (variant {name}): {exc}") from None
-    return Params(path=path, text=text, base=base, variants=variants, study=study, runtime=runtime,
-                  report=report, tuning=tuning, comparisons=comparisons, claims=claims, _merged=merged)
+    return Params(path=path, text=text, base=base,
+                  variants={n: dict(o or {}) for n, o in file.variants.items()}, study=file.study,
+                  runtime=file.runtime, report=file.report, tuning=dict(file.tuning),
+                  comparisons=dict(file.comparisons), claims=dict(file.claims), _merged=merged)
 
 
 def load_config(path: Path | str, variant: str | None = None) -> Config:
     """The base configuration of a params file, or `variant`'s (tests and one-off scripts; a
     command reads everything once with `load_params`)."""
     return load_params(path).config(variant)
+
+
+@functools.cache
+def defaults() -> tuple[Config, RuntimeConfig]:
+    """conf/config.yaml's base configuration and runtime: what tests and tools start from (the
+    code has no defaults of its own to disagree with it)."""
+    _, raw = _read(DEFAULTS_FILE)
+    try:
+        base = from_dict({k: v for k, v in raw.items() if k not in SIDE_SECTIONS and k != "defaults"})
+        runtime = typing.cast(RuntimeConfig, _validate(RuntimeConfig, raw.get("runtime"), "runtime."))
+    except ConfigError as exc:
+        raise ConfigError(f"{DEFAULTS_FILE}: {exc}") from None
+    return base, runtime
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -583,6 +610,26 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key written twice in one mapping (plain YAML keeps the last
+    one without a word, so the first value would be silently ignored)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, duplicate keys refused; ConfigError names the file."""
+    return _read(path)[1]
+
+
 def _read(path: Path) -> tuple[str, dict[str, Any]]:
     """The file's text and its parsed mapping."""
     if path.is_dir():
@@ -591,20 +638,9 @@ def _read(path: Path) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"{path}: parameters file not found")
     try:
         text = path.read_text()
-        values = yaml.safe_load(text) or {}
+        values = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return text, values
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain, YAML/JSON-friendly form (tuples become lists)."""
-    def plain(v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-    return plain(dataclasses.asdict(cfg))

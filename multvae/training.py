@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from multvae.atomic import atomic_path
-from multvae.config import Config, RuntimeConfig, to_dict
+from multvae.config import Config, RuntimeConfig, defaults, to_dict
 from multvae.data import Dataset, HeldOut
 from multvae.errors import MultVAEError
 from multvae.metrics import metric_names, score_heldout, val_key
@@ -240,7 +240,7 @@ def train_model(cfg: Config, data: Dataset, seed: int, runtime: RuntimeConfig | 
     `diverged` says where (a step size in a tuning grid may diverge on some seeds: that is a result
     to report, not a reason to lose the study). In the first epoch there is no such epoch, and it
     is an error. No checkpoint of the damaged weights is written."""
-    runtime = runtime or RuntimeConfig()
+    runtime = runtime or defaults()[1]  # conf/config.yaml's, for tests and tools
     device = setup(runtime)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -10,14 +10,17 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from multvae.config import SYNTHETIC_PRESETS
+from multvae.config import SYNTHETIC_PRESETS, defaults
 from multvae.synthetic import generate
+
+BASE, RUNTIME = defaults()
 
 REPO = Path(__file__).resolve().parents[1]
 # Real MovieLens releases, read in place beside the repository; never copied into it.
@@ -54,14 +57,57 @@ def tiny() -> tuple[pd.DataFrame, pd.DataFrame]:
 def tiny_dataset(tiny, tmp_path_factory):
     """The tiny ratings split with 30 validation and 30 test users, read as training reads it
     (fold 0 of the prepare stage's layout). Shared by the session: treat it as read-only."""
-    from multvae.config import DataConfig
     from multvae.data import load_dataset
     from multvae.split import split, write_split
 
     root = tmp_path_factory.mktemp("tiny-dataset")
-    write_split(split(tiny[0], DataConfig(dataset="synthetic", heldout_users=30), tiny[1]), root / "prepared",
+    write_split(split(tiny[0], replace(BASE.data, dataset="synthetic", heldout_users=30),
+                      tiny[1]), root / "prepared",
                 root / "stats.json")
     return load_dataset(root / "prepared" / "fold-0")
+
+
+def complete(partial: dict) -> dict:
+    """A whole params mapping: conf/config.yaml's sections (the defaults) with `partial` merged in,
+    key by key; `variants`, `tuning`, `comparisons` and `claims` given are taken whole, and those not
+    given are dropped when `variants` is given (they name the catalogue's rows); `report` is taken
+    whole. The study runs every variant unless `study` says otherwise. params.yaml must state every
+    parameter, so a test's few keys are completed here rather than by the code."""
+    conf = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
+    conf.pop("defaults")
+    whole = ("variants", "tuning", "comparisons", "claims", "report")
+    if "variants" in partial:
+        for name in ("tuning", "comparisons", "claims"):
+            conf[name] = {}
+    out = _merged(conf, {k: v for k, v in partial.items() if k not in whole})
+    out.update({k: v for k, v in partial.items() if k in whole})
+    known = {*out["variants"], *out["tuning"], "most_popular", "ease", "rp3beta",
+             *(f"{v}_ease" for v in out["variants"])}
+    if "report" not in partial:
+        out["report"] = {"labels": {k: v for k, v in out["report"]["labels"].items() if k in known}}
+    study = {"name": "default", "rows": list(out["variants"]), "blends": [], **(partial.get("study") or {})}
+    out["study"] = study
+    return out
+
+
+def _merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def config_with(**sections: dict):
+    """conf/config.yaml's base configuration with some keys changed, checked by the schema."""
+    from multvae.config import from_dict, to_dict
+
+    return from_dict(_merged(to_dict(BASE), sections))
+
+
+def dump_params(partial: dict) -> str:
+    """`complete(partial)` as params.yaml text."""
+    return yaml.safe_dump(complete(partial), sort_keys=False)
 
 
 @pytest.fixture
@@ -72,7 +118,7 @@ def params_file(tmp_path):
         if "source" in data:  # a local file is not the default ml-20m: label it by its content
             data.setdefault("dataset", "auto")
         path = tmp_path / name
-        path.write_text(yaml.safe_dump({"data": data}))
+        path.write_text(dump_params({"data": data}))
         return path
 
     return write
@@ -218,6 +264,6 @@ def tiny_params():
         params = {k: dict(v) for k, v in TINY_PARAMS.items()}
         for name, values in sections.items():
             params[name] = {**params.get(name, {}), **values}
-        return yaml.safe_dump(params, sort_keys=False)
+        return dump_params(params)
 
     return text

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import typer
-import yaml
+from conftest import dump_params
 from typer.testing import CliRunner
 
 from multvae.baselines import (
@@ -26,13 +27,15 @@ from multvae.baselines import (
     popularity_scorer,
     search_grid,
 )
-from multvae.config import SYNTHETIC_PRESETS, DataConfig
+from multvae.config import SYNTHETIC_PRESETS, defaults
 from multvae.data import Dataset, load_dataset
 from multvae.layout import fold_dir
 from multvae.metrics import score_heldout, top_k
 from multvae.split import split, write_split
 from multvae.synthetic import generate
 from stages.baselines import ease, popularity, rp3beta
+
+BASE, RUNTIME = defaults()
 
 KS = (20, 50, 100)
 # Best validation lambda on the tiny split is 100: neither first, last, smallest nor largest.
@@ -56,7 +59,7 @@ def dense_ease(x: np.ndarray, lam: float) -> np.ndarray:
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("split")
     ratings, movies = generate(SYNTHETIC_PRESETS["tiny"])
-    result = split(ratings, DataConfig(dataset="synthetic", heldout_users=60), movies)
+    result = split(ratings, replace(BASE.data, dataset="synthetic", heldout_users=60), movies)
     write_split(result, root / "prepared", root / "stats.json")
     return root / "prepared"
 
@@ -203,7 +206,7 @@ def test_ease_beats_most_popular_on_planted_tastes(dataset: Dataset) -> None:
 
 def write_params(tmp_path: Path) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"eval": {"ks": list(KS)}, "baselines": {
+    path.write_text(dump_params({"eval": {"ks": list(KS)}, "baselines": {
         "ease_lambdas": list(LAMBDAS), "ease_refine": 1, "rp3_alphas": [0.5, 1.0], "rp3_betas": [0.0, 0.3]}}))
     return path
 

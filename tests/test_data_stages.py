@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from conftest import dump_params
 from typer.testing import CliRunner, Result
 
 from multvae.config import ConfigError, load_config
@@ -120,7 +120,7 @@ def raw_folder(root: Path, ratings: pd.DataFrame, movies: pd.DataFrame) -> Path:
 
 def bad_download(kind, tmp_path, params_file, tiny):
     if kind == "unknown-dataset":
-        return params_file(dataset="ml-5m"), "data.dataset: 'ml-5m' is not one of ml-20m, ml-100k, ml-1m"
+        return params_file(dataset="ml-5m"), "data.dataset: 'ml-5m' is not one of 'ml-20m', 'ml-100k'"
     if kind == "non-numeric-rating":
         source = tmp_path / "ratings.csv"
         source.write_text("userId,movieId,rating\n1,2,4.0\n1,3,five\n")
@@ -189,17 +189,17 @@ def test_installed_command_reports_bad_input_in_one_line(tmp_path, params_file):
 
 
 def write_yaml(path: Path, values: dict) -> Path:
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(dump_params(values))
     return path
 
 
 @pytest.mark.parametrize(("values", "expected"), [
     ({"data": {"dataset": "ml-5m"}},
-     "data.dataset: 'ml-5m' is not one of ml-20m, ml-100k, ml-1m, ml-10m, ml-25m, ml-32m, ml-latest, "
-     "ml-latest-small, synthetic, auto"),
-    ({"data": {"heldout": 100}}, "unknown key data.heldout; allowed keys under data: dataset, source"),
-    ({"optim": {"lr": -0.001}}, "optim.lr: must be positive, got -0.001"),
-    ({"model": {"hidden_dims": []}}, "model.hidden_dims: expected a non-empty list"),
+     "data.dataset: 'ml-5m' is not one of 'ml-20m', 'ml-100k', 'ml-1m', 'ml-10m', 'ml-25m', 'ml-32m', "
+     "'ml-latest', 'ml-latest-small', 'synthetic', 'auto'"),
+    ({"data": {"heldout": 100}}, "data.heldout: unknown key; allowed here: dataset, source"),
+    ({"optim": {"lr": -0.001}}, "optim.lr: expected greater than 0, got -0.001"),
+    ({"model": {"hidden_dims": []}}, "model.hidden_dims: expected at least 1 value(s), got []"),
     ({"data": {"heldout_users": 0.5}}, "data.heldout_users: a fraction must be below 0.5"),
 ])
 def test_config_errors_name_the_key_and_the_file(tmp_path, values, expected):

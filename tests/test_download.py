@@ -9,16 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from multvae import download, identity
-from multvae.config import DataConfig, SyntheticConfig
+from multvae.config import defaults
 from multvae.download import DownloadError, Release, materialize
 from multvae.identity import Known, content
 from multvae.ratings import RatingsError
 from multvae.synthetic import generate
+
+BASE, RUNTIME = defaults()
 
 
 def md5_of(path) -> str:
@@ -64,7 +67,8 @@ def out(tmp_path):
 
 def test_release_with_matching_checksum_is_fetched_verified_and_written(archive, out, tiny, monkeypatch):
     publish(monkeypatch, "ml-1m", archive.as_uri(), md5_of(archive))
-    info, _ = materialize(DataConfig(dataset="ml-1m"), out, show_progress=False)
+    info, _ = materialize(replace(BASE.data, dataset="ml-1m"), out,
+                show_progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["movies.parquet", "ratings.parquet", "source.json"]
     assert [p.name for p in out.parent.iterdir()] == ["raw"]  # no temporary folders left
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), tiny[0])
@@ -85,7 +89,8 @@ def test_checksum_mismatch_names_file_and_both_sums_and_leaves_no_output(archive
     wrong = "0123456789abcdef0123456789abcdef"
     publish(monkeypatch, "ml-1m", archive.as_uri(), wrong)
     with pytest.raises(DownloadError, match="checksum mismatch") as err:
-        materialize(DataConfig(dataset="ml-1m"), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="ml-1m"), out,
+                show_progress=False)
     message = str(err.value)
     assert "ml-1m.zip" in message and md5_of(archive) in message and wrong in message
     assert out.exists() is existing
@@ -103,12 +108,14 @@ def test_checksum_of_a_republished_release_is_read_from_its_md5_file(make_zip, t
     (tmp_path / "ml-latest-small.zip.md5").write_text(f"MD5 (ml-latest-small.zip) = {published}\n")
     publish(monkeypatch, "ml-latest-small", zip_path.as_uri(), None)
     if good:
-        materialize(DataConfig(dataset="ml-latest-small"), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="ml-latest-small"), out,
+                show_progress=False)
         assert json.loads((out / "source.json").read_text())["md5_verified"] is True
         assert len(pd.read_parquet(out / "ratings.parquet")) == len(ratings)
     else:
         with pytest.raises(DownloadError, match=f"checksum mismatch.*{published}"):
-            materialize(DataConfig(dataset="ml-latest-small"), out, show_progress=False)
+            materialize(replace(BASE.data, dataset="ml-latest-small"), out,
+                show_progress=False)
         assert not out.exists()
 
 
@@ -118,7 +125,8 @@ def test_unreachable_release_fails_fast_and_points_to_data_source(out, monkeypat
     publish(monkeypatch, dataset, f"https://nonexistent.invalid/{dataset}.zip", md5)
     start = time.monotonic()
     with pytest.raises(DownloadError) as err:
-        materialize(DataConfig(dataset=dataset), out, show_progress=False)
+        materialize(replace(BASE.data, dataset=dataset), out,
+                show_progress=False)
     assert time.monotonic() - start < 30
     message = str(err.value)
     assert "cannot reach https://nonexistent.invalid/" in message and "data.source" in message
@@ -147,7 +155,8 @@ def test_a_download_cut_off_midway_is_a_download_error(out, monkeypatch):
 
     monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: Broken())
     with pytest.raises(DownloadError, match=r"ml-20m\.zip: the download broke off.*data\.source"):
-        materialize(DataConfig(dataset="ml-20m"), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="ml-20m"), out,
+                show_progress=False)
     assert not out.exists()
 
 
@@ -167,7 +176,8 @@ def test_corrupt_local_archive_is_a_download_error_naming_it(archive, out, kind)
     corrupt(archive, kind)
     copy = archive.rename(archive.with_name("my-copy.zip"))  # not named like a release: no checksum
     with pytest.raises(DownloadError, match=r"my-copy\.zip: corrupt or truncated archive"):
-        materialize(DataConfig(dataset="auto", source=str(copy)), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="auto", source=str(copy)), out,
+                show_progress=False)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
@@ -175,7 +185,8 @@ def test_corrupt_release_with_a_matching_checksum_fails_at_unpacking(archive, ou
     corrupt(archive, "truncated")
     publish(monkeypatch, "ml-1m", archive.as_uri(), md5_of(archive))
     with pytest.raises(DownloadError, match=r"ml-1m\.zip: corrupt or truncated archive"):
-        materialize(DataConfig(dataset="ml-1m"), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="ml-1m"), out,
+                show_progress=False)
     assert not out.exists()
 
 
@@ -184,7 +195,8 @@ def test_archive_entry_leaving_the_target_folder_is_refused(make_zip, tiny, tmp_
     members = {"ml/ratings.csv": tiny[0].head(50).to_csv(index=False), entry: "userId,movieId,rating\n"}
     zip_path = make_zip(tmp_path / "evil.zip", members)
     with pytest.raises(DownloadError, match="refusing unsafe path") as err:
-        materialize(DataConfig(dataset="auto", source=str(zip_path)), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="auto", source=str(zip_path)), out,
+                show_progress=False)
     assert entry in str(err.value) and "evil.zip" in str(err.value)
     assert not out.exists()
     assert not any(p.name in ("evil.csv", "ratings.csv") for p in tmp_path.rglob("*"))
@@ -194,7 +206,8 @@ def test_archive_without_ratings_is_refused(make_zip, tmp_path, out):
     zip_path = make_zip(tmp_path / "other.zip", {"ml/movies.csv": "movieId,title\n1,x\n"})
     with pytest.raises(DownloadError, match=r"other\.zip: no ratings file inside the archive; expected one "
                                             r"of ratings\.csv, ratings\.dat, u\.data"):
-        materialize(DataConfig(dataset="auto", source=str(zip_path)), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="auto", source=str(zip_path)), out,
+                show_progress=False)
 
 
 def test_local_copy_named_like_the_release_is_verified_against_it(archive, out):
@@ -202,7 +215,8 @@ def test_local_copy_named_like_the_release_is_verified_against_it(archive, out):
     expected = download.RELEASES["ml-1m"].md5
     with pytest.raises(DownloadError, match=rf"ml-1m\.zip: checksum mismatch \(MD5 {md5_of(archive)}, "
                                             rf"the release publishes {expected}\)"):
-        materialize(DataConfig(dataset="ml-1m", source=str(archive)), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="ml-1m", source=str(archive)), out,
+                show_progress=False)
     assert not out.exists()
 
 
@@ -213,7 +227,8 @@ def test_local_archive_in_any_folder_gives_ratings_and_titles(make_zip, tiny, tm
         "something/movies.csv": movies.to_csv(index=False),
         "something/README.txt": "not needed",
     })
-    info, _ = materialize(DataConfig(dataset="auto", source=str(zip_path)), out, show_progress=False)
+    info, _ = materialize(replace(BASE.data, dataset="auto", source=str(zip_path)), out,
+                show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), ratings)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), movies)
     assert info["input"]["source"] == str(zip_path) and "md5_verified" not in info
@@ -230,7 +245,8 @@ def test_local_ratings_file_in_every_layout(write_dat, tiny, tmp_path, out, name
         ratings.to_csv(path, index=False)
     else:
         ratings.to_csv(path, index=False, compression="gzip")
-    info, _ = materialize(DataConfig(dataset="auto", source=str(path)), out, show_progress=False)
+    info, _ = materialize(replace(BASE.data, dataset="auto", source=str(path)), out,
+                show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), ratings)
     assert info["has_timestamps"] is ("timestamp" in ratings.columns)
     assert info["ratings"] == len(ratings) and info["users"] == ratings["userId"].nunique()
@@ -240,7 +256,8 @@ def test_titles_next_to_a_local_ratings_file_are_used(tiny, tmp_path, out):
     ratings, movies = tiny
     ratings.to_csv(tmp_path / "ratings.csv", index=False)
     movies.to_csv(tmp_path / "movies.csv", index=False)
-    materialize(DataConfig(dataset="auto", source=str(tmp_path / "ratings.csv")), out, show_progress=False)
+    materialize(replace(BASE.data, dataset="auto", source=str(tmp_path / "ratings.csv")), out,
+                show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), movies)
 
 
@@ -248,24 +265,27 @@ def test_bad_local_ratings_file_is_a_ratings_error_and_writes_nothing(tmp_path, 
     path = tmp_path / "ratings.csv"
     path.write_text("userId,movieId,rating\n1,2,4.0\n1,3,five\n")
     with pytest.raises(RatingsError, match=r"ratings\.csv: column rating must be numeric, found 'five'"):
-        materialize(DataConfig(dataset="auto", source=str(path)), out, show_progress=False)
+        materialize(replace(BASE.data, dataset="auto", source=str(path)), out,
+                show_progress=False)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 def test_missing_local_source_names_data_source(tmp_path, out):
     with pytest.raises(DownloadError, match=r"data\.source: .*absent\.zip does not exist"):
-        materialize(DataConfig(dataset="auto", source=str(tmp_path / "absent.zip")), out,
+        materialize(replace(BASE.data, dataset="auto", source=str(tmp_path / "absent.zip")), out,
                     show_progress=False)
 
 
 def test_synthetic_dataset_writes_the_seeded_generator_output(out):
-    cfg = SyntheticConfig(users=50, items=40, ratings_per_user=10, tastes=4, seed=7)
-    info, _ = materialize(DataConfig(dataset="synthetic", synthetic=cfg), out, show_progress=False)
+    cfg = replace(BASE.data.synthetic, users=50, items=40, ratings_per_user=10, tastes=4, seed=7)
+    info, _ = materialize(replace(BASE.data, dataset="synthetic", synthetic=cfg), out,
+                show_progress=False)
     ratings, movies = generate(cfg)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ratings.parquet"), ratings)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "movies.parquet"), movies)
     assert info["generator"] == "multvae.synthetic" and info["users"] == 50
-    other = generate(SyntheticConfig(users=50, items=40, ratings_per_user=10, tastes=4, seed=8))[0]
+    other = generate(replace(BASE.data.synthetic, users=50, items=40, ratings_per_user=10, tastes=4,
+                             seed=8))[0]
     assert not ratings.equals(other)
 
 
@@ -278,7 +298,8 @@ def test_a_relative_source_writes_the_same_raw_data_wherever_the_checkout_lies(t
         (root / "data").mkdir(parents=True)
         tiny[0].to_csv(root / "data" / "ratings.csv", index=False)
         monkeypatch.chdir(root)
-        materialize(DataConfig(dataset="auto", source="data/ratings.csv"), root / "raw", show_progress=False)
+        materialize(replace(BASE.data, dataset="auto", source="data/ratings.csv"), root / "raw",
+                    show_progress=False)
         written.append({f.name: f.read_bytes() for f in sorted((root / "raw").iterdir())})
     assert written[0] == written[1]
     assert json.loads(written[0]["source.json"])["input"]["source"] == "data/ratings.csv"
@@ -295,7 +316,8 @@ def test_an_implicit_log_with_text_ids_is_prepared_like_any_ratings(tiny, tmp_pa
     log = pd.concat([log, log.head(50).assign(timestamp=log.head(50)["timestamp"] + 1)])  # 50 replays
     path = tmp_path / "listens.csv.gz"
     log.to_csv(path, index=False, compression="gzip")
-    info, _ = materialize(DataConfig(dataset="auto", source=str(path)), out, show_progress=False)
+    info, _ = materialize(replace(BASE.data, dataset="auto", source=str(path)), out,
+                show_progress=False)
     assert info["dataset"] == "custom: listens.csv.gz" and info["duplicate_ratings_dropped"] == 50
     assert info["ratings"] == len(ratings) and info["users"] == ratings["userId"].nunique()
     raw = pd.read_parquet(out / "ratings.parquet")

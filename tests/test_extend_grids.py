@@ -3,6 +3,7 @@
 inside. Results are written directly, as evaluate would, so the choices are known."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,12 @@ import yaml
 from conftest import REPO, compose_params, shrink
 from typer.testing import CliRunner
 
-from multvae.config import load_params
+from multvae.config import defaults, load_params
 from multvae.grids import extensions, step_beyond, varying
 from multvae.results import Summary
 from stages.cli import app
+
+BASE, RUNTIME = defaults()
 
 
 @pytest.mark.parametrize(("values", "end", "beyond"), [
@@ -29,9 +32,9 @@ def test_the_next_value_keeps_the_grids_own_spacing(values, end, beyond):
 
 
 def test_a_two_dimensional_grid_moves_only_the_axis_at_its_end():
-    from multvae.config import BetaConfig, Config, ModelConfig
 
-    grid = {f"cap_{c}_drop_{d}": Config(model=ModelConfig(dropout=d), beta=BetaConfig(cap=c))
+    grid = {f"cap_{c}_drop_{d}": replace(BASE, model=replace(BASE.model, dropout=d),
+                                         beta=replace(BASE.beta, cap=c))
             for c in (0.1, 0.2) for d in (0.3, 0.5, 0.7)}
     overrides = {name: {"model": {"dropout": cfg.model.dropout}, "beta": {"cap": cfg.beta.cap}}
                  for name, cfg in grid.items()}
@@ -52,12 +55,13 @@ def project(tmp_path, monkeypatch):
                         "drop_a": {"model": {"dropout": 0.3}}, "drop_b": {"model": {"dropout": 0.6}}}
     base["tuning"] = {"lr": ["lr_a", "lr_b"], "drop": ["drop_a", "drop_b"]}
     base["comparisons"], base["claims"] = {}, {}
+    base["report"] = {"labels": {"lr": "Step size (β fixed)"}}
     (tmp_path / "conf" / "study").mkdir(parents=True)
     defaults = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())["defaults"]
     config = {"defaults": defaults, **base}
     (tmp_path / "conf" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (tmp_path / "conf" / "study" / "default.yaml").write_text("# @package _global_\n" + yaml.safe_dump(
-        {"study": {"name": "default", "rows": ["lr_a", "lr_b", "drop_a", "drop_b"]}}))
+        {"study": {"name": "default", "rows": ["lr_a", "lr_b", "drop_a", "drop_b"], "blends": []}}))
     compose_params(tmp_path)
     for folder in ("metrics/variants", "metrics/per_user", "dvclive"):
         (tmp_path / folder).mkdir(parents=True)

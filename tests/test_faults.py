@@ -8,16 +8,21 @@ import json
 import os
 import re
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-import yaml
+from conftest import dump_params
 
 from multvae.atomic import atomic_dir, atomic_path, write_json
 from multvae.blend import evaluate_blend
-from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from multvae.config import (
+    SYNTHETIC_PRESETS,
+    DataConfig,
+    defaults,
+)
 from multvae.data import load_dataset
 from multvae.evaluation import evaluate_variant
 from multvae.model_file import ModelFileError, SavedModel, save_model
@@ -25,12 +30,14 @@ from multvae.split import split, write_split
 from multvae.synthetic import generate
 from multvae.training import train_model
 
-TINY = Config(
-    data=DataConfig(dataset="synthetic", heldout_users=30),
-    model=ModelConfig(hidden_dims=(16,), latent_dim=8),
-    train=TrainConfig(epochs=2, batch_size=50),
+BASE, RUNTIME = defaults()
+
+TINY = replace(BASE,
+    data=replace(BASE.data, dataset="synthetic", heldout_users=30),
+    model=replace(BASE.model, hidden_dims=(16,), latent_dim=8),
+    train=replace(BASE.train, epochs=2, batch_size=50),
 )
-CPU = RuntimeConfig(device="cpu", threads=1, checkpoint_seconds=0)
+CPU = replace(RUNTIME, device="cpu", threads=1, checkpoint_seconds=0)
 CPU_DEVICE = torch.device("cpu")
 KS = (20, 50, 100)
 
@@ -256,7 +263,7 @@ def test_a_pair_rated_twice_keeps_its_latest_rating_and_is_counted(tmp_path, par
 def test_a_cut_off_longer_than_the_item_list_is_refused(tmp_path):
     data = prepared(tmp_path, TINY.data).parent
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"eval": {"ks": [20, 50, 1000]}}))
+    params.write_text(dump_params({"eval": {"ks": [20, 50, 1000]}}))
     result = run("popularity", "-p", params, "--data", data, "--metrics", tmp_path / "m.json",
                  "--per-user", tmp_path / "u.parquet")
     assert result.exit_code == 1
@@ -268,10 +275,10 @@ def test_a_cut_off_longer_than_the_item_list_is_refused(tmp_path):
 def test_a_variant_name_a_stage_name_cannot_carry_stops_the_first_stage(tmp_path, name):
     # dvc repro runs download first (on every repro), so this message comes before DVC's own.
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": {"dataset": "synthetic"}, "variants": {name: {}}}))
+    params.write_text(dump_params({"data": {"dataset": "synthetic"}, "variants": {name: {}}}))
     result = run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert re.search(rf"^error: .*params\.yaml: variants\.{re.escape(name)}: a variant name may hold only "
+    assert re.search(rf"^error: .*params\.yaml: variants\.{re.escape(name)}: .*a name may hold only "
                      r"letters, digits and '_'", result.stderr)
     assert not (tmp_path / "raw").exists()
 
@@ -284,7 +291,7 @@ def test_a_variant_overriding_what_every_row_shares_is_refused_at_the_first_stag
     """The data, evaluation and baselines are computed once for every row: a variant's override
     there would be ignored, and the variant would be the original under a new name."""
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": {"dataset": "synthetic"}, "variants": {"v": override}}))
+    params.write_text(dump_params({"data": {"dataset": "synthetic"}, "variants": {"v": override}}))
     result = run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert re.search(rf"variants\.v\.{key}: a variant may override only model, beta, optim, train",

@@ -5,25 +5,28 @@ development machine and CI have none; run `pytest tests/test_gpu.py` on one)."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from test_model import BETA, N_ITEMS, _dense_loss, _loss_and_grads, _matrix, _sparse_loss
 
-from multvae.config import BetaConfig, Config, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from multvae.config import defaults
 from multvae.model import SparseBatch, SparseRows, _transpose_device, _transpose_host
+
+BASE, RUNTIME = defaults()
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CUDA = torch.device("cuda")
-SMALL = Config(
-    data=DataConfig(dataset="synthetic", heldout_users=30),
-    model=ModelConfig(hidden_dims=(32,), latent_dim=8),
-    beta=BetaConfig(total_anneal_steps=20),
-    train=TrainConfig(epochs=4, batch_size=50),
+SMALL = replace(BASE,
+    data=replace(BASE.data, dataset="synthetic", heldout_users=30),
+    model=replace(BASE.model, hidden_dims=(32,), latent_dim=8),
+    beta=replace(BASE.beta, total_anneal_steps=20),
+    train=replace(BASE.train, epochs=4, batch_size=50),
 )
-GPU = RuntimeConfig(device="cuda", checkpoint_seconds=0)
+GPU = replace(RUNTIME, device="cuda", checkpoint_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def test_sparse_loss_and_gradients_on_the_gpu_match_the_dense_formulation():
     from multvae.model import MultVAE
 
     torch.manual_seed(0)
-    model = MultVAE(N_ITEMS, ModelConfig(hidden_dims=(64,), latent_dim=16)).double().to(CUDA).eval()
+    model = MultVAE(N_ITEMS, replace(BASE.model, hidden_dims=(64,), latent_dim=16)).double().to(CUDA).eval()
     batch = SparseBatch.from_scipy(_matrix(30, N_ITEMS, seed=3), CUDA)
     sparse_loss, sparse_grads = _loss_and_grads(model, _sparse_loss, batch, seed=1)
     with torch.device(CUDA):

@@ -4,14 +4,17 @@ false claims refused, local sources tracked by their bytes, every release layout
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
-from multvae.config import DataConfig
+from multvae.config import defaults
 from multvae.download import DownloadError, materialize, resolve_source
 from multvae.identity import KNOWN, IdentityError, content, label
 from multvae.ratings import RatingsError, read_ratings
+
+BASE, RUNTIME = defaults()
 
 
 def test_a_claim_that_the_content_does_not_support_names_what_was_expected(tiny, tmp_path):
@@ -19,14 +22,15 @@ def test_a_claim_that_the_content_does_not_support_names_what_was_expected(tiny,
     tiny[0].to_csv(path, index=False)
     with pytest.raises(IdentityError, match=r"ratings\.csv: claimed to be ml-20m \(20,000,263 ratings of "
                                             r"138,493 users on 26,744 movies\) but holds 7,167 ratings"):
-        materialize(DataConfig(dataset="ml-20m", source=str(path)), tmp_path / "raw", show_progress=False)
+        materialize(replace(BASE.data, dataset="ml-20m", source=str(path)), tmp_path / "raw",
+                    show_progress=False)
     assert not (tmp_path / "raw").exists()
 
 
 def test_unclaimed_data_is_labelled_custom_with_its_fingerprint(tiny, tmp_path):
     path = tmp_path / "mine.csv"
     tiny[0].to_csv(path, index=False)
-    info, wrote = materialize(DataConfig(dataset="auto", source=str(path)), tmp_path / "raw",
+    info, wrote = materialize(replace(BASE.data, dataset="auto", source=str(path)), tmp_path / "raw",
                               show_progress=False)
     assert wrote and info["dataset"] == "custom: mine.csv"
     assert info["content_sha256"] == content(tiny[0]).sha256 and len(info["content_sha256"]) == 16
@@ -37,7 +41,7 @@ def test_unclaimed_data_is_labelled_custom_with_its_fingerprint(tiny, tmp_path):
 def test_a_local_source_counts_by_its_bytes(tiny, tmp_path):
     path, out = tmp_path / "mine.csv", tmp_path / "raw"
     tiny[0].to_csv(path, index=False)
-    cfg = DataConfig(dataset="auto", source=str(path))
+    cfg = replace(BASE.data, dataset="auto", source=str(path))
     materialize(cfg, out, show_progress=False)
     stamp = (out / "ratings.parquet").stat().st_mtime_ns
     info, wrote = materialize(cfg, out, show_progress=False)
@@ -65,7 +69,7 @@ def test_ml100k_layout_tab_separated_ratings_and_pipe_separated_titles(tiny, mak
     u_item = "".join(f"{m}|{t}|01-Jan-1995||http://x|0|1\n" for m, t in movies.itertuples(index=False))
     archive = make_zip(tmp_path / "copy.zip", {"ml-100k/u.data": u_data,
                                                "ml-100k/u.item": u_item.encode("latin-1")})
-    info, _ = materialize(DataConfig(dataset="auto", source=str(archive)), tmp_path / "raw",
+    info, _ = materialize(replace(BASE.data, dataset="auto", source=str(archive)), tmp_path / "raw",
                           show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw" / "ratings.parquet"), ratings)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "raw" / "movies.parquet"), movies)
@@ -84,7 +88,7 @@ def test_the_real_ml_latest_small_is_recognised_whatever_its_file_name(ml_latest
     ratings = read_ratings(ml_latest_small_ratings)
     renamed = tmp_path / "whatever.csv"
     ratings.sample(frac=1.0, random_state=0).to_csv(renamed, index=False)  # shuffled rows, same triples
-    info, _ = materialize(DataConfig(dataset="auto", source=str(renamed)), tmp_path / "raw",
+    info, _ = materialize(replace(BASE.data, dataset="auto", source=str(renamed)), tmp_path / "raw",
                           show_progress=False)
     assert info["dataset"] == "ml-latest-small"
     assert (info["ratings"], info["users"], info["movies"]) == (100_836, 610, 9_724)
@@ -94,7 +98,8 @@ def test_the_real_ml_latest_small_is_recognised_whatever_its_file_name(ml_latest
 def test_ml1m_converted_to_the_dat_layout_is_still_ml1m(ml1m_ratings, write_dat, tmp_path):
     ratings = read_ratings(ml1m_ratings).assign(timestamp=0)
     dat = write_dat(ratings, tmp_path / "ratings.dat")
-    info, _ = materialize(DataConfig(dataset="ml-1m", source=str(dat)), tmp_path / "raw", show_progress=False)
+    info, _ = materialize(replace(BASE.data, dataset="ml-1m", source=str(dat)), tmp_path / "raw",
+                          show_progress=False)
     assert info["dataset"] == "ml-1m" and info["content_sha256"] == KNOWN["ml-1m"].sha256
 
 

@@ -6,21 +6,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from conftest import dump_params
 from typer.testing import CliRunner
 
-from multvae.config import ConfigError, DataConfig, load_config
+from multvae.config import ConfigError, defaults, load_config
 from multvae.data import fingerprint, load_dataset
 from multvae.split import Split, SplitError, binarize, split
 from stages.cli import app
 
+BASE, RUNTIME = defaults()
+
 METRICS = ["ndcg@100", "recall@20", "recall@50"]
-KFOLD = DataConfig(dataset="synthetic", heldout_users=30, seed=1, kfold=5, folds=(0, 1, 2, 3, 4))
+KFOLD = replace(BASE.data, dataset="synthetic", heldout_users=30, seed=1, kfold=5, folds=(0, 1, 2, 3, 4))
 
 
 def roles(result: Split) -> dict[str, set[int]]:
@@ -64,21 +67,21 @@ def test_a_fold_is_the_same_whichever_other_folds_are_computed(tiny):
 def test_one_fold_is_the_papers_single_split(tiny):
     """kfold 1: heldout_users test users, as many validation users (the default, unchanged)."""
     ratings, movies = tiny
-    r = roles(split(ratings, DataConfig(dataset="synthetic", heldout_users=30, seed=1), movies)[0])
+    r = roles(split(ratings, replace(BASE.data, dataset="synthetic", heldout_users=30, seed=1), movies)[0])
     assert len(r["test"]) == len(r["validation"]) == 30
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"kfold": 3, "folds": [0, 3]}, r"data\.folds: expected distinct fold numbers in 0\.\.2"),
-    ({"kfold": 3, "folds": [1, 1]}, r"data\.folds: expected distinct"),
-    ({"kfold": 0}, r"data\.kfold: expected 1"),
-    ({"folds": [1]}, r"data\.folds: expected distinct fold numbers in 0\.\.0"),
+    ({"kfold": 3, "folds": [0, 3]}, r"data\.folds: expected fold numbers in 0\.\.2"),
+    ({"kfold": 3, "folds": [1, 1]}, r"data\.folds: values repeat"),
+    ({"kfold": 0}, r"data\.kfold: expected greater than or equal to 1"),
+    ({"folds": [1]}, r"data\.folds: expected fold numbers in 0\.\.0"),
     ({"kfold": 2, "folds": [0], "split": "temporal"}, r"data\.kfold: folds split users"),
-    ({"kfold": 2, "folds": ["0"]}, r"data\.folds\[0\]: expected an integer"),
+    ({"kfold": 2, "folds": ["0"]}, r"data\.folds\[0\]: expected a valid integer"),
 ])
 def test_fold_parameters_are_checked(tmp_path, data, message):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"data": data}))
+    path.write_text(dump_params({"data": data}))
     with pytest.raises(ConfigError, match=message):
         load_config(path)
 

@@ -1,12 +1,14 @@
 """The sparse Mult-VAE against the dense formulation most implementations use, and its shapes."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from multvae.config import ModelConfig
+from multvae.config import defaults
 from multvae.model import (
     MultVAE,
     SparseBatch,
@@ -16,6 +18,8 @@ from multvae.model import (
     plain_decode_nll,
 )
 from multvae.prior import standard_kl
+
+BASE, RUNTIME = defaults()
 
 N_ITEMS = 300
 BETA = 0.3
@@ -69,7 +73,7 @@ def _loss_and_grads(model: MultVAE, loss_fn, batch: SparseBatch, seed: int):
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train-dropout"])
 def test_sparse_path_matches_dense_loss_and_gradients(hidden, train):
     torch.manual_seed(0)
-    model = MultVAE(N_ITEMS, ModelConfig(hidden_dims=hidden, latent_dim=16, dropout=0.5)).double()
+    model = MultVAE(N_ITEMS, replace(BASE.model, hidden_dims=hidden, latent_dim=16, dropout=0.5)).double()
     model.train(train)
     batch = SparseBatch.from_scipy(_matrix(25, N_ITEMS))
     sparse_loss, sparse_grads = _loss_and_grads(model, _sparse_loss, batch, seed=11)
@@ -82,7 +86,7 @@ def test_sparse_path_matches_dense_loss_and_gradients(hidden, train):
 
 def test_sparse_path_matches_dense_in_float32():
     torch.manual_seed(1)
-    model = MultVAE(N_ITEMS, ModelConfig(hidden_dims=(64,), latent_dim=16))
+    model = MultVAE(N_ITEMS, replace(BASE.model, hidden_dims=(64,), latent_dim=16))
     batch = SparseBatch.from_scipy(_matrix(30, N_ITEMS, seed=1))
     sparse_loss, sparse_grads = _loss_and_grads(model, _sparse_loss, batch, seed=3)
     dense_loss, dense_grads = _loss_and_grads(model, _dense_loss, batch, seed=3)
@@ -118,7 +122,7 @@ def _linears(seq):
 ])
 def test_layer_shapes_are_the_papers(hidden, encoder, decoder):
     # [I, 600, 200]: encoder I -> 600 -> 2 x 200 (mean and log-variance), decoder 200 -> 600 -> I.
-    model = MultVAE(1000, ModelConfig(hidden_dims=hidden, latent_dim=200))
+    model = MultVAE(1000, replace(BASE.model, hidden_dims=hidden, latent_dim=200))
     assert tuple(model.enc_in.weight.shape) == (1000, 600)  # the I -> 600 layer, stored items-major
     assert tuple(model.enc_in_bias.shape) == (600,)
     assert _linears(model.encoder) == encoder
@@ -130,7 +134,7 @@ def test_layer_shapes_are_the_papers(hidden, encoder, decoder):
 
 def test_eval_mode_uses_the_posterior_mean():
     torch.manual_seed(4)
-    model = MultVAE(N_ITEMS, ModelConfig(hidden_dims=(64,), latent_dim=16, dropout=0.5)).eval()
+    model = MultVAE(N_ITEMS, replace(BASE.model, hidden_dims=(64,), latent_dim=16, dropout=0.5)).eval()
     batch = SparseBatch.from_scipy(_matrix(10, N_ITEMS))
     with torch.no_grad():
         torch.manual_seed(0)
@@ -167,7 +171,7 @@ def test_an_epochs_batches_are_slices_of_its_order_moved_once():
 def test_plain_decode_nll_for_compile_matches_the_eager_loss():
     # train.compile runs the decoder and loss in plain operations; they must agree with the default.
     torch.manual_seed(6)
-    model = MultVAE(N_ITEMS, ModelConfig(hidden_dims=(64,), latent_dim=16)).double().train()
+    model = MultVAE(N_ITEMS, replace(BASE.model, hidden_dims=(64,), latent_dim=16)).double().train()
     batch = SparseBatch.from_scipy(_matrix(20, N_ITEMS, seed=6))
     z = torch.randn(20, 16, dtype=torch.float64)
     results = []

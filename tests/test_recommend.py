@@ -5,15 +5,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import dump_params
 from typer.testing import CliRunner
 
-from multvae.config import SYNTHETIC_PRESETS, Config, DataConfig, ModelConfig, TrainConfig, load_params
+from multvae.config import (
+    SYNTHETIC_PRESETS,
+    defaults,
+    load_params,
+)
 from multvae.data import load_dataset
 from multvae.model import make_scorer
 from multvae.model_file import ModelFileError, SavedModel, load_model, save_model
@@ -23,10 +29,12 @@ from multvae.synthetic import generate
 from multvae.training import train_model
 from stages.cli import app
 
-TINY = Config(
-    data=DataConfig(dataset="synthetic", heldout_users=30),
-    model=ModelConfig(hidden_dims=(16,), latent_dim=8),
-    train=TrainConfig(epochs=2, batch_size=50),
+BASE, RUNTIME = defaults()
+
+TINY = replace(BASE,
+    data=replace(BASE.data, dataset="synthetic", heldout_users=30),
+    model=replace(BASE.model, hidden_dims=(16,), latent_dim=8),
+    train=replace(BASE.train, epochs=2, batch_size=50),
 )
 
 
@@ -43,7 +51,8 @@ def root(tmp_path_factory) -> Path:
         save_model(root / "models" / "original" / "fold-0" / f"seed-{seed}.pt", result.state_dict, SavedModel(
             config=TINY, seed=seed, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
             best_epoch=result.best_epoch, best_validation=result.best_validation))
-    (root / "params.yaml").write_text("variants:\n  original: {}\n  relu:\n    model: {activation: relu}\n")
+    variants = {"original": {}, "relu": {"model": {"activation": "relu"}}}
+    (root / "params.yaml").write_text(dump_params({"variants": variants}))
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,16 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from multvae.config import (
-    BetaConfig,
-    Config,
-    DataConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
+    defaults,
 )
 from multvae.model import DenseLayers, MultVAE, SparseBatch
 from multvae.prior import WIDE_LOGVAR, composite_kl, composite_log_prior, log_normal, standard_kl
 from multvae.training import epoch_count, epoch_phases, train_model, updates_per_epoch
+
+BASE, RUNTIME = defaults()
 
 WEIGHTS = (0.15, 0.75, 0.1)
 
@@ -85,7 +83,8 @@ def _batch(n_users: int = 8, n_items: int = 30, seed: int = 0) -> SparseBatch:
 
 def test_the_dense_encoder_is_recvaes_formula():
     torch.manual_seed(0)
-    model = MultVAE(30, ModelConfig(hidden_dims=(16, 16, 16), latent_dim=4, encoder="dense")).double().eval()
+    model = MultVAE(30, replace(BASE.model, hidden_dims=(16, 16, 16), latent_dim=4,
+                                     encoder="dense")).double().eval()
     batch = _batch()
     x = batch.to_dense().double()
     body = model.encoder
@@ -101,20 +100,23 @@ def test_the_dense_encoder_is_recvaes_formula():
 
 
 def test_the_linear_decoder_is_one_layer_and_the_dense_encoder_needs_one_width():
-    model = MultVAE(30, ModelConfig(hidden_dims=(16,), latent_dim=4, decoder="linear"))
+    model = MultVAE(30, replace(BASE.model, hidden_dims=(16,), latent_dim=4, decoder="linear"))
     assert [type(m).__name__ for m in model.decoder] == ["Linear"]
     assert model.decoder[0].in_features == 4 and model.decoder[0].out_features == 30
-    from multvae.config import ConfigError, from_dict
+    from multvae.config import ConfigError, from_dict, to_dict
+
+    def checked(**changes):
+        return from_dict({**to_dict(BASE), "model": {**to_dict(BASE.model), **changes}})
 
     with pytest.raises(ConfigError, match="model.hidden_dims: the dense encoder .* one width"):
-        from_dict({"model": {"encoder": "dense", "hidden_dims": [16, 8]}})
+        checked(encoder="dense", hidden_dims=[16, 8])
     with pytest.raises(ConfigError, match="model.prior_weights"):
-        from_dict({"model": {"prior_weights": [0.0, 1.0, 0.0]}})
+        checked(prior_weights=[0.0, 1.0, 0.0])
 
 
 def test_dropout_can_be_switched_off_for_a_pass_while_sampling_stays_on():
     torch.manual_seed(0)
-    model = MultVAE(30, ModelConfig(hidden_dims=(16,), latent_dim=4, dropout=0.5)).train()
+    model = MultVAE(30, replace(BASE.model, hidden_dims=(16,), latent_dim=4, dropout=0.5)).train()
     batch = _batch()
     reference = model.eval().encode(batch)
     model.train()
@@ -124,13 +126,14 @@ def test_dropout_can_be_switched_off_for_a_pass_while_sampling_stays_on():
     assert not torch.allclose(with_dropout[0], reference[0])
 
 
-TINY = Config(
-    data=DataConfig(dataset="synthetic", heldout_users=30),
-    model=ModelConfig(hidden_dims=(16, 16), latent_dim=4, encoder="dense", decoder="linear",
+TINY = replace(BASE,
+    data=replace(BASE.data, dataset="synthetic", heldout_users=30),
+    model=replace(BASE.model, hidden_dims=(16, 16), latent_dim=4, encoder="dense", decoder="linear",
                       prior="composite"),
-    beta=BetaConfig(method="user_scaled"),
-    optim=OptimConfig(scheme="alternating", encoder_passes=2, decoder_passes=1, decoder_dropout=False),
-    train=TrainConfig(epochs=6, batch_size=60),  # 6 passes: 2 epochs of 2 encoder + 1 decoder pass
+    beta=replace(BASE.beta, method="user_scaled"),
+    optim=replace(BASE.optim, scheme="alternating", encoder_passes=2, decoder_passes=1,
+                  decoder_dropout=False),
+    train=replace(BASE.train, epochs=6, batch_size=60),  # 6 passes: 2 epochs of 2 encoder + 1 decoder pass
 )
 
 
@@ -176,7 +179,7 @@ def test_alternating_passes_update_one_half_at_a_time_and_refresh_the_prior(data
 
 
 def test_the_joint_scheme_is_one_pass_updating_everything():
-    assert [(p.passes, p.train_encoder, p.train_decoder, p.dropout) for p in epoch_phases(Config())] == [
+    assert [(p.passes, p.train_encoder, p.train_decoder, p.dropout) for p in epoch_phases(BASE)] == [
         (1, True, True, None)]
     decoder_dropout = dataclasses.replace(TINY, optim=dataclasses.replace(TINY.optim, decoder_dropout=True))
     assert [p.dropout for p in epoch_phases(decoder_dropout)] == [None, None]
@@ -184,10 +187,9 @@ def test_the_joint_scheme_is_one_pass_updating_everything():
 
 
 def test_a_recvae_model_resumes_and_loads_with_its_prior(dataset, tmp_path):
-    from multvae.config import RuntimeConfig
     from multvae.model_file import SavedModel, load_model, save_model
 
-    every_epoch = RuntimeConfig(checkpoint_seconds=0)
+    every_epoch = replace(RUNTIME, checkpoint_seconds=0)
     full = train_model(TINY, dataset, seed=3, runtime=every_epoch, log=lambda _: None)
     checkpoint = tmp_path / "ckpt.pt"
     updates = -(-dataset.train.shape[0] // TINY.train.batch_size) * 3
@@ -207,11 +209,11 @@ def test_a_recvae_model_resumes_and_loads_with_its_prior(dataset, tmp_path):
 def test_train_epochs_counts_passes_so_one_budget_serves_every_scheme():
     """The paper's 200 epochs are 200 passes; RecVAE's epoch is 3 encoder + 1 decoder pass, so the
     same budget is its 50 epochs, and a shortened budget shortens both (rounded up)."""
-    alternating = OptimConfig(scheme="alternating")
-    assert epoch_count(Config(), ML1M_USERS) == 200
-    assert epoch_count(Config(optim=alternating), ML1M_USERS) == 50
-    assert epoch_count(Config(optim=alternating, train=TrainConfig(epochs=5)), ML1M_USERS) == 2
-    assert epoch_count(Config(train=TrainConfig(epochs=5)), ML1M_USERS) == 5
+    alternating = replace(BASE.optim, scheme="alternating")
+    assert epoch_count(BASE, ML1M_USERS) == 200
+    assert epoch_count(replace(BASE, optim=alternating), ML1M_USERS) == 50
+    assert epoch_count(replace(BASE, optim=alternating, train=replace(BASE.train, epochs=5)), ML1M_USERS) == 2
+    assert epoch_count(replace(BASE, train=replace(BASE.train, epochs=5)), ML1M_USERS) == 5
 
 
 ML1M_USERS, SMALL_USERS = 4_834, 483  # training users: ml1m_* (600 + 600 held out), ml-latest-small (60 + 60)
@@ -221,11 +223,12 @@ def test_min_updates_adds_epochs_only_where_train_epochs_make_fewer_updates():
     """train.min_updates 2000 is what 200 passes make on ML-1M, for the paper's joint epochs and for
     RecVAE's alternating ones, so it changes nothing there; on ml-latest-small, one batch a pass,
     it takes the paper's 200 updates to 2,000 and RecVAE's 50 epochs to 500."""
-    floor = TrainConfig(min_updates=2000)
-    for optim, epochs in ((OptimConfig(), 200), (OptimConfig(scheme="alternating"), 50)):
-        cfg = Config(optim=optim, train=floor)
+    floor = replace(BASE.train, min_updates=2000)
+    for optim, epochs in ((BASE.optim, 200), (replace(BASE.optim, scheme="alternating"), 50)):
+        cfg = replace(BASE, optim=optim, train=floor)
         assert epoch_count(cfg, ML1M_USERS) == epochs
         assert epochs * updates_per_epoch(cfg, ML1M_USERS) == 2000
         assert epoch_count(cfg, SMALL_USERS) * updates_per_epoch(cfg, SMALL_USERS) == 2000
-    assert epoch_count(Config(optim=OptimConfig(scheme="alternating"), train=floor), SMALL_USERS) == 500
-    assert epoch_count(Config(train=floor), 120_000) == 200  # ML-20M: 240 batches an epoch
+    assert epoch_count(replace(BASE, optim=replace(BASE.optim, scheme="alternating"), train=floor),
+                       SMALL_USERS) == 500
+    assert epoch_count(replace(BASE, train=floor), 120_000) == 200  # ML-20M: 240 batches an epoch

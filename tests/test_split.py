@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from multvae.config import DataConfig
+from multvae.config import DataConfig, defaults
 from multvae.split import Split, SplitError, binarize, split
 
-HELDOUT = DataConfig(dataset="synthetic", split="heldout_users", heldout_users=30, seed=1)
-TEMPORAL = DataConfig(dataset="synthetic", split="temporal", seed=1)
+BASE, RUNTIME = defaults()
+
+HELDOUT = replace(BASE.data, dataset="synthetic", split="heldout_users", heldout_users=30, seed=1)
+TEMPORAL = replace(BASE.data, dataset="synthetic", split="temporal", seed=1)
 PARTS = ("train", "validation_foldin", "validation_target", "test_foldin", "test_target")
 
 
@@ -204,7 +207,7 @@ def test_the_heldout_error_suggests_only_values_that_work(n_users):
                             "movieId": np.tile(np.arange(6), n_users), "rating": 5.0})
     titles = pd.DataFrame({"movieId": np.arange(6), "title": [f"m{i}" for i in range(6)]})
     with pytest.raises(SplitError) as err:
-        split(ratings, DataConfig(dataset="synthetic", heldout_users=1000), titles)
+        split(ratings, replace(BASE.data, dataset="synthetic", heldout_users=1000), titles)
     message = str(err.value)
     if n_users < 3:
         assert "a split needs at least 3" in message
@@ -213,5 +216,5 @@ def test_the_heldout_error_suggests_only_values_that_work(n_users):
     assert found, message
     most = int(found.group(1))
     for count in (1, most):
-        folds = split(ratings, DataConfig(dataset="synthetic", heldout_users=count), titles)
+        folds = split(ratings, replace(BASE.data, dataset="synthetic", heldout_users=count), titles)
         assert folds[0].stats["test_users"] == count

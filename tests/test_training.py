@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,25 +14,21 @@ import pytest
 import torch
 
 from multvae.config import (
-    BetaConfig,
-    Config,
-    DataConfig,
-    ModelConfig,
-    OptimConfig,
-    RuntimeConfig,
-    TrainConfig,
+    defaults,
 )
 from multvae.live_log import read_log
 from multvae.model import MultVAE
 from multvae.training import TrainingError, train_model
 
-SMALL = Config(
-    data=DataConfig(dataset="synthetic", heldout_users=30),
-    model=ModelConfig(hidden_dims=(32,), latent_dim=8),
-    beta=BetaConfig(total_anneal_steps=20),
-    train=TrainConfig(epochs=6, batch_size=50),
+BASE, RUNTIME = defaults()
+
+SMALL = replace(BASE,
+    data=replace(BASE.data, dataset="synthetic", heldout_users=30),
+    model=replace(BASE.model, hidden_dims=(32,), latent_dim=8),
+    beta=replace(BASE.beta, total_anneal_steps=20),
+    train=replace(BASE.train, epochs=6, batch_size=50),
 )
-EVERY_EPOCH = RuntimeConfig(checkpoint_seconds=0)
+EVERY_EPOCH = replace(RUNTIME, checkpoint_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +96,7 @@ def test_checkpoints_follow_their_time_budget_and_the_last_epoch_is_always_saved
         original(path, state)
 
     monkeypatch.setattr(training, "_save_checkpoint", counting)
-    train_model(SMALL, dataset, seed=5, runtime=RuntimeConfig(checkpoint_seconds=3600),
+    train_model(SMALL, dataset, seed=5, runtime=replace(RUNTIME, checkpoint_seconds=3600),
                 checkpoint=tmp_path / "a.pt", log=lambda _: None)
     assert saved == [6]
     saved.clear()
@@ -117,7 +114,7 @@ def test_checkpoint_of_other_parameters_is_not_resumed(dataset, tmp_path):
 
 
 def test_non_finite_loss_names_epoch_and_batch(dataset):
-    cfg = dataclasses.replace(SMALL, optim=OptimConfig(name="sgd", lr=1e12))
+    cfg = dataclasses.replace(SMALL, optim=replace(BASE.optim, name="sgd", lr=1e12))
     with pytest.raises(TrainingError, match=r"epoch \d+, batch \d+ of \d+"):
         train_model(cfg, dataset, seed=0, log=lambda _: None)
 
