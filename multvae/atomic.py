@@ -131,6 +131,92 @@ def scratch_dir(target: Path | str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class Staging:
+    """Temporary siblings of several outputs, handed out by `published`."""
+
+    def __init__(self) -> None:
+        self.staged: dict[Path, Path] = {}
+
+    def file(self, target: Path | str) -> Path:
+        """Where to write the file that becomes `target` (not created)."""
+        return self._stage(Path(target), folder=False)
+
+    def folder(self, target: Path | str) -> Path:
+        """An empty folder that becomes the folder `target`."""
+        return self._stage(Path(target), folder=True)
+
+    def _stage(self, target: Path, folder: bool) -> Path:
+        if target in self.staged:
+            raise ValueError(f"{target} staged twice")
+        if target.is_dir() != folder and target.exists():
+            kind = "a folder" if target.is_dir() else "a file"
+            raise WriteError(f"{target}: {kind} is where this output belongs; move or remove it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(target)
+        # A hidden folder beside the target holds the new output under the target's own name (so a
+        # writer that goes by the suffix, like matplotlib, sees the right one).
+        box = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp = box / target.name
+        if folder:
+            tmp.mkdir()
+        self.staged[target] = tmp
+        return tmp
+
+
+@contextmanager
+def published() -> Iterator[Staging]:
+    """Several outputs of one stage made visible together or not at all: every one is written to a
+    temporary sibling inside the block (a full disk or any error there leaves every target as it
+    was), then each replaces its target by a rename; if a rename fails, those already renamed are
+    put back, so readers never see a mix of new and old outputs."""
+    staging = Staging()
+    try:
+        try:
+            yield staging
+        except OSError as exc:
+            for target, tmp in staging.staged.items():
+                if _is_write_fault(exc, tmp.parent):
+                    raise write_failure(target, exc.strerror or str(exc)) from None
+            raise
+        for tmp in staging.staged.values():
+            if not tmp.exists():
+                raise WriteError(f"{tmp}: a staged output was not written")
+        _swap(staging.staged)
+    finally:
+        for tmp in staging.staged.values():
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _swap(staged: dict[Path, Path]) -> None:
+    """Rename every staged output onto its target, keeping the old ones aside until all are in; on
+    a failure, the new ones already in are removed and the old ones put back."""
+    moved: list[tuple[Path, Path]] = []  # (target, where its old version waits)
+    try:
+        for target, tmp in staged.items():
+            old = target.with_name(f".{target.name}.old")
+            _remove(old)
+            if target.exists():
+                os.replace(target, old)
+            moved.append((target, old))
+            os.replace(tmp, target)
+    except OSError as exc:
+        for done, old in reversed(moved):
+            if not staged[done].exists():  # the new one went in: take it out
+                _remove(done)
+            if old.exists():
+                os.replace(old, done)
+        raise write_failure(moved[-1][0], exc.strerror or str(exc)) from None
+    for _, old in moved:
+        _remove(old)
+
+
 def write_json(path: Path | str, payload: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")

@@ -29,12 +29,13 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
     alpha = 1 - confidence
     skipped, checked = [], {}
     for name, claim in claims.items():
-        metric = claim.metric or metrics[0]
-        missing = [n for n in (claim.row, claim.reference) if n not in results or results[n].per_user is None]
-        if missing:
-            skipped.append(f"{name}: {', '.join(missing)} not run in this study")
-        elif metric not in metrics:
-            skipped.append(f"{name}: {metric} not computed (eval.ks)")
+        metric = claim.metric or metrics[0]  # a metric outside eval.ks is refused with the params
+        absent = [n for n in (claim.row, claim.reference) if n not in results]
+        unscored = [n for n in (claim.row, claim.reference) if n in results and results[n].per_user is None]
+        if absent:
+            skipped.append(f"{name}: {', '.join(absent)} not run in this study")
+        elif unscored:
+            skipped.append(f"{name}: no per-user results of {', '.join(unscored)}")
         else:
             checked[name] = (claim, metric, compare(results[claim.row], results[claim.reference], metric,
                                                     confidence))
@@ -57,11 +58,14 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
 
 
 def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str], dataset: str,
-                    confidence: float) -> str:
-    """The verdicts as a table for the docs (rendered from claims.json's content, nothing added)."""
+                    confidence: float, unchecked: list[str] | None = None) -> str:
+    """The verdicts as a table for the docs (rendered from claims.json's content), and the claims of
+    params.yaml the study could not check, each with its reason."""
+    skipped = f"Not checked by this study: {'; '.join(unchecked)}." if unchecked else ""
     if not verdicts:
-        return (f"# Claims checked: {dataset}\n\nNo claim of params.yaml `claims:` has both its rows in "
-                "this study.\n")
+        return "\n".join([f"# Claims checked: {dataset}", "",
+                          "No claim of params.yaml `claims:` has both its rows in this study.",
+                          *(["", skipped] if skipped else [])]) + "\n"
     lines = [f"# Claims checked: {dataset}", "",
              "| Claim | Source | Δ [interval] | p | Holm p | Detectable | Verdict |",
              "|---|---|---|---|---|---|---|"]
@@ -82,7 +86,7 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
               "and Δ has the claimed sign, is contradicted when Holm p < {a} and Δ has the other sign, and "
               "is not resolvable otherwise. Detectable: the smallest true Δ found with 80% power at the "
               "strictest Holm step."
-              .replace("{a}", f"{alpha:.2g}"), *uncounted]
+              .replace("{a}", f"{alpha:.2g}"), *uncounted, *([f"- {skipped}"] if skipped else [])]
     return "\n".join(lines) + "\n"
 
 

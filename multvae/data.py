@@ -119,14 +119,37 @@ def _read_raw(path: Path) -> pd.DataFrame:
                         "(`dvc repro -f download`)") from exc
 
 
-def read_fingerprint(data_dir: Path | str) -> str:
-    """The fingerprint the prepare stage recorded for the split in `data_dir`."""
+def read_manifest(data_dir: Path | str) -> dict[str, Any]:
+    """What the prepare stage recorded of the split in `data_dir`: its fingerprint and table rows."""
     path = Path(data_dir) / MANIFEST
     manifest = _json_object(path, "prepare")
-    if "fingerprint" not in manifest:
-        raise DataError(f"{path}: not a manifest written by the prepare stage (no fingerprint); "
-                        "run `dvc repro -f prepare`")
-    return str(manifest["fingerprint"])
+    if not isinstance(manifest.get("fingerprint"), str) or not isinstance(manifest.get("rows"), dict):
+        raise DataError(f"{path}: not a manifest written by the prepare stage (no fingerprint or row "
+                        "counts); run `dvc repro -f prepare`")
+    return manifest
+
+
+def _check_split(data_dir: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
+    """The tables are those the manifest describes (fingerprint and row counts recomputed), and no
+    held-out user's target repeats an item of their fold-in: a table replaced or edited behind the
+    prepare stage's back stops here, by name, instead of giving other results under the same name."""
+    for name, frame in tables.items():
+        if manifest["rows"].get(name) != len(frame):
+            raise DataError(f"{data_dir / (name + '.parquet')}: {len(frame):,} rows, the manifest says "
+                            f"{manifest['rows'].get(name)}; the split was changed after the prepare stage: "
+                            "run `dvc repro -f prepare`")
+    found = fingerprint(tables)
+    if found != manifest["fingerprint"]:
+        raise DataError(f"{data_dir}: its tables' fingerprint is {found}, the manifest says "
+                        f"{manifest['fingerprint']}; the split was changed after the prepare stage: run "
+                        "`dvc repro -f prepare`")
+    for role in ("validation", "test"):
+        keys = [tables[f"{role}_{part}"][["user", "item"]] for part in ("foldin", "target")]
+        both = keys[0].merge(keys[1], on=["user", "item"])
+        if len(both):
+            user, item = int(both["user"].iloc[0]), int(both["item"].iloc[0])
+            raise DataError(f"{data_dir}: user {user} has item {item} in both the {role} fold-in and target; "
+                            "run `dvc repro -f prepare`")
 
 
 def read_table(data_dir: Path, name: str, **kwargs: Any) -> pd.DataFrame:
@@ -148,8 +171,8 @@ def _csr(frame: pd.DataFrame, rows: np.ndarray, n_items: int) -> sp.csr_matrix:
     return m
 
 
-def _heldout(data_dir: Path, role: str, n_items: int) -> HeldOut:
-    foldin, target = read_table(data_dir, f"{role}_foldin"), read_table(data_dir, f"{role}_target")
+def _heldout(tables: dict[str, pd.DataFrame], role: str, n_items: int) -> HeldOut:
+    foldin, target = tables[f"{role}_foldin"], tables[f"{role}_target"]
     users = np.unique(target["user"].to_numpy())
     foldin = foldin.loc[np.isin(foldin["user"].to_numpy(), users)]
     return HeldOut(users=users, foldin=_csr(foldin, users, n_items), target=_csr(target, users, n_items))
@@ -162,16 +185,25 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     if folds and not (data_dir / "items.parquet").exists():
         raise DataError(f"{data_dir} holds the prepared folds ({', '.join(folds)}), not one split; "
                         f"give one of them, such as {data_dir / folds[0]}")
-    items = read_table(data_dir, "items")
-    users = read_table(data_dir, "users")
+    manifest = read_manifest(data_dir)
+    tables = {name: read_table(data_dir, name) for name in manifest["rows"]}
+    if set(tables) != {"users", "items", "train", *(f"{r}_{p}" for r in ("validation", "test")
+                                                    for p in ("foldin", "target"))}:
+        raise DataError(f"{data_dir / MANIFEST}: lists tables {sorted(tables)}, not a split's; run "
+                        "`dvc repro -f prepare`")
+    _check_split(data_dir, tables, manifest)
+    items, train = tables["items"], tables["train"]
     n_items = len(items)
-    train = read_table(data_dir, "train")
+    for name, frame in tables.items():
+        if name not in ("users", "items") and len(frame) and not frame["item"].between(0, n_items - 1).all():
+            raise DataError(f"{data_dir / (name + '.parquet')}: item indices outside 0..{n_items - 1}; run "
+                            "`dvc repro -f prepare`")
     train_users = np.unique(train["user"].to_numpy())
     return Dataset(
         train=_csr(train, train_users, n_items),
-        validation=_heldout(data_dir, "validation", n_items),
-        test=_heldout(data_dir, "test", n_items),
+        validation=_heldout(tables, "validation", n_items),
+        test=_heldout(tables, "test", n_items),
         items=items,
-        users=users,
-        fingerprint=read_fingerprint(data_dir),
+        users=tables["users"],
+        fingerprint=manifest["fingerprint"],
     )

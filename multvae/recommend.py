@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from multvae.data import read_fingerprint, read_table
+from multvae.data import read_manifest, read_table
 from multvae.errors import MultVAEError
 from multvae.layout import fold_dir
 from multvae.metrics import top_k
@@ -65,7 +65,7 @@ class Recommender:
         self.path, self.fold = _model_path(Path(models), variant, fold, seed, known)
         self.data = fold_dir(data, self.fold)
         self.device = torch.device(device)
-        self.model, saved = load_model(self.path, self.device, read_fingerprint(self.data),
+        self.model, saved = load_model(self.path, self.device, read_manifest(self.data)["fingerprint"],
                                        _train_command(variant))
         self.seed = saved.seed
         self.items = read_table(self.data, "items", columns=["item", "movieId", "title"]).sort_values(

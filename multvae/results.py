@@ -2,11 +2,14 @@
 it: one summary JSON (test means, validation score, per-seed values) and one per-user table.
 
 One typed place builds and checks both, so a Mult-VAE variant and a baseline are rows of the same
-kind and the aggregate stage can trust what it reads.
+kind. Each result records its provenance: the row it is, the fingerprint of each fold's split it was
+computed on and the content hash of its per-user table; the reader checks all three against what
+the study expects, so a file of another row, another split or another run is refused by name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from multvae.atomic import write_json, write_parquet
+from multvae.atomic import published
 from multvae.errors import MultVAEError
 
 Kind = Literal["vae", "baseline"]
@@ -103,9 +106,22 @@ def summarize(variant: str, kind: Kind, per_user: pd.DataFrame, metrics: list[st
     )
 
 
-def write_result(summary: Summary, per_user: pd.DataFrame, summary_path: Path, per_user_path: Path) -> None:
-    write_parquet(per_user_path, per_user)
-    write_json(summary_path, summary.to_json())
+def content_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 (16 hex digits) of a table's column names and values, independent of its file."""
+    digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def write_result(summary: Summary, per_user: pd.DataFrame, summary_path: Path, per_user_path: Path,
+                 split: dict[int, str]) -> None:
+    """Both files, published together, the summary naming the split of each fold (`split`: fold ->
+    the prepared data's fingerprint) and the per-user table's content hash."""
+    payload = {**summary.to_json(), "split": {str(k): v for k, v in sorted(split.items())},
+               "per_user_sha256": content_hash(per_user)}
+    with published() as out:
+        per_user.to_parquet(out.file(per_user_path), index=False)
+        out.file(summary_path).write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def _is_number(value: Any) -> bool:
@@ -120,6 +136,16 @@ def read_summary(path: Path, metrics: list[str]) -> dict[str, Any]:
         raise ResultError(f"{path}: cannot read the metrics file: {exc}") from None
     if not isinstance(summary, dict):
         raise ResultError(f"{path}: expected a JSON object")
+    for key in ("variant", "per_user_sha256"):
+        if not isinstance(summary.get(key), str):
+            raise ResultError(f"{path}: no '{key}' (written by an older version or by hand); rerun its stage")
+    split = summary.get("split")
+    if not isinstance(split, dict) or not split or not all(isinstance(v, str) for v in split.values()):
+        raise ResultError(f"{path}: no 'split' (the fingerprint of each fold's data it was computed on); "
+                          "rerun its stage")
+    folds = summary.get("folds")
+    if not isinstance(folds, list) or not folds or not all(type(f) is int for f in folds):
+        raise ResultError(f"{path}: 'folds' must be a non-empty list of fold numbers, got {folds!r}")
     if summary.get("kind") not in KINDS:
         raise ResultError(f"{path}: 'kind' must be one of {', '.join(KINDS)}, got {summary.get('kind')!r}")
     missing = [m for m in metrics if not _is_number(summary.get(m))]
@@ -134,6 +160,8 @@ def read_summary(path: Path, metrics: list[str]) -> dict[str, Any]:
         if not isinstance(seeds, dict) or not seeds:
             raise ResultError(f"{path}: a VAE variant needs 'seeds', one entry per training seed")
         for seed, values in seeds.items():
+            if not seed.isdigit():
+                raise ResultError(f"{path}: seeds.{seed}: a seed must be a whole number")
             if not isinstance(values, dict) or not all(_is_number(values.get(m)) for m in metrics):
                 raise ResultError(f"{path}: seeds.{seed} lacks one of {', '.join(metrics)}")
     return summary
@@ -149,8 +177,13 @@ def read_per_user(path: Path, metrics: list[str], summary: dict[str, Any]) -> pd
     missing = [c for c in ("userId", "fold", "seed", *metrics) if c not in frame.columns]
     if missing:
         raise ResultError(f"{path}: missing column(s) {', '.join(missing)}")
-    if frame.empty or frame[metrics].isna().any().any():
-        raise ResultError(f"{path}: no rows, or missing metric values")
+    if content_hash(frame) != summary["per_user_sha256"]:
+        raise ResultError(f"{path}: not the per-user table its metrics file was written with (content "
+                          f"{content_hash(frame)}, the metrics file says {summary['per_user_sha256']}); "
+                          f"another run's or another row's file? rerun the stage of {summary['variant']}")
+    values = frame[metrics].to_numpy(np.float64)
+    if frame.empty or not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+        raise ResultError(f"{path}: no rows, or metric values missing, non-finite or outside [0, 1]")
     frame = frame[["userId", "fold", "seed", *metrics]].sort_values(["fold", "userId", "seed"],
                                                                      ignore_index=True)
     if frame.duplicated(["fold", "userId", "seed"]).any():
@@ -168,3 +201,55 @@ def read_per_user(path: Path, metrics: list[str], summary: dict[str, Any]) -> pd
                 "file; both should come from the same evaluation run (re-run the variant's evaluate stage)"
             )
     return frame
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the study's params and its split say every result must have been computed with."""
+
+    folds: tuple[int, ...]
+    seeds: tuple[int, ...]  # a Mult-VAE row's training seeds
+    split: dict[str, str]  # fold -> fingerprint of the prepared data (data/stats.json)
+    test_users: dict[str, int]  # fold -> its test users (data/stats.json)
+
+    @classmethod
+    def of_study(cls, folds: tuple[int, ...], seeds: tuple[int, ...], stats: dict[str, Any],
+                 where: Path) -> Expected:
+        """From the study's data.folds and train.seeds and the split's statistics (data/stats.json)."""
+        folds_stats = stats.get("folds")
+        by_fold: dict[str, Any] = folds_stats if isinstance(folds_stats, dict) else {}
+        split, users = {}, {}
+        for fold in folds:
+            entry = by_fold.get(str(fold))
+            if not isinstance(entry, dict) or not isinstance(entry.get("fingerprint"), str) \
+                    or type(entry.get("test_users")) is not int:
+                raise ResultError(f"{where}: no fingerprint or test-user count of fold {fold} (written by an "
+                                  "older prepare stage, or data.folds changed): rerun `dvc repro prepare`")
+            split[str(fold)], users[str(fold)] = entry["fingerprint"], entry["test_users"]
+        return cls(folds=tuple(folds), seeds=tuple(seeds), split=split, test_users=users)
+
+
+def check_provenance(path: Path, name: str, summary: dict[str, Any], per_user: pd.DataFrame | None,
+                     expected: Expected) -> None:
+    """The summary at `path` (and its per-user table) is row `name`'s, on the study's folds, seeds,
+    split and test users."""
+    if summary["variant"] != name:
+        raise ResultError(f"{path}: holds the results of {summary['variant']!r}, not {name!r} (a file "
+                          f"renamed or copied?); rerun the stage of {name}")
+    folds = [int(f) for f in summary.get("folds") or []]
+    if folds != list(expected.folds):
+        raise ResultError(f"{path}: computed on folds {folds}, the study runs data.folds "
+                          f"{list(expected.folds)}; rerun the stage of {name}")
+    split = {k: summary["split"].get(k) for k in expected.split}
+    if split != expected.split:
+        raise ResultError(f"{path}: computed on another split (fingerprints {summary['split']}, the "
+                          f"prepared data's {expected.split}); rerun the stage of {name}")
+    if per_user is not None:
+        found = {str(k): int(n) for k, n in per_user.groupby("fold")["userId"].nunique().items()}
+        if found != expected.test_users:
+            raise ResultError(f"{path}: test users by fold {found}, the split has {expected.test_users}; "
+                              f"rerun the stage of {name}")
+    seeds = sorted(int(s) for s in summary.get("seeds") or {})
+    if not set(seeds) <= set(expected.seeds):
+        raise ResultError(f"{path}: trained with seeds {seeds}, the study's train.seeds are "
+                          f"{sorted(expected.seeds)}; rerun the stage of {name}")

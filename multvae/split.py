@@ -7,13 +7,14 @@ for the user) and a target part (what it must rank highly).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from multvae.atomic import atomic_dir, write_json
+from multvae.atomic import published
 from multvae.config import DataConfig
 from multvae.data import MANIFEST, fingerprint
 from multvae.errors import MultVAEError
@@ -290,18 +291,26 @@ def split(ratings: pd.DataFrame, data: DataConfig, titles: pd.DataFrame) -> dict
 
 
 def write_split(folds: dict[int, Split], out_dir: Path, stats_path: Path, extra: dict | None = None) -> None:
-    """Every fold's tables into `out_dir`/fold-<k>, replaced as a whole only once all are written;
-    then the statistics: `extra` and the kfold at the top, each fold's counts under `folds`."""
-    with atomic_dir(out_dir) as tmp:
+    """Every fold's tables into `out_dir`/fold-<k> with a manifest (the split's fingerprint and each
+    table's rows), and the statistics (`extra` and the kfold at the top, each fold's counts and
+    fingerprint under `folds`): published together, so the two never describe different splits."""
+    prints = {}
+    with published() as out:
+        tmp = out.folder(out_dir)
         for fold, result in folds.items():
             tables = {name: getattr(result, name) for name in Split.TABLES}
             where = fold_dir(tmp, fold)
             where.mkdir()
             for name, frame in tables.items():
                 frame.to_parquet(where / f"{name}.parquet", index=False)
-            write_json(where / MANIFEST, {"fingerprint": fingerprint(tables),
-                                          "rows": {name: len(frame) for name, frame in tables.items()}})
-    write_json(stats_path, fold_stats(folds, extra))
+            prints[fold] = fingerprint(tables)
+            (where / MANIFEST).write_text(json.dumps(
+                {"fingerprint": prints[fold], "rows": {name: len(frame) for name, frame in tables.items()}},
+                indent=2) + "\n")
+        stats = fold_stats(folds, extra)
+        for fold, value in prints.items():
+            stats["folds"][str(fold)]["fingerprint"] = value
+        out.file(stats_path).write_text(json.dumps(stats, indent=2) + "\n")
 
 
 def fold_stats(folds: dict[int, Split], extra: dict | None = None) -> dict:

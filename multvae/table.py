@@ -18,7 +18,7 @@ from multvae.config import BASELINES, BEST_BASELINE, EVERY_VAE_ROW, ComparisonCo
 from multvae.grids import edge_axes
 from multvae.layout import run_path
 from multvae.live_log import LogError, read_log
-from multvae.results import ResultError, read_per_user, read_summary
+from multvae.results import Expected, ResultError, check_provenance, read_per_user, read_summary
 from multvae.stats import Estimate, Runs, holm, mean_estimate, paired_difference
 
 SIGNIFICANT = "*"
@@ -91,31 +91,33 @@ def extra_files(metrics_dir: Path, order: list[str] | tuple[str, ...]) -> list[P
 
 
 def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metrics: list[str],
-                 order: list[str] | tuple[str, ...] = ()) -> list[Result]:
-    """The `<name>.json` files of metrics_dir with their per-user results and training logs.
+                 order: list[str] | tuple[str, ...], expected: Expected) -> list[Result]:
+    """The `<name>.json` files of metrics_dir with their per-user results and training logs, each
+    checked to be that row's, computed on the study's folds, seeds and split (`expected`).
 
-    With `order` (the study's rows), only those rows and the baselines, in that order: the folder
-    also holds the files of rows that other studies ran (`extra_files` names them). Without it, every
-    file. A row of `order` without a file is simply absent: a partial table while other rows still
-    train is useful.
+    Only the rows of `order` (the study's) and the baselines, in that order: the folder also holds the
+    files of rows that other studies ran (`extra_files` names them). A row of `order` without a file
+    is absent (the caller names it): a partial table while other rows still train is useful.
     """
     metrics_dir, per_user_dir, curves_dir = Path(metrics_dir), Path(per_user_dir), Path(curves_dir)
     _require_dir(metrics_dir, "run the evaluate and baseline stages first")
     _require_dir(per_user_dir, "run the evaluate and baseline stages first (they write per-user results)")
     _require_dir(curves_dir, "run the train stages first (they write the training logs)")
     paths = {p.stem: p for p in sorted(metrics_dir.glob("*.json"))
-             if not order or p.stem in order or p.stem in BASELINES}
+             if p.stem in order or p.stem in BASELINES}
     if not paths:
         raise ResultError(f"{metrics_dir}: no <variant>.json metrics files")
     results = []
     for name, path in paths.items():
         summary = read_summary(path, metrics)
         user_path = per_user_dir / f"{name}.parquet"
+        per_user = read_per_user(user_path, metrics, summary) if user_path.is_file() else None
+        check_provenance(path, name, summary, per_user, expected)
         results.append(Result(
             name=name,
             kind=summary["kind"],
             summary=summary,
-            per_user=read_per_user(user_path, metrics, summary) if user_path.is_file() else None,
+            per_user=per_user,
             curves=_read_curves(curves_dir, name, metrics, [int(f) for f in summary.get("folds") or [0]],
                                 [int(s) for s in summary.get("seeds") or {}]),
         ))
@@ -406,7 +408,7 @@ def family_titles(families: list[Family], labels: dict[str, str], key: str) -> d
 
 def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig,
                    labels: dict[str, str], dataset: str, families: list[Family],
-                   choices: dict[str, Choice] | None = None) -> str:
+                   choices: dict[str, Choice] | None = None, notes: list[str] | None = None) -> str:
     """The study's Table IX (Experiment | Test NDCG@100 | Test Recall@20 | Test Recall@50), with the
     intervals, each comparison family's difference and p-values, tuning budget, best epoch and seed
     spread after it."""
@@ -491,5 +493,7 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     if multi_seed:
         legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
                       "training seeds (their number in Seeds).")
+    if notes:
+        legend.append("Named in params.yaml but not in this table: " + "; ".join(notes) + ".")
     return (f"# Test results across experimental settings: {dataset}\n\n" + "\n".join(lines) + "\n\n"
             + "\n".join(f"- {item}" for item in legend) + "\n")

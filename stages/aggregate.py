@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +37,7 @@ def aggregate(
              "split statistics and the params it ran with.")] = Path("results"),
 ) -> None:
     """Test metrics with intervals, the declared comparisons and claims, curves and β schedules."""
-    from multvae.atomic import atomic_dir, atomic_path, write_json, write_text
+    from multvae.atomic import published
     from multvae.claims import check_claims, claims_markdown
     from multvae.config import BLEND_SUFFIX, EVERY_VAE_ROW, load_params
     from multvae.data import read_stats
@@ -46,6 +46,7 @@ def aggregate(
     from multvae.html_report import render
     from multvae.metrics import metric_names
     from multvae.record import params_record
+    from multvae.results import Expected
     from multvae.table import (
         build_table,
         extra_files,
@@ -63,20 +64,26 @@ def aggregate(
     labels = {**{name: f"{label(row, read.report.labels)} + EASE (blend)" for name, row in blends.items()},
               **read.report.labels}
     metrics = metric_names(cfg.eval.ks)
-    results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, order)
+    split_stats = read_stats(stats)
+    expected = Expected.of_study(cfg.data.folds, cfg.train.seeds, split_stats, stats)
+    results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, order, expected)
     for path in extra_files(metrics_dir, order):
         typer.echo(f"aggregate: {path} is not a row of study {read.study.name}: left out")
+    notes = []  # what the study names but cannot show: said here and in the table's legend
     for name in order:
         if not (metrics_dir / f"{name}.json").is_file():
-            typer.echo(f"aggregate: no {metrics_dir / f'{name}.json'}: {label(name, labels)} left out")
+            notes.append(f"no {metrics_dir / f'{name}.json'}: {label(name, labels)} left out")
     for r in results:
         if r.per_user is None:
-            typer.echo(f"aggregate: no {per_user_dir / f'{r.name}.parquet'}: {label(r.name, labels)} "
-                       "without intervals")
+            notes.append(f"no {per_user_dir / f'{r.name}.parquet'}: {label(r.name, labels)} has no interval")
+        seeds = len(r.summary.get("seeds") or {})
+        if r.kind == "vae" and seeds < len(cfg.train.seeds):
+            notes.append(f"{label(r.name, labels)} has {seeds} of the {len(cfg.train.seeds)} train.seeds")
         if r.kind == "vae" and r.curves is None and r.name not in blends:
-            typer.echo(f"aggregate: no {curves_dir / r.name}/fold-*/seed-*: {label(r.name, labels)} "
-                       "not in the curves")
-    split_stats = read_stats(stats)
+            notes.append(f"no {curves_dir / r.name}/fold-*/seed-*: {label(r.name, labels)} not in the curves")
+    notes += read.not_run()
+    for line in notes:
+        typer.echo(f"aggregate: {line}")
     dataset = str(split_stats.get("dataset", "unknown data"))
     # A comparison's reference stays a row when it is also a grid point, if the family has rows to compare.
     present = {*read.rows, *read.row_tuning}
@@ -86,35 +93,39 @@ def aggregate(
              for group, members in read.row_tuning.items()}
     rows, choices = select_tuned(results, read.row_tuning, metrics, references, grids)
     frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons)
-    markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices)
+    markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices, notes)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too
     verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence)
     for line in unchecked:
         typer.echo(f"aggregate: claim {line}: not checked")
-    verdict_table = claims_markdown(verdicts, labels, dataset, cfg.eval.confidence)
+    verdict_table = claims_markdown(verdicts, labels, dataset, cfg.eval.confidence, unchecked)
     read.check_unchanged()
-    write_text(table, markdown)
-    write_json(summary, summary_metrics(frame, metrics[0], families))
-    write_json(claims, verdicts)
-    with atomic_path(training) as tmp:
-        training_log(results).to_csv(tmp, index=False)
-    with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    plot_comparison(frame, metrics, plots_dir / "comparison.png", cfg.eval.confidence, dataset)
-    plot_validation_curves(results, metrics, plots_dir / "validation_curves.png", labels, dataset)
-    plot_beta_schedules(results, plots_dir / "beta_schedules.png", labels, dataset)
+    study = results_dir / read.study.name
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
                "Validation curves (every variant)": plots_dir / "validation_curves.png",
                "β schedules": plots_dir / "beta_schedules.png"}
-    write_text(report, render(dataset, markdown, verdict_table, figures, split_stats, record))
-    study = results_dir / read.study.name
-    with atomic_dir(study) as tmp:  # what a reproduction is compared against, committed with git
-        for written, name in ((table, "table.md"), (csv, "table.csv"), (summary, "summary.json"),
-                              (claims, "claims.json")):
-            shutil.copyfile(written, tmp / name)
-        (tmp / "claims.md").write_text(verdict_table)
-        (tmp / "params.yaml").write_text(record)
-        write_json(tmp / "stats.json", split_stats)
+    summary_json = json.dumps(summary_metrics(frame, metrics[0], families), indent=2) + "\n"
+    claims_json = json.dumps(verdicts, indent=2) + "\n"
+    # Every output is written aside first and all replace the old ones together: a failure anywhere
+    # (a full disk, a figure that cannot be drawn) leaves the previous study's outputs as they were.
+    with published() as out:
+        out.file(table).write_text(markdown)
+        out.file(summary).write_text(summary_json)
+        out.file(claims).write_text(claims_json)
+        training_log(results).to_csv(out.file(training), index=False)
+        frame.to_csv(out.file(csv), index=False)
+        staged = {title: out.file(path) for title, path in figures.items()}
+        plot_comparison(frame, metrics, staged["Test metrics with intervals"], cfg.eval.confidence, dataset)
+        plot_validation_curves(results, metrics, staged["Validation curves (every variant)"], labels, dataset)
+        plot_beta_schedules(results, staged["β schedules"], labels, dataset)
+        out.file(report).write_text(render(dataset, markdown, verdict_table, staged, split_stats, record))
+        folder = out.folder(study)  # what a reproduction is compared against, committed with git
+        records = {"table.md": markdown, "summary.json": summary_json, "claims.json": claims_json,
+                   "claims.md": verdict_table, "params.yaml": record}
+        for name, text in (*records.items(),
+                           ("stats.json", json.dumps(split_stats, indent=2) + "\n")):
+            (folder / name).write_text(text)
+        frame.to_csv(folder / "table.csv", index=False)
     typer.echo(markdown)
     typer.echo(verdict_table)
     typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {claims}, {report}, {study}/; "

@@ -67,7 +67,7 @@ def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, S
                                      data.user_ids(data.test.users), fold, BASELINE_SEED)
                        for fold, data in datasets.items()], ignore_index=True)
     summary = summarize(name, "baseline", table, names, validation, chosen=chosen)
-    write_result(summary, table, metrics, per_user)
+    write_result(summary, table, metrics, per_user, {k: d.fingerprint for k, d in datasets.items()})
     shown = ", ".join(f"{m} {v:.4f}" for m, v in summary.metrics.items())
     typer.echo(f"{command}: {shown} on {summary.test_users:,} test users "
                f"({time.perf_counter() - started:.1f}s) -> {metrics}")

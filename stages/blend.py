@@ -47,7 +47,8 @@ def blend(
                                     cfg.baselines.blend_weights, cfg.eval.ks, runtime.eval_batch_size,
                                     setup(runtime), expected=cfg)
     read.check_unchanged()
-    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
+    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet",
+                 {k: d.fingerprint for k, d in folds.items()})
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"blend {name}: weight {summary.chosen['weight']} of {row}'s scores; {shown} "
                f"({summary.test_users:,} users)")

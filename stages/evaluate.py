@@ -38,6 +38,7 @@ def evaluate(
     summary, users = evaluate_variant(name, models, cfg.train.seeds, folds, cfg.eval.ks,
                                       runtime.eval_batch_size, device, expected=cfg)
     read.check_unchanged()
-    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet")
+    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet",
+                 {k: d.fingerprint for k, d in folds.items()})
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"evaluate {name}: {shown}  (best epoch {summary.best_epoch}, {summary.test_users:,} users)")

@@ -11,3 +11,5 @@ import typer
 MetricsDirOption = Annotated[Path, typer.Option(help="Folder of <variant>.json test metrics.")]
 PerUserDirOption = Annotated[Path, typer.Option(help="Folder of <variant>.parquet per-user metrics.")]
 CurvesDirOption = Annotated[Path, typer.Option(help="DVCLive training logs, <variant>/fold-<k>/seed-<s>.")]
+StatsOption = Annotated[Path, typer.Option(
+    help="The split's statistics (data/stats.json): its fingerprint and test users by fold.")]

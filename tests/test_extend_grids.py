@@ -46,6 +46,9 @@ def test_a_two_dimensional_grid_moves_only_the_axis_at_its_end():
     assert len(extensions("g", overrides, settings, {"cap_0.2_drop_0.7"})) == 2  # a corner: both axes
 
 
+SPLIT = "0123456789abcdef"  # the fingerprint every result and the split's statistics name
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """conf/ with a two-point step-size grid, params.yaml composed from it, and no results yet."""
@@ -63,8 +66,10 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "conf" / "study" / "default.yaml").write_text("# @package _global_\n" + yaml.safe_dump(
         {"study": {"name": "default", "rows": ["lr_a", "lr_b", "drop_a", "drop_b"], "blends": []}}))
     compose_params(tmp_path)
-    for folder in ("metrics/variants", "metrics/per_user", "dvclive"):
+    for folder in ("metrics/variants", "metrics/per_user", "dvclive", "data"):
         (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "data" / "stats.json").write_text(json.dumps({"folds": {"0": {"fingerprint": SPLIT,
+                                                                             "test_users": 30}}}))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -79,7 +84,8 @@ def _result(name: str, validation: float) -> None:
     summary = Summary(variant=name, kind="vae", metrics=metrics, validation={"val_ndcg@100": validation},
                       test_users=30, validation_by_fold={"0": validation}, best_epoch=5, epochs_trained=8,
                       seeds={"1": {**metrics, "best_epoch": 5, "epochs_trained": 8}})
-    (Path("metrics/variants") / f"{name}.json").write_text(json.dumps(summary.to_json()))
+    payload = {**summary.to_json(), "split": {"0": SPLIT}, "per_user_sha256": "none: no per-user file"}
+    (Path("metrics/variants") / f"{name}.json").write_text(json.dumps(payload))
 
 
 def test_a_choice_at_the_end_gets_the_next_point_until_it_is_inside(project):

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from multvae.config import ConfigError, defaults, load_config
 from multvae.data import fingerprint, load_dataset
+from multvae.results import Expected, content_hash
 from multvae.split import Split, SplitError, binarize, split
 from stages.cli import app
 
@@ -197,14 +198,18 @@ def test_each_fold_chooses_its_tuning_member_on_its_own_validation_users(three_f
     summary = json.loads((metrics_dir / "original.json").read_text())
     validation = {f: v + (0.1 if f == "1" else -0.1) for f, v in summary["validation_by_fold"].items()}
     frame = pd.read_parquet(per_user_dir / "original.parquet")
-    better = frame.assign(**{m: frame[m] + 0.01 for m in METRICS})
-    summary.update(variant="b", validation_by_fold=validation,
+    better = frame.assign(**{m: np.minimum(frame[m] + 0.01, 1.0) for m in METRICS})
+    summary.update(variant="b", validation_by_fold=validation, per_user_sha256=content_hash(better),
                    **{m: float(better.groupby("userId")[m].mean().mean()) for m in METRICS})
     (metrics_dir / "b.json").write_text(json.dumps(summary))
     better.to_parquet(per_user_dir / "b.parquet")
     shutil.copytree(root / "dvclive" / "original", tmp_path / "dvclive" / "b")
     shutil.copytree(root / "dvclive" / "original", tmp_path / "dvclive" / "original")
-    results = load_results(metrics_dir, per_user_dir, tmp_path / "dvclive", METRICS, ["original", "b"])
+    stats = root / "data" / "stats.json"
+    seeds = tuple(int(s) for s in summary["seeds"])
+    expected = Expected.of_study((0, 1, 2), seeds, json.loads(stats.read_text()), stats)
+    results = load_results(metrics_dir, per_user_dir, tmp_path / "dvclive", METRICS, ["original", "b"],
+                           expected)
     rows, choices = select_tuned(results, {"grid": ("original", "b")}, METRICS)
     assert choices["grid"].by_fold == {0: "original", 1: "b", 2: "original"}
     row = next(r for r in rows if r.name == "grid")

@@ -18,6 +18,7 @@ from conftest import dump_params
 from typer.testing import CliRunner
 
 from multvae.config import ComparisonConfig, defaults
+from multvae.results import Expected, content_hash
 from multvae.table import build_table, load_results, select_tuned, table_markdown
 from stages.aggregate import aggregate
 
@@ -48,6 +49,8 @@ SYSTEMS = {
 }
 REPORT = {"labels": {k: v for k, v in _LABELS.items() if k in SYSTEMS}}
 WITHOUT_PER_USER = {"sgd"}
+SPLIT = {"0": "0123456789abcdef"}  # the fingerprint of the split every result says it was computed on
+EXPECTED = Expected(folds=(0,), seeds=(1, 2), split=SPLIT, test_users={"0": USERS})
 COMPARISONS: dict[str, dict] = {"vs_original": {"reference": "original", "rows": ["*"]},
                                 "vs_best_baseline": {"reference": "best_baseline", "rows": ["*"]}}
 CLAIMS = {
@@ -91,7 +94,8 @@ def make_inputs(root: Path) -> dict[str, Path]:
             frames.append(frame)
         per_user = pd.concat(frames, ignore_index=True)
         summary = {"variant": name, "kind": kind, "val_ndcg@100": 0.4 + shift, "test_users": USERS,
-                   "validation_by_fold": {"0": 0.4 + shift}}
+                   "validation_by_fold": {"0": 0.4 + shift}, "folds": [0], "split": SPLIT,
+                   "per_user_sha256": content_hash(per_user)}
         summary.update({m: float(per_user[m].mean()) for m in METRICS})
         if name == "ease":
             summary["lambda"] = 300.0  # chosen on validation: the table names it
@@ -117,6 +121,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
     params = root / "params.yaml"
     params.write_text(dump_params({
         "eval": {"confidence": EVAL.confidence},
+        "train": {"seeds": [1, 2]},  # user_scaled has both, the other rows one: a partial table
         "variants": {name: {} for name in VARIANTS},
         "runtime": {"threads": 1, "device": "cpu"},  # how to run: left out of the study's record
         "report": REPORT,
@@ -126,7 +131,8 @@ def make_inputs(root: Path) -> dict[str, Path]:
     dirs["params"] = params
     dirs["stats"] = root / "data" / "stats.json"
     dirs["stats"].parent.mkdir()
-    dirs["stats"].write_text(json.dumps({"dataset": "ml-1m", "test_users": USERS}))
+    dirs["stats"].write_text(json.dumps({"dataset": "ml-1m", "test_users": USERS, "folds": {
+        "0": {"test_users": USERS, "fingerprint": SPLIT["0"]}}}))
     return dirs
 
 
@@ -240,7 +246,8 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
 
 
 def _table(inputs):
-    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS,
+                           EXPECTED)
     table, families = build_table(results, METRICS, EVAL, REPORT["labels"], _comparisons())
     return table.set_index("variant"), families
 
@@ -298,7 +305,7 @@ def test_claims_get_computed_verdicts(tmp_path, inputs):
     order = np.argsort(p, kind="stable")
     expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * p[order]))
     np.testing.assert_allclose(np.array([c["p_holm"] for c in claims.values()])[order], expected, atol=2e-6)
-    assert "claim sgd_worse: sgd not run in this study: not checked" in result.output
+    assert "claim sgd_worse: no per-user results of sgd: not checked" in result.output
     assert "claim not_run: rp3beta not run in this study: not checked" in result.output
     rendered = (tmp_path / "results/default/claims.md").read_text()
     assert "| ReLU worse than Original model on NDCG@100 † | Table VII | -0.0500 [" in rendered
@@ -339,9 +346,13 @@ def test_unreadable_or_inconsistent_inputs_are_named(tmp_path, inputs):
 
     frame.assign(**{"ndcg@100": frame["ndcg@100"] + 0.01}).to_parquet(inputs["per_user"] / "ease.parquet")
     result = run_stage(tmp_path, inputs)
-    assert result.exit_code == 1 and "ease.parquet" in result.output and "disagrees" in result.output
+    assert result.exit_code == 1 and "ease.parquet: not the per-user table its metrics file" in result.output
 
-    frame.assign(userId=frame["userId"] + 1).to_parquet(inputs["per_user"] / "ease.parquet")
+    shifted = frame.assign(userId=frame["userId"] + 1)  # its own metrics file agrees: other users
+    shifted.to_parquet(inputs["per_user"] / "ease.parquet")
+    summary = json.loads((inputs["metrics"] / "ease.json").read_text())
+    summary["per_user_sha256"] = content_hash(shifted)
+    (inputs["metrics"] / "ease.json").write_text(json.dumps(summary))
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 1 and "different test users" in result.output
 
@@ -400,7 +411,8 @@ def test_the_html_report_is_self_contained(tmp_path, inputs):
 
 def test_a_reference_that_is_also_a_grid_point_stays_a_row(inputs):
     """The tuned Mult-VAE grid holds the original model itself: both rows stay, each compared."""
-    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS,
+                           EXPECTED)
     rows, choices = select_tuned(results, {"tuned": ("original", "relu")}, METRICS, frozenset({"original"}))
     names = [r.name for r in rows]
     assert "original" in names and "tuned" in names and "relu" not in names
@@ -427,7 +439,8 @@ def test_a_choice_at_an_end_of_its_grid_is_flagged():
 
 
 def test_the_table_names_a_tuning_choice_at_its_grid_edge(inputs):
-    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS)
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS,
+                           EXPECTED)
     settings = {"grid": {"latent_300": {"model.latent_dim": 300}, "relu": {"model.latent_dim": 200},
                          "two_hidden_layers": {"model.latent_dim": 250}}}
     rows, choices = select_tuned(results, {"grid": ("relu", "two_hidden_layers", "latent_300")}, METRICS,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stages.common import ParamsOption, user_errors
-from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption
+from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption, StatsOption
 
 if TYPE_CHECKING:
     from multvae.config import Params
@@ -33,6 +33,7 @@ def extend_grids(
     metrics_dir: MetricsDirOption = Path("metrics/variants"),
     per_user_dir: PerUserDirOption = Path("metrics/per_user"),
     curves_dir: CurvesDirOption = Path("dvclive"),
+    stats: StatsOption = Path("data/stats.json"),
     conf: Annotated[Path, typer.Option(help="Hydra config folder (gets extensions/<study>.yaml).")] = Path(
         "conf"),
     rounds: Annotated[int, typer.Option(
@@ -41,7 +42,7 @@ def extend_grids(
 ) -> None:
     """Add the next grid point past every tuning choice at an end of its grid; with --rounds, run it."""
     for round_ in range(max(rounds, 1)):
-        added = _extend_once(params, metrics_dir, per_user_dir, curves_dir, conf)
+        added = _extend_once(params, metrics_dir, per_user_dir, curves_dir, stats, conf)
         if not added:
             typer.echo("extend-grids: every tuning choice is inside its grid")
             return
@@ -52,7 +53,7 @@ def extend_grids(
         done = subprocess.run(["dvc", "repro"], check=False)
         if done.returncode != 0:
             raise typer.Exit(done.returncode)
-    _, edges, _ = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir)
+    _, edges, _ = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir, stats)
     if edges:
         still = ", ".join(f"{group} ({', '.join(sorted(set(choice.by_fold.values())))})"
                           for group, choice in edges.items())
@@ -65,13 +66,14 @@ def extend_grids(
 Grids = dict[str, dict[str, dict[str, Any]]]  # group -> member -> the settings that vary in the group
 
 
-def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path,
-                      curves_dir: Path) -> tuple[Params, dict[str, Choice], Grids]:
+def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir: Path,
+                      stats: Path) -> tuple[Params, dict[str, Choice], Grids]:
     """The params, the tuning choices (as the table makes them) at an end of their grid, and the grids."""
     from multvae.config import load_params
+    from multvae.data import read_stats
     from multvae.grids import varying
     from multvae.metrics import metric_names
-    from multvae.results import ResultError
+    from multvae.results import Expected, ResultError
     from multvae.table import load_results, select_tuned
 
     read = load_params(params)
@@ -80,14 +82,16 @@ def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path,
     if missing:
         raise ResultError(f"{metrics_dir}: no results for {', '.join(missing)}; run `dvc repro` first")
     metrics = metric_names(read.base.eval.ks)
-    results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, read.rows)
+    cfg = read.base
+    expected = Expected.of_study(cfg.data.folds, cfg.train.seeds, read_stats(stats), stats)
+    results = load_results(metrics_dir, per_user_dir, curves_dir, metrics, read.rows, expected)
     grids = {group: varying({m: read.config(m) for m in members})
              for group, members in read.row_tuning.items()}
     _, choices = select_tuned(results, read.row_tuning, metrics, frozenset(), grids)
     return read, {group: choice for group, choice in choices.items() if choice.edges}, grids
 
 
-def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir: Path,
+def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir: Path, stats: Path,
                  conf: Path) -> list[str]:
     import yaml
 
@@ -95,7 +99,7 @@ def _extend_once(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir
     from multvae.config import ConfigError
     from multvae.grids import extensions
 
-    read, edges, grids = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir)
+    read, edges, grids = _choices_at_edges(params, metrics_dir, per_user_dir, curves_dir, stats)
     raw: dict[str, Any] = yaml.safe_load(read.text)
     rows = list(read.rows)
     added: dict[str, dict[str, Any]] = {}
