@@ -114,14 +114,17 @@ def content_hash(frame: pd.DataFrame) -> str:
 
 
 def write_result(summary: Summary, per_user: pd.DataFrame, summary_path: Path, per_user_path: Path,
-                 split: dict[int, str]) -> None:
-    """Both files, published together, the summary naming the split of each fold (`split`: fold ->
-    the prepared data's fingerprint) and the per-user table's content hash."""
+                 split: dict[int, str], extra: dict[Path, str] | None = None) -> None:
+    """Both files, published together (with `extra`, other text outputs of the stage), the summary
+    naming the split of each fold (`split`: fold -> the prepared data's fingerprint) and the per-user
+    table's content hash."""
     payload = {**summary.to_json(), "split": {str(k): v for k, v in sorted(split.items())},
                "per_user_sha256": content_hash(per_user)}
     with published() as out:
         per_user.to_parquet(out.file(per_user_path), index=False)
         out.file(summary_path).write_text(json.dumps(payload, indent=2) + "\n")
+        for path, text in (extra or {}).items():
+            out.file(path).write_text(text)
 
 
 def _is_number(value: Any) -> bool:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from multvae.data import Dataset
     from multvae.metrics import Scorer
 
+    Tuned = tuple[dict[int, Scorer], dict[int, float], dict[str, Any], dict[int, dict[str, float]]]
+
 BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
 
 
@@ -54,8 +56,9 @@ def _load(data: Path, ks: tuple[int, ...], folds: tuple[int, ...]) -> dict[int, 
 def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, Scorer],
                      datasets: dict[int, Dataset],
                      ks: tuple[int, ...], validation: dict[int, float], metrics: Path, per_user: Path,
-                     chosen: dict[str, Any], started: float) -> None:
-    """Each fold's test users scored by that fold's scorer, written as one result."""
+                     chosen: dict[str, Any], started: float, extra: dict[Path, str] | None = None) -> None:
+    """Each fold's test users scored by that fold's scorer, written as one result (with `extra`,
+    the stage's other outputs, published together)."""
     import pandas as pd
 
     from multvae.metrics import metric_names, score_heldout
@@ -67,7 +70,7 @@ def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, S
                                      data.user_ids(data.test.users), fold, BASELINE_SEED)
                        for fold, data in datasets.items()], ignore_index=True)
     summary = summarize(name, "baseline", table, names, validation, chosen=chosen)
-    write_result(summary, table, metrics, per_user, {k: d.fingerprint for k, d in datasets.items()})
+    write_result(summary, table, metrics, per_user, {k: d.fingerprint for k, d in datasets.items()}, extra)
     shown = ", ".join(f"{m} {v:.4f}" for m, v in summary.metrics.items())
     typer.echo(f"{command}: {shown} on {summary.test_users:,} test users "
                f"({time.perf_counter() - started:.1f}s) -> {metrics}")
@@ -104,11 +107,10 @@ def _per_fold(datasets: dict[int, Any], values: dict[int, Any]) -> Any:
     return next(iter(values.values())) if len(datasets) == 1 else {str(f): v for f, v in values.items()}
 
 
-def _tune_per_fold(command: str, datasets: dict[int, Dataset], fit: Callable[[Dataset], TunedFit],
-                   ) -> tuple[dict[int, Scorer], dict[int, float], dict[str, Any]]:
+def _tune_per_fold(command: str, datasets: dict[int, Dataset], fit: Callable[[Dataset], TunedFit]) -> Tuned:
     """A baseline tuned on each fold's own validation users: the scorers, each fold's validation
-    score, and what the summary records (each setting and the grid by fold, the edge flag, the
-    budget: the most settings a fold tried)."""
+    score, what the summary records (each setting and the grid by fold, the edge flag, the budget:
+    the most settings a fold tried), and each fold's chosen settings."""
     fits = {}
     for fold, dataset in datasets.items():
         fits[fold] = found = fit(dataset)
@@ -121,7 +123,8 @@ def _tune_per_fold(command: str, datasets: dict[int, Dataset], fit: Callable[[Da
     chosen.update(grid=_per_fold(datasets, {f: x.grid for f, x in fits.items()}),
                   at_edge=_per_fold(datasets, {f: x.at_edge for f, x in fits.items()}),
                   tuning_budget=max(len(x.grid) for x in fits.values()))
-    return {f: x.scorer for f, x in fits.items()}, {f: x.validation for f, x in fits.items()}, chosen
+    return ({f: x.scorer for f, x in fits.items()}, {f: x.validation for f, x in fits.items()}, chosen,
+            {f: x.chosen for f, x in fits.items()})
 
 
 @user_errors
@@ -131,11 +134,14 @@ def ease(
     metrics: Annotated[Path, typer.Option(help="Summary JSON.")] = Path("metrics/variants/ease.json"),
     per_user: Annotated[Path, typer.Option(help="Per-user test metrics (Parquet).")] = Path(
         "metrics/per_user/ease.parquet"),
+    choice: Annotated[Path, typer.Option(help="The λ chosen on each fold, for the blend stage.")] = Path(
+        "models/ease/lambda.json"),
 ) -> None:
     """EASE (Steck 2019): λ searched on each fold's validation NDCG (baselines.ease_lambdas, extended
     past a winning edge and refined around the peak), then the test users."""
     from multvae.baselines import fit_ease, linear_scorer
     from multvae.config import load_params
+    from multvae.handoff import ease_choice
 
     started = time.perf_counter()
     read = load_params(params)
@@ -150,9 +156,11 @@ def ease(
                         found.validation[found.lam])
 
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
-    scorers, val, chosen = _tune_per_fold("ease", datasets, fit)
+    scorers, val, chosen, by_fold = _tune_per_fold("ease", datasets, fit)
+    handed = ease_choice({f: c["lambda"] for f, c in by_fold.items()},
+                         {k: d.fingerprint for k, d in datasets.items()})
     _score_and_write(read, "ease", "ease", scorers, datasets, cfg.eval.ks, val, metrics, per_user, chosen,
-                     started)
+                     started, {choice: handed.to_text()})
 
 
 @user_errors
@@ -181,6 +189,6 @@ def rp3beta(
                         found.validation[(found.alpha, found.beta)])
 
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
-    scorers, val, chosen = _tune_per_fold("rp3beta", datasets, fit)
+    scorers, val, chosen, _ = _tune_per_fold("rp3beta", datasets, fit)
     _score_and_write(read, "rp3beta", "rp3beta", scorers, datasets, cfg.eval.ks, val, metrics, per_user,
                      chosen, started)

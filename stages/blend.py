@@ -17,8 +17,8 @@ def blend(
     params: ParamsOption = Path("params.yaml"),
     data: DataOption = Path("data/prepared"),
     models: Annotated[Path, typer.Option(help="Folder of trained models.")] = Path("models"),
-    ease: Annotated[Path, typer.Option(help="EASE's summary (its λ by fold).")] = Path(
-        "metrics/variants/ease.json"),
+    ease: Annotated[Path, typer.Option(help="EASE's λ by fold, as the ease stage hands it over.")] = Path(
+        "models/ease/lambda.json"),
     metrics: Annotated[Path, typer.Option(help="Folder for <row>_ease.json.")] = Path("metrics/variants"),
     per_user: Annotated[Path, typer.Option(help="Folder for <row>_ease.parquet.")] = Path("metrics/per_user"),
 ) -> None:
@@ -26,9 +26,10 @@ def blend(
     from multvae.blend import evaluate_blend
     from multvae.config import BLEND_SUFFIX, ConfigError, load_params
     from multvae.data import load_dataset
+    from multvae.handoff import read_ease_choice
     from multvae.layout import fold_dir
     from multvae.metrics import check_cutoffs
-    from multvae.results import ResultError, read_summary, write_result
+    from multvae.results import write_result
     from multvae.runtime import setup
 
     read = load_params(params)
@@ -38,10 +39,7 @@ def blend(
     folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
     for k, dataset in folds.items():
         check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
-    lam = read_summary(ease, []).get("lambda")
-    if not isinstance(lam, (int, float, dict)):
-        raise ResultError(f"{ease}: no 'lambda' (EASE's chosen λ); run `dvc repro ease` first")
-    lambdas = {k: float(lam[str(k)] if isinstance(lam, dict) else lam) for k in folds}
+    lambdas = read_ease_choice(ease, {k: d.fingerprint for k, d in folds.items()})
     name = row + BLEND_SUFFIX
     summary, users = evaluate_blend(name, row, models, cfg.train.seeds, folds, lambdas,
                                     cfg.baselines.blend_weights, cfg.eval.ks, runtime.eval_batch_size,

@@ -121,9 +121,10 @@ STAGES = {
                              f"{r}/metrics/variants/most_popular.json", "--per-user",
                              f"{r}/metrics/per_user/most_popular.parquet"),
     "ease": lambda r: ("ease", "--data", f"{r}/prepared", "--metrics", f"{r}/metrics/variants/ease.json",
-                       "--per-user", f"{r}/metrics/per_user/ease.parquet"),
+                       "--per-user", f"{r}/metrics/per_user/ease.parquet", "--choice",
+                       f"{r}/models/ease/lambda.json"),
     "blend": lambda r: ("blend", "relu", "--data", f"{r}/prepared", "--models", f"{r}/models", "--ease",
-                        f"{r}/metrics/variants/ease.json", "--metrics", f"{r}/metrics/variants", "--per-user",
+                        f"{r}/models/ease/lambda.json", "--metrics", f"{r}/metrics/variants", "--per-user",
                         f"{r}/metrics/per_user"),
     "aggregate": lambda r: (
         "aggregate", "--metrics-dir", f"{r}/metrics/variants", "--per-user-dir", f"{r}/metrics/per_user",
