@@ -319,7 +319,10 @@ class ParamsFile:
 def _key(loc: tuple[int | str, ...]) -> str:
     key = ""
     for part in (p for p in loc if p != "[key]"):
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+        if isinstance(part, int) or not re.fullmatch(r"[A-Za-z0-9_@*-]+", part):
+            key += f"[{part!r}]"  # an index, or a key that needs quoting to be seen
+        else:
+            key += f".{part}" if key else part
     return key
 
 
@@ -365,7 +368,8 @@ def _message(error: Any, cls: Any, prefix: str) -> str:
     if kind == "literal_error":
         return f"{key}: {error['input']!r} is not one of {error['ctx']['expected'].replace(' or ', ', ')}"
     if kind == "string_pattern_mismatch" and error["ctx"]["pattern"] == NAME_RULE:
-        return (f"{key}: {error['input']!r}: a name may hold only letters, digits and '_' (it is part "
+        got = "" if loc[-1] == "[key]" else f"{error['input']!r}: "  # a key is shown in `key`
+        return (f"{key}: {got}a name may hold only letters, digits and '_' (it is part "
                 "of DVC stage names, file names and shell commands; DVC reads a dot in a parameter path "
                 "as nesting)")
     if kind in ("too_short", "too_long"):
@@ -424,11 +428,11 @@ def _check_variants(variants: dict[str, dict[str, Any] | None]) -> None:
         _require(name not in BASELINES, f"variants.{name}",
                  f"the name of a baseline ({', '.join(BASELINES)}); choose another")
         for section, values in (override or {}).items():
-            _require(section in VARIANT_SECTIONS, f"variants.{name}.{section}",
+            key = _key(("variants", name, section))
+            _require(section in VARIANT_SECTIONS, key,
                      f"a variant may override only {', '.join(VARIANT_SECTIONS)} (what its own train and "
-                     f"evaluate stages compute); `{section}` is shared by every row")
-            _require(isinstance(values, dict), f"variants.{name}.{section}",
-                     f"expected a mapping of overrides, got {values!r}")
+                     f"evaluate stages compute); {section!r} is shared by every row or unknown")
+            _require(isinstance(values, dict), key, f"expected a mapping of overrides, got {values!r}")
         _require("seeds" not in ((override or {}).get("train") or {}), f"variants.{name}.train.seeds",
                  "the seeds are shared by every variant (dvc.yaml trains each variant x seed); set "
                  "train.seeds instead")

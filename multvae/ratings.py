@@ -48,6 +48,11 @@ class RatingsError(MultVAEError, ValueError):
     """A ratings or movies file cannot be read; the message names the file."""
 
 
+def _flat(exc: BaseException) -> str:
+    """A parser's message on one line (pyarrow quotes the offending rows, newlines included)."""
+    return " ".join(str(exc).split())
+
+
 def _open_text_head(path: Path, n: int = 4096) -> str:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -81,7 +86,7 @@ def read_interactions(path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame | No
         try:
             return _read_generic(path, delimiter, roles)
         except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as exc:
-            raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
+            raise RatingsError(f"{path}: not a readable ratings file ({_flat(exc)})") from exc
     reader = _read_dat if "::" in first_line else _read_tsv if "\t" in first_line else _read_csv
     try:
         frame = reader(path)
@@ -90,9 +95,9 @@ def read_interactions(path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame | No
         try:
             frame = reader(path, as_text=True)
         except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError):
-            raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
+            raise RatingsError(f"{path}: not a readable ratings file ({_flat(exc)})") from exc
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise RatingsError(f"{path}: not a readable ratings file ({exc})") from exc
+        raise RatingsError(f"{path}: not a readable ratings file ({_flat(exc)})") from exc
     return _check_ratings(frame, path), None
 
 
@@ -299,7 +304,8 @@ def _check_ratings(frame: pd.DataFrame, path: Path, named: dict[str, str] | None
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise RatingsError(f"{path}: column {shown} has a missing value at data row {row + 1}")
         if column in ("userId", "movieId", "timestamp"):
-            fraction = values.to_numpy() % 1 != 0
+            with np.errstate(invalid="ignore"):
+                fraction = values.to_numpy() % 1 != 0  # an infinite id too
             if fraction.any():
                 row = int(np.flatnonzero(fraction)[0])
                 raise RatingsError(f"{path}: column {shown} must hold whole numbers (ids), found "

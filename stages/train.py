@@ -43,6 +43,7 @@ def train(
     from multvae.live_log import EpochLog
     from multvae.metrics import check_cutoffs
     from multvae.model_file import SavedModel, save_model
+    from multvae.run_lock import run_lock
     from multvae.training import train_model
 
     name = variant or "base"
@@ -60,13 +61,14 @@ def train(
                    f"{dataset.train.nnz:,} positives; seeds {seeds}")
         for s in seeds:
             checkpoint = run_path(checkpoints, name, k, s, ".pt")
-            result = train_model(cfg, dataset, s, runtime, checkpoint=checkpoint,
-                                 log=functools.partial(_log, f"[{name} fold {k} seed {s}]"),
-                                 on_epoch=EpochLog(run_path(logs, name, k, s)))
-            assert result.state_dict is not None  # no stop hook: every epoch ran
-            read.check_unchanged()
-            save_model(run_path(models, name, k, s, ".pt"), result.state_dict, SavedModel(
-                config=cfg, seed=s, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
-                best_epoch=result.best_epoch, best_validation=result.best_validation, fold=k,
-                epochs=len(result.curves), diverged=result.diverged))
-            checkpoint.unlink(missing_ok=True)  # the folder stays: another run may be writing there
+            with run_lock(run_path(checkpoints, name, k, s, ".lock"), f"train {name} fold {k} seed {s}"):
+                result = train_model(cfg, dataset, s, runtime, checkpoint=checkpoint,
+                                     log=functools.partial(_log, f"[{name} fold {k} seed {s}]"),
+                                     on_epoch=EpochLog(run_path(logs, name, k, s)))
+                assert result.state_dict is not None  # no stop hook: every epoch ran
+                read.check_unchanged()
+                save_model(run_path(models, name, k, s, ".pt"), result.state_dict, SavedModel(
+                    config=cfg, seed=s, movie_ids=dataset.movie_ids, data_fingerprint=dataset.fingerprint,
+                    best_epoch=result.best_epoch, best_validation=result.best_validation, fold=k,
+                    epochs=len(result.curves), diverged=result.diverged))
+                checkpoint.unlink(missing_ok=True)  # the folder stays: another run may be writing there

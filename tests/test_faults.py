@@ -278,7 +278,7 @@ def test_a_variant_name_a_stage_name_cannot_carry_stops_the_first_stage(tmp_path
     params.write_text(dump_params({"data": {"dataset": "synthetic"}, "variants": {name: {}}}))
     result = run("download", "-p", params, "--out", tmp_path / "raw", "--no-progress")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert re.search(rf"^error: .*params\.yaml: variants\.{re.escape(name)}: .*a name may hold only "
+    assert re.search(rf"^error: .*params\.yaml: variants\[{re.escape(repr(name))}\]: a name may hold only "
                      r"letters, digits and '_'", result.stderr)
     assert not (tmp_path / "raw").exists()
 
