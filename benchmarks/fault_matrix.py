@@ -50,15 +50,18 @@ PARAMS: dict[str, Any] = {
     "baselines": {"ease_lambdas": [10.0, 100.0], "ease_refine": 1, "rp3_alphas": [0.5, 1.0],
                   "rp3_betas": [0.0, 0.3]},
     "runtime": {"device": "cpu", "threads": 1, "checkpoint_seconds": 0},
-    "variants": {"original": {}, "relu": {"model": {"activation": "relu"}}},
-    "study": {"name": "faults", "rows": ["original", "relu"]},
+    # small_latent is in the catalogue but not a row: what a study names without running.
+    "variants": {"original": {}, "relu": {"model": {"activation": "relu"}},
+                 "small_latent": {"model": {"latent_dim": 4}}},
+    "study": {"name": "faults", "rows": ["original", "relu"], "blends": ["original"]},
     "comparisons": {"vs_original": {"reference": "original", "rows": ["*"]}},
-    "claims": {"relu_worse": {"row": "relu", "reference": "original", "expect": "worse"}},
+    "claims": {"relu_worse": {"row": "relu", "reference": "original", "expect": "worse", "source": "test"}},
 }
 PIPELINE = [
     ["download", "--no-progress"], ["prepare"],
     ["train", "original", "--seed", "1", "--fold", "0"], ["train", "relu", "--seed", "1", "--fold", "0"],
-    ["evaluate", "original"], ["evaluate", "relu"], ["popularity"], ["ease"], ["rp3beta"], ["aggregate"],
+    ["evaluate", "original"], ["evaluate", "relu"], ["popularity"], ["ease"], ["rp3beta"],
+    ["blend", "original"], ["aggregate"],
 ]
 MODEL = Path("models/original/fold-0/seed-1.pt")
 
@@ -101,18 +104,18 @@ def snapshot(root: Path) -> dict[str, str]:
     out = {}
     for top in ("data", "models", "metrics", "dvclive", "results", "plots", ".checkpoints"):
         for path in sorted((root / top).rglob("*")):
-            if path.is_file() and not path.name.endswith(".tmp"):
+            if path.is_file() and not path.name.endswith((".tmp", ".lock")):
                 out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 
 def build_base(root: Path) -> None:
-    from multvae.config import SYNTHETIC_PRESETS
+    from multvae.config import SYNTHETIC_PRESETS, overlay_defaults
     from multvae.synthetic import generate
 
     ratings, _ = generate(SYNTHETIC_PRESETS["tiny"])
     ratings.to_csv(root / "ratings.csv", index=False)
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(overlay_defaults(PARAMS), sort_keys=False))
     with inside(root):
         for args in PIPELINE:
             code, err, exc = run(args)
@@ -310,6 +313,104 @@ def summary_json_gone_wrong(root: Path) -> None:
     path.write_text(json.dumps(summary))
 
 
+def swap(first: str, second: str) -> Callable[[Path], None]:
+    """Two files exchanged: each holds the other's content under its own name."""
+    def setup(root: Path) -> None:
+        a, b = root / first, root / second
+        data = a.read_bytes()
+        a.write_bytes(b.read_bytes())
+        b.write_bytes(data)
+    return setup
+
+
+def edit_json(relative: str, key: str, value: Any) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        import json
+
+        path = root / relative
+        content = json.loads(path.read_text())
+        content[key] = value
+        path.write_text(json.dumps(content))
+    return setup
+
+
+def shuffled_items(root: Path) -> None:
+    """The training table's items reordered: every count the same, the split's content not."""
+    import pandas as pd
+
+    path = root / "data/prepared/fold-0/train.parquet"
+    frame = pd.read_parquet(path)
+    frame.assign(item=frame["item"].to_numpy()[::-1]).to_parquet(path, index=False)
+
+
+def write_text_yaml(text_edit: Callable[[str], str]) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        path = root / "params.yaml"
+        path.write_text(text_edit(path.read_text()))
+    return setup
+
+
+def failing_after(renames: int) -> Callable[[Path], None]:
+    """The first `renames` outputs go into place, then the disk is full: the stage must put the
+    ones already in back, not leave a mix of new and old outputs."""
+    def setup(root: Path) -> None:
+        real = os.replace
+        done = [0]
+
+        def failing(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            inside_root = os.path.abspath(dst).startswith(str(root))
+            moving_new = ".tmp" in str(src)  # a staged output, not an old one set aside or put back
+            if inside_root and moving_new:
+                if done[0] >= renames:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+                done[0] += 1
+            real(src, dst, *args, **kwargs)
+
+        os.replace = failing  # restored by `run_case`
+    return setup
+
+
+def claims_page_names(line: str) -> Callable[[Path], bool]:
+    """The claims' page and the table's legend both name what the study could not check."""
+    def check(root: Path) -> bool:
+        claims = (root / "results/faults/claims.md").read_text()
+        table = (root / "results/faults/table.md").read_text()
+        return f"Not checked by this study: {line}" in claims and line.split(": ", 1)[1] in table
+    return check
+
+
+def seed_renamed(root: Path) -> None:
+    """relu's results as if trained with seed 7, a seed the study does not run."""
+    import json
+
+    path = root / "metrics/variants/relu.json"
+    summary = json.loads(path.read_text())
+    summary["seeds"] = {"7": summary["seeds"]["1"]}
+    path.write_text(json.dumps(summary))
+
+
+def train_rows_removed(root: Path) -> None:
+    import pandas as pd
+
+    path = root / "data/prepared/fold-0/train.parquet"
+    pd.read_parquet(path).iloc[5:].to_parquet(path, index=False)
+
+
+HELD: list[int] = []  # lock descriptors a case holds while its command runs; closed by `run_case`
+
+
+def _locked(root: Path) -> None:
+    """Another process training the same run: its lock is held (here, by another descriptor)."""
+    import fcntl
+
+    path = root / ".checkpoints/original/fold-0/seed-1.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    HELD.append(fd)
+
+
 # ---- accepted cases: how to tell their results are right ----------------------------------------
 
 def duplicates_counted(root: Path) -> bool:
@@ -394,6 +495,36 @@ def cases() -> list[Case]:
         ("report labels not a mapping", set_param("report", {"labels": ["a"]})),
     ]:
         refused("params: variants, studies, comparisons, claims", name, download, setup)
+    for name, setup in [
+        ("no study rows", set_param("study.rows", [])),
+        ("a claim on a metric eval.ks does not compute", set_param("claims.relu_worse.metric", "recall@7")),
+        ("a comparison on a metric eval.ks does not compute",
+         set_param("comparisons.vs_original.metric", "ndcg@7")),
+        ("a label for a row that does not exist", set_param("report.labels.orignal", "Original")),
+        ("a claim on a row not in the catalogue", set_param("claims.relu_worse.row", "relu2")),
+        ("a tuning member misspelt", set_param("tuning", {"grid": ["original", "relux"]})),
+    ]:
+        refused("params: names the study does not compute", name, download, setup)
+    for name, setup in [
+        ("synthetic data set with a source file", set_param("data.dataset", "synthetic")),
+        ("the source claimed to be ml-1m", set_param("data.dataset", "ml-1m")),
+        ("the source claimed to be ml-latest-small", set_param("data.dataset", "ml-latest-small")),
+    ]:
+        refused("params: a label the data contradicts", name, download, setup)
+    for dotted, value in [
+        ("baselines.ease_lambdas", [float("inf")]), ("baselines.ease_lambdas", [float("nan")]),
+        ("baselines.rp3_alphas", [float("inf")]), ("baselines.blend_weights", [0.0, float("nan")]),
+        ("optim.lr", float("inf")), ("beta.cap", float("nan")), ("eval.confidence", float("nan")),
+        ("data.heldout_users", float("inf")), ("train.seeds", [-1]), ("train.seeds", [2**32]),
+        ("data.seed", -5), ("model.latent_dim", 10**9), ("train.batch_size", 10**12),
+        ("runtime.checkpoint_seconds", float("inf")), ("model.hidden_dims", [600.0]),
+        ("eval.ks", [20, 20]), ("baselines.ease_lambdas", [10.0, 10.0]),
+    ]:
+        refused("params: numbers outside their domain", f"{dotted}: {value!r}", download,
+                set_param(dotted, value))
+    refused("params: numbers outside their domain", "a key written twice", download,
+            write_text_yaml(lambda t: t.replace("  latent_dim: 8\n", "  latent_dim: 8\n  latent_dim: 300\n")))
+    refused("params: numbers outside their domain", "a parameter left out", download, drop_param("beta.cap"))
 
     # The ratings file.
     for name, setup in [
@@ -496,8 +627,36 @@ def cases() -> list[Case]:
         ("results folder without write permission", failing_writes(errno.EACCES)),
         ("table path is a folder", make_dir("metrics/table.md")),
         ("disk full when the table is written", failing_writes(errno.ENOSPC)),
+        ("disk full after 3 of its outputs are in place", failing_after(3)),
+        ("disk full after all but its last output are in place", failing_after(9)),
     ]:
         refused("aggregate", name, aggregate, setup)
+    # Files one stage hands another: each says what wrote it, and the reader checks.
+    for name, command, setup in [
+        ("two rows' metrics files swapped", aggregate,
+         swap("metrics/variants/original.json", "metrics/variants/relu.json")),
+        ("two rows' per-user files swapped", aggregate,
+         swap("metrics/per_user/original.parquet", "metrics/per_user/relu.parquet")),
+        ("a row's metrics file from another split", aggregate,
+         edit_json("metrics/variants/relu.json", "split", {"0": "0000000000000000"})),
+        ("a row's metrics file from other seeds", aggregate, seed_renamed),
+        ("a row's metrics file from other folds", aggregate,
+         edit_json("metrics/variants/relu.json", "folds", [1])),
+        ("the split rebuilt under the rows' results", aggregate, other_split),
+        ("a prepared table changed behind its manifest", ["evaluate", "original"], shuffled_items),
+        ("a prepared table with rows removed", ["train", "original", "--seed", "1", "--fold", "0"],
+         train_rows_removed),
+        ("EASE's λ from another split", ["blend", "original"],
+         edit_json("models/ease/lambda.json", "split", {"0": "0000000000000000"})),
+        ("EASE's λ infinite", ["blend", "original"],
+         edit_json("models/ease/lambda.json", "lambdas", {"0": 1e999})),
+        ("EASE's λ missing", ["blend", "original"], remove("models/ease/lambda.json")),
+        ("a run locked by another process", ["train", "original", "--seed", "1", "--fold", "0"], _locked),
+    ]:
+        refused("provenance of what a stage reads", name, command, setup)
+    out.append(Case("provenance of what a stage reads", "a claim on a row the study does not run (named)",
+                    aggregate, "accepted", set_param("claims.relu_worse.row", "small_latent"),
+                    claims_page_names("relu_worse: small_latent not run in this study")))
 
     # recommend (not a stage: a look at a trained model)
     for name, command in [
@@ -548,6 +707,8 @@ def run_case(case: Case, base: Path, scratch: Path) -> tuple[str, str]:
             code, stderr, exc = run(case.command)
     finally:
         os.replace = real_replace
+        while HELD:
+            os.close(HELD.pop())
     outcome = classify(case, root, code, stderr, exc, before)
     message = stderr.strip().splitlines()[-1] if stderr.strip() else (repr(exc) if exc else "")
     return outcome, re.sub(r"\d+\.\d MB free", "… MB free", message.replace(str(root), "<workspace>"))

@@ -198,6 +198,7 @@ def _swap(staged: dict[Path, Path]) -> None:
     """Rename every staged output onto its target, keeping the old ones aside until all are in; on
     a failure, the new ones already in are removed and the old ones put back."""
     moved: list[tuple[Path, Path]] = []  # (target, where its old version waits)
+    target = next(iter(staged), Path())
     try:
         for target, tmp in staged.items():
             old = target.with_name(f".{target.name}.old")
@@ -212,7 +213,7 @@ def _swap(staged: dict[Path, Path]) -> None:
                 _remove(done)
             if old.exists():
                 os.replace(old, done)
-        raise write_failure(moved[-1][0], exc.strerror or str(exc)) from None
+        raise write_failure(target, exc.strerror or str(exc)) from None
     for _, old in moved:
         _remove(old)
 

@@ -372,6 +372,8 @@ def _message(error: Any, cls: Any, prefix: str) -> str:
         return (f"{key}: {got}a name may hold only letters, digits and '_' (it is part "
                 "of DVC stage names, file names and shell commands; DVC reads a dot in a parameter path "
                 "as nesting)")
+    if kind == "string_pattern_mismatch" and error["ctx"]["pattern"] == METRIC_PATTERN.pattern:
+        return f"{key}: expected ndcg@<k> or recall@<k>, got {error['input']!r}"
     if kind in ("too_short", "too_long"):
         bound = error["ctx"].get("min_length" if kind == "too_short" else "max_length")
         least = "at least" if kind == "too_short" else "at most"
@@ -563,11 +565,11 @@ def parse(raw: dict[str, Any]) -> tuple[Config, ParamsFile, dict[str, Config]]:
     base = from_dict(plain)
     _check_variants(file.variants)
     _check_references(file, base.eval.ks)
-    merged = {}
+    configs = {}
     for name, override in file.variants.items():
-        merged[name] = typing.cast(Config, _validate(Config, _deep_merge(plain, override or {}),
-                                                     f"variants.{name}."))
-    return base, file, merged
+        configs[name] = typing.cast(Config, _validate(Config, merged(plain, override or {}),
+                                                      f"variants.{name}."))
+    return base, file, configs
 
 
 def load_params(path: Path | str) -> Params:
@@ -604,14 +606,38 @@ def defaults() -> tuple[Config, RuntimeConfig]:
     return base, runtime
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
+def overlay_defaults(partial: dict[str, Any]) -> dict[str, Any]:
+    """A whole params mapping written from a few keys, for tests and tools (never for reading
+    params.yaml, which must state everything): conf/config.yaml's sections with `partial` laid over
+    them, as Hydra composes a study file. `variants`, `tuning`, `comparisons`, `claims` and `report`
+    given are taken whole; when `variants` is given, the others not given are emptied (they name the
+    catalogue's rows) and labels keep the known names. The study runs every variant unless `study`
+    says otherwise."""
+    conf = read_yaml(DEFAULTS_FILE)
+    conf.pop("defaults", None)
+    whole = ("variants", "tuning", "comparisons", "claims", "report")
+    if "variants" in partial:
+        for name in ("tuning", "comparisons", "claims"):
+            conf[name] = {}
+    out = merged(conf, {k: v for k, v in partial.items() if k not in whole})
+    out.update({k: copy.deepcopy(v) for k, v in partial.items() if k in whole})
+    if "report" not in partial:
+        known = _known_rows(list(out["variants"]), out["tuning"])
+        out["report"] = {"labels": {k: v for k, v in out["report"]["labels"].items() if k in known}}
+    out["study"] = {"name": "default", "rows": list(out["variants"]), "blends": [],
+                    **(partial.get("study") or {})}
+    return out
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, mapping by mapping (a copy; neither is changed)."""
+    out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -232,10 +232,8 @@ class Expected:
         return cls(folds=tuple(folds), seeds=tuple(seeds), split=split, test_users=users)
 
 
-def check_provenance(path: Path, name: str, summary: dict[str, Any], per_user: pd.DataFrame | None,
-                     expected: Expected) -> None:
-    """The summary at `path` (and its per-user table) is row `name`'s, on the study's folds, seeds,
-    split and test users."""
+def check_provenance(path: Path, name: str, summary: dict[str, Any], expected: Expected) -> None:
+    """The summary at `path` is row `name`'s, on the study's folds, seeds and split."""
     if summary["variant"] != name:
         raise ResultError(f"{path}: holds the results of {summary['variant']!r}, not {name!r} (a file "
                           f"renamed or copied?); rerun the stage of {name}")
@@ -247,12 +245,15 @@ def check_provenance(path: Path, name: str, summary: dict[str, Any], per_user: p
     if split != expected.split:
         raise ResultError(f"{path}: computed on another split (fingerprints {summary['split']}, the "
                           f"prepared data's {expected.split}); rerun the stage of {name}")
-    if per_user is not None:
-        found = {str(k): int(n) for k, n in per_user.groupby("fold")["userId"].nunique().items()}
-        if found != expected.test_users:
-            raise ResultError(f"{path}: test users by fold {found}, the split has {expected.test_users}; "
-                              f"rerun the stage of {name}")
     seeds = sorted(int(s) for s in summary.get("seeds") or {})
     if not set(seeds) <= set(expected.seeds):
         raise ResultError(f"{path}: trained with seeds {seeds}, the study's train.seeds are "
                           f"{sorted(expected.seeds)}; rerun the stage of {name}")
+
+
+def check_test_users(path: Path, name: str, per_user: pd.DataFrame, expected: Expected) -> None:
+    """Every fold's test users are as many as the split's statistics count."""
+    found = {str(k): int(n) for k, n in per_user.groupby("fold")["userId"].nunique().items()}
+    if found != expected.test_users:
+        raise ResultError(f"{path}: test users by fold {found}, the split has {expected.test_users}; "
+                          f"rerun the stage of {name}")

@@ -18,7 +18,14 @@ from multvae.config import BASELINES, BEST_BASELINE, EVERY_VAE_ROW, ComparisonCo
 from multvae.grids import edge_axes
 from multvae.layout import run_path
 from multvae.live_log import LogError, read_log
-from multvae.results import Expected, ResultError, check_provenance, read_per_user, read_summary
+from multvae.results import (
+    Expected,
+    ResultError,
+    check_provenance,
+    check_test_users,
+    read_per_user,
+    read_summary,
+)
 from multvae.stats import Estimate, Runs, holm, mean_estimate, paired_difference
 
 SIGNIFICANT = "*"
@@ -110,9 +117,11 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
     results = []
     for name, path in paths.items():
         summary = read_summary(path, metrics)
+        check_provenance(path, name, summary, expected)
         user_path = per_user_dir / f"{name}.parquet"
         per_user = read_per_user(user_path, metrics, summary) if user_path.is_file() else None
-        check_provenance(path, name, summary, per_user, expected)
+        if per_user is not None:
+            check_test_users(user_path, name, per_user, expected)
         results.append(Result(
             name=name,
             kind=summary["kind"],

@@ -68,41 +68,17 @@ def tiny_dataset(tiny, tmp_path_factory):
 
 
 def complete(partial: dict) -> dict:
-    """A whole params mapping: conf/config.yaml's sections (the defaults) with `partial` merged in,
-    key by key; `variants`, `tuning`, `comparisons` and `claims` given are taken whole, and those not
-    given are dropped when `variants` is given (they name the catalogue's rows); `report` is taken
-    whole. The study runs every variant unless `study` says otherwise. params.yaml must state every
-    parameter, so a test's few keys are completed here rather than by the code."""
-    conf = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())
-    conf.pop("defaults")
-    whole = ("variants", "tuning", "comparisons", "claims", "report")
-    if "variants" in partial:
-        for name in ("tuning", "comparisons", "claims"):
-            conf[name] = {}
-    out = _merged(conf, {k: v for k, v in partial.items() if k not in whole})
-    out.update({k: v for k, v in partial.items() if k in whole})
-    known = {*out["variants"], *out["tuning"], "most_popular", "ease", "rp3beta",
-             *(f"{v}_ease" for v in out["variants"])}
-    if "report" not in partial:
-        out["report"] = {"labels": {k: v for k, v in out["report"]["labels"].items() if k in known}}
-    study = {"name": "default", "rows": list(out["variants"]), "blends": [], **(partial.get("study") or {})}
-    out["study"] = study
-    return out
+    """A whole params mapping from a test's few keys (multvae.config.overlay_defaults)."""
+    from multvae.config import overlay_defaults
 
-
-def _merged(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else value
-    return out
+    return overlay_defaults(partial)
 
 
 def config_with(**sections: dict):
     """conf/config.yaml's base configuration with some keys changed, checked by the schema."""
-    from multvae.config import from_dict, to_dict
+    from multvae.config import from_dict, merged, to_dict
 
-    return from_dict(_merged(to_dict(BASE), sections))
+    return from_dict(merged(to_dict(BASE), sections))
 
 
 def dump_params(partial: dict) -> str:
