@@ -110,7 +110,8 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def build_base(root: Path) -> None:
-    from multvae.config import SYNTHETIC_PRESETS, overlay_defaults
+    from multvae.config import SYNTHETIC_PRESETS
+    from multvae.params import overlay_defaults
     from multvae.synthetic import generate
 
     ratings, _ = generate(SYNTHETIC_PRESETS["tiny"])

@@ -52,7 +52,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from multvae.config import defaults
+from multvae.params import defaults
 
 BASE, RUNTIME = defaults()
 

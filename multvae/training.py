@@ -31,12 +31,13 @@ import pandas as pd
 import torch
 
 from multvae.atomic import atomic_path
-from multvae.config import Config, RuntimeConfig, defaults, to_dict
+from multvae.config import Config, RuntimeConfig, to_dict
 from multvae.data import Dataset, HeldOut
 from multvae.errors import MultVAEError
 from multvae.metrics import metric_names, score_heldout, val_key
 from multvae.model import MultVAE, SparseBatch, SparseRows, decode_nll, make_scorer, plain_decode_nll
 from multvae.model_file import torch_write, weights_digest
+from multvae.params import defaults
 from multvae.prior import composite_kl, standard_kl
 from multvae.runtime import setup
 from multvae.schedules import user_betas

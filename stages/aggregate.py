@@ -39,12 +39,13 @@ def aggregate(
     """Test metrics with intervals, the declared comparisons and claims, curves and β schedules."""
     from multvae.atomic import published
     from multvae.claims import check_claims, claims_markdown
-    from multvae.config import BLEND_SUFFIX, EVERY_VAE_ROW, load_params
+    from multvae.config import BLEND_SUFFIX, EVERY_VAE_ROW
     from multvae.data import read_stats
     from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
     from multvae.grids import varying
     from multvae.html_report import render
     from multvae.metrics import metric_names
+    from multvae.params import load_params
     from multvae.record import params_record
     from multvae.results import Expected
     from multvae.table import (

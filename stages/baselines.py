@@ -17,9 +17,9 @@ import typer
 from stages.common import DataOption, ParamsOption, user_errors
 
 if TYPE_CHECKING:
-    from multvae.config import Params
     from multvae.data import Dataset
     from multvae.metrics import Scorer
+    from multvae.params import Params
 
     Tuned = tuple[dict[int, Scorer], dict[int, float], dict[str, Any], dict[int, dict[str, float]]]
 
@@ -87,8 +87,8 @@ def popularity(
 ) -> None:
     """Most-popular: rank every item by its number of training users (of each fold)."""
     from multvae.baselines import popularity_scorer
-    from multvae.config import load_params
     from multvae.metrics import metric_names, score_heldout
+    from multvae.params import load_params
 
     started = time.perf_counter()
     read = load_params(params)
@@ -140,8 +140,8 @@ def ease(
     """EASE (Steck 2019): λ searched on each fold's validation NDCG (baselines.ease_lambdas, extended
     past a winning edge and refined around the peak), then the test users."""
     from multvae.baselines import fit_ease, linear_scorer
-    from multvae.config import load_params
     from multvae.handoff import ease_choice
+    from multvae.params import load_params
 
     started = time.perf_counter()
     read = load_params(params)
@@ -174,7 +174,7 @@ def rp3beta(
     """RP3β (Paudel et al. 2016): α and β from baselines.rp3_alphas × rp3_betas by each fold's
     validation NDCG, then the test users."""
     from multvae.baselines import fit_rp3beta
-    from multvae.config import load_params
+    from multvae.params import load_params
 
     started = time.perf_counter()
     read = load_params(params)

@@ -24,11 +24,12 @@ def blend(
 ) -> None:
     """Blend each seed's model of ROW with EASE at the λ EASE chose on each fold; w on validation."""
     from multvae.blend import evaluate_blend
-    from multvae.config import BLEND_SUFFIX, ConfigError, load_params
+    from multvae.config import BLEND_SUFFIX, ConfigError
     from multvae.data import load_dataset
     from multvae.handoff import read_ease_choice
     from multvae.layout import fold_dir
     from multvae.metrics import check_cutoffs
+    from multvae.params import load_params
     from multvae.results import write_result
     from multvae.runtime import setup
 

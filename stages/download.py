@@ -22,8 +22,8 @@ def download(
 
     DVC runs this stage on every `dvc repro` (the bytes behind data.source are not a parameter DVC
     can see); it hashes the source and rewrites nothing when that is what data/raw was made from."""
-    from multvae.config import load_params
     from multvae.download import materialize
+    from multvae.params import load_params
 
     cfg = load_params(params).base
     info, wrote = materialize(cfg.data, out, show_progress=progress)

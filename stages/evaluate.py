@@ -20,11 +20,11 @@ def evaluate(
     per_user: Annotated[Path, typer.Option(help="Folder for <variant>.parquet.")] = Path("metrics/per_user"),
 ) -> None:
     """Score each fold's test users with the best-epoch model of every seed trained on that fold."""
-    from multvae.config import load_params
     from multvae.data import load_dataset
     from multvae.evaluation import evaluate_variant
     from multvae.layout import fold_dir
     from multvae.metrics import check_cutoffs
+    from multvae.params import load_params
     from multvae.results import write_result
     from multvae.runtime import setup
 

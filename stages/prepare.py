@@ -19,9 +19,9 @@ def prepare(
 ) -> None:
     """Binarize (rating >= data.min_rating), drop sparse users, split by data.split into
     <out>/fold-<k> for each fold of data.folds."""
-    from multvae.config import load_params
     from multvae.data import read_raw, read_source_info
     from multvae.layout import fold_dir
+    from multvae.params import load_params
     from multvae.split import split, write_split
 
     read = load_params(params)

@@ -37,12 +37,13 @@ def train(
         ".checkpoints"),
 ) -> None:
     """Train a variant (or, without one, the base configuration of --params) and keep its best epoch."""
-    from multvae.config import ConfigError, load_params
+    from multvae.config import ConfigError
     from multvae.data import load_dataset
     from multvae.layout import fold_dir, run_path
     from multvae.live_log import EpochLog
     from multvae.metrics import check_cutoffs
     from multvae.model_file import SavedModel, save_model
+    from multvae.params import load_params
     from multvae.run_lock import run_lock
     from multvae.training import train_model
 

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from multvae.config import SYNTHETIC_PRESETS, defaults
+from multvae.config import SYNTHETIC_PRESETS
+from multvae.params import defaults
 from multvae.synthetic import generate
 
 BASE, RUNTIME = defaults()
@@ -69,14 +70,15 @@ def tiny_dataset(tiny, tmp_path_factory):
 
 def complete(partial: dict) -> dict:
     """A whole params mapping from a test's few keys (multvae.config.overlay_defaults)."""
-    from multvae.config import overlay_defaults
+    from multvae.params import overlay_defaults
 
     return overlay_defaults(partial)
 
 
 def config_with(**sections: dict):
     """conf/config.yaml's base configuration with some keys changed, checked by the schema."""
-    from multvae.config import from_dict, merged, to_dict
+    from multvae.config import from_dict, to_dict
+    from multvae.params import merged
 
     return from_dict(merged(to_dict(BASE), sections))
 

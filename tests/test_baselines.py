@@ -27,10 +27,11 @@ from multvae.baselines import (
     popularity_scorer,
     search_grid,
 )
-from multvae.config import SYNTHETIC_PRESETS, defaults
+from multvae.config import SYNTHETIC_PRESETS
 from multvae.data import Dataset, load_dataset
 from multvae.layout import fold_dir
 from multvae.metrics import score_heldout, top_k
+from multvae.params import defaults
 from multvae.split import split, write_split
 from multvae.synthetic import generate
 from stages.baselines import ease, popularity, rp3beta

@@ -14,8 +14,9 @@ import pytest
 from conftest import dump_params
 from typer.testing import CliRunner, Result
 
-from multvae.config import ConfigError, load_config
+from multvae.config import ConfigError
 from multvae.data import load_dataset
+from multvae.params import load_config
 from stages.cli import app
 
 

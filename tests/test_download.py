@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from multvae import download, identity
-from multvae.config import defaults
 from multvae.download import DownloadError, Release, materialize
 from multvae.identity import Known, content
+from multvae.params import defaults
 from multvae.ratings import RatingsError
 from multvae.synthetic import generate
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import multvae.config
 import multvae.model_file
+import multvae.params
 import multvae.training
 from stages.cli import app
 
@@ -73,14 +74,14 @@ def _paused(function):
 @pytest.fixture
 def reads(monkeypatch) -> set[str]:
     log: set[str] = set()
-    load = multvae.config.load_params
+    load = multvae.params.load_params
 
     def recorded(path):
         params = load(path)
         merged = {name: recording(cfg, "", log) for name, cfg in params._merged.items()}
         return dataclasses.replace(params, base=recording(params.base, "", log), _merged=merged)
 
-    monkeypatch.setattr(multvae.config, "load_params", recorded)
+    monkeypatch.setattr(multvae.params, "load_params", recorded)
     for module in (multvae.config, multvae.model_file, multvae.training):
         monkeypatch.setattr(module, "to_dict", _paused(module.to_dict))
     return log
@@ -147,6 +148,6 @@ def test_every_parameter_a_stage_reads_is_tracked_by_it(project, reads, stage):
 
 def test_the_recording_sees_a_read_that_nothing_tracks(reads, project):
     """The check can fail: a field read by the base configuration is recorded."""
-    params = multvae.config.load_params(project / "params.yaml")
+    params = multvae.params.load_params(project / "params.yaml")
     _ = params.base.train.batch_size
     assert "train.batch_size" in reads and not _tracked("train.batch_size", ["model", "beta"])

@@ -11,8 +11,8 @@ import yaml
 from conftest import REPO, compose_params, shrink
 from typer.testing import CliRunner
 
-from multvae.config import defaults, load_params
 from multvae.grids import extensions, step_beyond, varying
+from multvae.params import defaults, load_params
 from multvae.results import Summary
 from stages.cli import app
 

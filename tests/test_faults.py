@@ -18,14 +18,11 @@ from conftest import dump_params
 
 from multvae.atomic import atomic_dir, atomic_path, write_json
 from multvae.blend import evaluate_blend
-from multvae.config import (
-    SYNTHETIC_PRESETS,
-    DataConfig,
-    defaults,
-)
+from multvae.config import SYNTHETIC_PRESETS, DataConfig
 from multvae.data import load_dataset
 from multvae.evaluation import evaluate_variant
 from multvae.model_file import ModelFileError, SavedModel, save_model
+from multvae.params import defaults
 from multvae.split import split, write_split
 from multvae.synthetic import generate
 from multvae.training import train_model

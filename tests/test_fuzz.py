@@ -23,8 +23,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from multvae.config import ConfigError, Params, parse
+from multvae.config import ConfigError
 from multvae.errors import MultVAEError
+from multvae.params import Params, parse
 from multvae.ratings import RATING_RANGE, read_interactions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +157,7 @@ def test_a_non_finite_number_anywhere_is_refused_naming_its_key(path, value):
 
 
 def test_a_key_written_twice_is_refused(tmp_path):
-    from multvae.config import load_params
+    from multvae.params import load_params
 
     text = (REPO / "params.yaml").read_text()
     text = text.replace("  latent_dim: 200\n", "  latent_dim: 200\n  latent_dim: 300\n")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_model import BETA, N_ITEMS, _dense_loss, _loss_and_grads, _matrix, _sparse_loss
 
-from multvae.config import defaults
 from multvae.model import SparseBatch, SparseRows, _transpose_device, _transpose_host
+from multvae.params import defaults
 
 BASE, RUNTIME = defaults()
 

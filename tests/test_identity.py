@@ -9,9 +9,9 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from multvae.config import defaults
 from multvae.download import DownloadError, materialize, resolve_source
 from multvae.identity import KNOWN, IdentityError, content, label
+from multvae.params import defaults
 from multvae.ratings import RatingsError, read_ratings
 
 BASE, RUNTIME = defaults()

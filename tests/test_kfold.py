@@ -15,8 +15,9 @@ import pytest
 from conftest import dump_params
 from typer.testing import CliRunner
 
-from multvae.config import ConfigError, defaults, load_config
+from multvae.config import ConfigError
 from multvae.data import fingerprint, load_dataset
+from multvae.params import defaults, load_config
 from multvae.results import Expected, content_hash
 from multvae.split import Split, SplitError, binarize, split
 from stages.cli import app

@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from multvae.config import defaults
 from multvae.data import load_dataset
+from multvae.params import defaults
 from multvae.ratings import read_movies, read_ratings
 from multvae.split import split, write_split
 from multvae.training import train_model

@@ -8,7 +8,6 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from multvae.config import defaults
 from multvae.model import (
     MultVAE,
     SparseBatch,
@@ -17,6 +16,7 @@ from multvae.model import (
     multinomial_nll,
     plain_decode_nll,
 )
+from multvae.params import defaults
 from multvae.prior import standard_kl
 
 BASE, RUNTIME = defaults()

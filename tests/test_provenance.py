@@ -112,7 +112,7 @@ def test_eases_lambda_is_handed_over_for_its_own_split_only(tmp_path):
 def _prepared(tmp_path: Path, tiny) -> Path:
     from dataclasses import replace
 
-    from multvae.config import defaults
+    from multvae.params import defaults
     from multvae.split import split, write_split
 
     data = replace(defaults()[0].data, dataset="synthetic", heldout_users=30)

@@ -15,14 +15,11 @@ import torch
 from conftest import dump_params
 from typer.testing import CliRunner
 
-from multvae.config import (
-    SYNTHETIC_PRESETS,
-    defaults,
-    load_params,
-)
+from multvae.config import SYNTHETIC_PRESETS
 from multvae.data import load_dataset
 from multvae.model import make_scorer
 from multvae.model_file import ModelFileError, SavedModel, load_model, save_model
+from multvae.params import defaults, load_params
 from multvae.recommend import Recommender, RecommendError
 from multvae.split import split, write_split
 from multvae.synthetic import generate

@@ -14,10 +14,8 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from multvae.config import (
-    defaults,
-)
 from multvae.model import DenseLayers, MultVAE, SparseBatch
+from multvae.params import defaults
 from multvae.prior import WIDE_LOGVAR, composite_kl, composite_log_prior, log_normal, standard_kl
 from multvae.training import epoch_count, epoch_phases, train_model, updates_per_epoch
 

@@ -17,7 +17,8 @@ import yaml
 from conftest import dump_params
 from typer.testing import CliRunner
 
-from multvae.config import ComparisonConfig, defaults
+from multvae.config import ComparisonConfig
+from multvae.params import defaults
 from multvae.results import Expected, content_hash
 from multvae.table import build_table, load_results, select_tuned, table_markdown
 from stages.aggregate import aggregate

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from multvae.config import defaults
+from multvae.params import defaults
 from multvae.schedules import anneal_steps, scalar_beta, user_betas
 
 BASE, RUNTIME = defaults()
@@ -54,7 +54,7 @@ SHAPES = {"ml-20m": 116_677, "ml-1m": 4_834, "ml-latest-small": 483}
 def _default_beta():
     from pathlib import Path
 
-    from multvae.config import load_config
+    from multvae.params import load_config
 
     return load_config(Path(__file__).resolve().parents[1] / "params.yaml")
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multvae.config import DataConfig, defaults
+from multvae.config import DataConfig
+from multvae.params import defaults
 from multvae.split import Split, SplitError, binarize, split
 
 BASE, RUNTIME = defaults()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from multvae.config import load_params
 from multvae.doc_tables import refresh, sources, stale, table_lines
+from multvae.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from multvae.config import (
-    defaults,
-)
 from multvae.live_log import read_log
 from multvae.model import MultVAE
+from multvae.params import defaults
 from multvae.training import TrainingError, train_model
 
 BASE, RUNTIME = defaults()

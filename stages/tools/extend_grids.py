@@ -19,7 +19,7 @@ from stages.common import ParamsOption, user_errors
 from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption, StatsOption
 
 if TYPE_CHECKING:
-    from multvae.config import Params
+    from multvae.params import Params
     from multvae.table import Choice
 
 HEADER = ("# @package _global_\n"
@@ -69,10 +69,10 @@ Grids = dict[str, dict[str, dict[str, Any]]]  # group -> member -> the settings 
 def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir: Path,
                       stats: Path) -> tuple[Params, dict[str, Choice], Grids]:
     """The params, the tuning choices (as the table makes them) at an end of their grid, and the grids."""
-    from multvae.config import load_params
     from multvae.data import read_stats
     from multvae.grids import varying
     from multvae.metrics import metric_names
+    from multvae.params import load_params
     from multvae.results import Expected, ResultError
     from multvae.table import load_results, select_tuned
 
@@ -147,7 +147,8 @@ def _invalid(params: Path, raw: dict[str, Any], name: str, override: dict[str, A
     """Why the params with variant `name` added would be refused (a dropout past 1, say), or None."""
     import yaml
 
-    from multvae.config import ConfigError, load_params
+    from multvae.config import ConfigError
+    from multvae.params import load_params
 
     candidate = params.with_name(f".{params.name}.{name}")
     candidate.write_text(yaml.safe_dump({**raw, "variants": {**raw.get("variants", {}), name: override}},

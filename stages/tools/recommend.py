@@ -39,7 +39,7 @@ def recommend(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Recommend movies the user does not have yet, best first, with the model's score (a logit)."""
-    from multvae.config import load_params
+    from multvae.params import load_params
     from multvae.recommend import Recommender, RecommendError
     from multvae.runtime import setup
 
