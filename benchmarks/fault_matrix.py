@@ -390,6 +390,13 @@ def seed_renamed(root: Path) -> None:
     path.write_text(json.dumps(summary))
 
 
+def table_names(line: str) -> Callable[[Path], bool]:
+    """The table's legend names what the study could not show."""
+    def check(root: Path) -> bool:
+        return line in (root / "results/faults/table.md").read_text()
+    return check
+
+
 def train_rows_removed(root: Path) -> None:
     import pandas as pd
 
@@ -501,7 +508,6 @@ def cases() -> list[Case]:
         ("a claim on a metric eval.ks does not compute", set_param("claims.relu_worse.metric", "recall@7")),
         ("a comparison on a metric eval.ks does not compute",
          set_param("comparisons.vs_original.metric", "ndcg@7")),
-        ("a label for a row that does not exist", set_param("report.labels.orignal", "Original")),
         ("a claim on a row not in the catalogue", set_param("claims.relu_worse.row", "relu2")),
         ("a tuning member misspelt", set_param("tuning", {"grid": ["original", "relux"]})),
     ]:
@@ -655,6 +661,9 @@ def cases() -> list[Case]:
         ("a run locked by another process", ["train", "original", "--seed", "1", "--fold", "0"], _locked),
     ]:
         refused("provenance of what a stage reads", name, command, setup)
+    out.append(Case("params: names the study does not compute", "a label of no row (named)",
+                    aggregate, "accepted", set_param("report.labels.orignal", "Original"),
+                    table_names("report.labels name nothing in the catalogue: orignal")))
     out.append(Case("provenance of what a stage reads", "a claim on a row the study does not run (named)",
                     aggregate, "accepted", set_param("claims.relu_worse.row", "small_latent"),
                     claims_page_names("relu_worse: small_latent not run in this study")))

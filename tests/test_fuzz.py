@@ -228,8 +228,6 @@ def test_the_slow_suite_runs_a_larger_budget():
      r"baselines\.ease_lambdas\[0\]: expected a finite"),
     (lambda p: p["study"].update(rows=[]), r"study\.rows: expected at least 1 value"),
     (lambda p: p["train"].update(seeds=[-1]), r"train\.seeds\[0\]: expected greater than or equal to 0"),
-    (lambda p: p["report"]["labels"].update(orignal="typo"),
-     r"report\.labels: labels name no variant.*: orignal"),
     (lambda p: p["comparisons"]["vs_original"].update(reference="orignal"),
      r"comparisons\.vs_original\.reference"),
     (lambda p: p["tuning"].update(g=["nope"]), r"tuning\.g: members must be variants"),
