@@ -82,6 +82,19 @@ def _read_curves(curves_dir: Path, name: str, metrics: list[str], folds: list[in
     return curves
 
 
+def _check_logs(curves: pd.DataFrame, curves_dir: Path, name: str, summary: dict[str, Any],
+                fold: int) -> None:
+    """Each seed's log on `fold` (the first the study runs, whose run the summary describes) holds as
+    many epochs as that run trained: a log left by another run of the same name is refused."""
+    for seed, run in (summary.get("seeds") or {}).items():
+        trained = run.get("epochs_trained")
+        logged = int(((curves["fold"] == fold) & (curves["seed"] == int(seed))).sum())
+        if trained is not None and logged != trained:
+            raise ResultError(f"{run_path(curves_dir, name, fold, int(seed))}: {logged} epochs logged, the "
+                              f"model in its results trained {trained} (a log of another run?); rerun the "
+                              f"train stage of {name}")
+
+
 def _test_users(per_user: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(per_user[["fold", "userId"]].drop_duplicates())
 
@@ -122,14 +135,12 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
         per_user = read_per_user(user_path, metrics, summary) if user_path.is_file() else None
         if per_user is not None:
             check_test_users(user_path, name, per_user, expected)
-        results.append(Result(
-            name=name,
-            kind=summary["kind"],
-            summary=summary,
-            per_user=per_user,
-            curves=_read_curves(curves_dir, name, metrics, [int(f) for f in summary.get("folds") or [0]],
-                                [int(s) for s in summary.get("seeds") or {}]),
-        ))
+        curves = _read_curves(curves_dir, name, metrics, [int(f) for f in summary["folds"]],
+                              [int(s) for s in summary.get("seeds") or {}])
+        if curves is not None:
+            _check_logs(curves, curves_dir, name, summary, expected.folds[0])
+        results.append(Result(name=name, kind=summary["kind"], summary=summary, per_user=per_user,
+                              curves=curves))
     rank = [*order, *BASELINES]
     results.sort(key=lambda r: (r.kind == "baseline", rank.index(r.name) if r.name in rank else len(rank),
                                 r.name))

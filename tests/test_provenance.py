@@ -192,3 +192,17 @@ def test_one_process_at_a_time_trains_a_run(tmp_path):
         except RunLockedError:
             assert time.time() < deadline
             time.sleep(0.05)
+
+
+def test_a_training_log_of_another_run_is_refused(rows):
+    from multvae.live_log import EpochLog
+
+    for epochs in (5, 4):  # the results say 5 epochs were trained
+        log = EpochLog(rows / "curves" / "a" / "fold-0" / "seed-1")
+        for epoch in range(1, epochs + 1):
+            log({"epoch": epoch, "loss": 1.0, "nll": 1.0, "kl": 0.1, "beta": 0.1,
+                 **{f"val_{m}": 0.3 for m in METRICS}})
+        if epochs == 5:
+            assert _load(rows)[0].curves is not None
+    with pytest.raises(ResultError, match=r"seed-1: 4 epochs logged, the model in its results trained 5"):
+        _load(rows)
