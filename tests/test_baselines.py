@@ -237,8 +237,10 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
                         "val_ndcg@100", "test_users", "folds", "validation_by_fold", "tuning_budget"}
 
     ease(params=params, data=prepared, metrics=out / "variants" / "ease.json",
-         per_user=out / "per_user" / "ease.parquet")
+         per_user=out / "per_user" / "ease.parquet", choice=out / "ease" / "lambda.json")
     summary = check_outputs(out, "ease", n_test)
+    handed = json.loads((out / "ease" / "lambda.json").read_text())  # for the blend: λ by fold, its split
+    assert handed["lambdas"] == {"0": summary["lambda"]} and set(handed["split"]) == {"0"}
     assert set(summary) == set(pop) | {"lambda", "grid", "at_edge"}
     assert {f"{lam:.6g}" for lam in LAMBDAS} < set(summary["grid"])  # the grid, refined once
     assert summary["tuning_budget"] == len(summary["grid"]) == len(LAMBDAS) + 2
@@ -267,7 +269,8 @@ def test_stage_commands_parse_options_and_report_missing_data(tmp_path: Path, pr
     assert "popularity: ndcg@100" in result.output
     assert json.loads((tmp_path / "p.json").read_text())["variant"] == "most_popular"
 
-    outputs = ["--metrics", str(tmp_path / "e.json"), "--per-user", str(tmp_path / "e.parquet")]
+    outputs = ["--metrics", str(tmp_path / "e.json"), "--per-user", str(tmp_path / "e.parquet"), "--choice",
+               str(tmp_path / "lambda.json")]
     result = runner.invoke(app, ["ease", "-p", str(params), "--data", str(tmp_path / "missing"), *outputs])
     assert result.exit_code == 1
     assert "prepare" in result.output and not (tmp_path / "e.json").exists()

@@ -124,7 +124,7 @@ def three_folds(tmp_path_factory, tiny_params) -> Path:
     _invoke("popularity", "-p", params, "--data", data / "prepared", "--metrics",
             metrics / "most_popular.json", "--per-user", per_user / "most_popular.parquet")
     _invoke("ease", "-p", params, "--data", data / "prepared", "--metrics", metrics / "ease.json",
-            "--per-user", per_user / "ease.parquet")
+            "--per-user", per_user / "ease.parquet", "--choice", root / "models" / "ease" / "lambda.json")
     return root
 
 

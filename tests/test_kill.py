@@ -26,7 +26,8 @@ STAGES = {
                                             "metrics/per_user/original.parquet"]),
     "popularity": (["popularity"], ["metrics/variants/most_popular.json",
                                     "metrics/per_user/most_popular.parquet"]),
-    "ease": (["ease"], ["metrics/variants/ease.json", "metrics/per_user/ease.parquet"]),
+    "ease": (["ease"], ["metrics/variants/ease.json", "metrics/per_user/ease.parquet",
+                        "models/ease/lambda.json"]),
     "aggregate": (["aggregate"], ["metrics/table.csv", "metrics/table.md"]),
 }
 FRACTIONS = (0.2, 0.5, 0.85)  # of the stage's uninterrupted wall time: early, middle, near the end
