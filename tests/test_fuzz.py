@@ -164,6 +164,12 @@ def test_a_key_written_twice_is_refused(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"params\.yaml: not valid YAML: .*'latent_dim' appears twice"):
         load_params(tmp_path / "params.yaml")
+    # YAML's merge key is not a repeat: the mapping's own keys override the merged ones.
+    text = (REPO / "params.yaml").read_text().replace("\nbeta:\n", "\nbeta: &beta\n", 1)
+    merge = "  relu:\n    beta:\n      <<: *beta\n      cap: 0.3\n    model:\n"
+    text = text.replace("  relu:\n    model:\n", merge, 1)
+    (tmp_path / "params.yaml").write_text(text)
+    assert load_params(tmp_path / "params.yaml").config("relu").beta.cap == 0.3
 
 
 # --- ratings files --------------------------------------------------------------------------------
