@@ -397,6 +397,22 @@ def table_names(line: str) -> Callable[[Path], bool]:
     return check
 
 
+def swap_folders(first: str, second: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        a, b, aside = root / first, root / second, root / (first + ".aside")
+        a.rename(aside)
+        b.rename(a)
+        aside.rename(b)
+    return setup
+
+
+def _run_blend(root: Path) -> None:
+    with inside(root):
+        code, err, exc = run(["blend", "original"])
+    if code != 0 or exc is not None:
+        raise RuntimeError(f"blend in a case's set-up: {err or exc}")
+
+
 def train_rows_removed(root: Path) -> None:
     import pandas as pd
 
@@ -510,6 +526,9 @@ def cases() -> list[Case]:
          set_param("comparisons.vs_original.metric", "ndcg@7")),
         ("a claim on a row not in the catalogue", set_param("claims.relu_worse.row", "relu2")),
         ("a tuning member misspelt", set_param("tuning", {"grid": ["original", "relux"]})),
+        ("two rows given one label", set_param("report.labels.relu", "Original model")),
+        ("a YAML 1.1 boolean (no) where DVC reads a string", write_text_yaml(
+            lambda t: t.replace("  compile: false\n", "  compile: no\n"))),
     ]:
         refused("params: names the study does not compute", name, download, setup)
     for name, setup in [
@@ -659,8 +678,27 @@ def cases() -> list[Case]:
          edit_json("models/ease/lambda.json", "lambdas", {"0": 1e999})),
         ("EASE's λ missing", ["blend", "original"], remove("models/ease/lambda.json")),
         ("a run locked by another process", ["train", "original", "--seed", "1", "--fold", "0"], _locked),
+        ("two rows' training logs swapped", aggregate, swap_folders("dvclive/original", "dvclive/relu")),
+        ("one validation log swapped between rows", aggregate,
+         swap("dvclive/original/fold-0/seed-1/plots/metrics/val_ndcg@100.tsv",
+              "dvclive/relu/fold-0/seed-1/plots/metrics/val_ndcg@100.tsv")),
+        ("EASE's λ edited and the blend rerun on it", aggregate, both(
+            edit_json("models/ease/lambda.json", "lambdas", {"0": 7.5}), _run_blend)),
     ]:
         refused("provenance of what a stage reads", name, command, setup)
+    # Options that point one command's output at what it reads, or at another stage's folder.
+    for name, command in [
+        ("prepare --stats on its own input", ["prepare", "--stats", "data/raw/ratings.parquet"]),
+        ("prepare --out on the download stage's folder", ["prepare", "--out", "data/raw"]),
+        ("download --out on the prepared split", ["download", "--no-progress", "--out", "data/prepared"]),
+        ("aggregate --table on a row's metrics file",
+         ["aggregate", "--table", "metrics/variants/original.json"]),
+        ("aggregate --csv on the same path as --table", ["aggregate", "--csv", "metrics/table.md"]),
+        ("train --models on the prepared split", ["train", "original", "--seed", "1", "--fold", "0",
+                                                  "--models", "data/prepared"]),
+        ("evaluate --per-user inside its models", ["evaluate", "original", "--per-user", "models/original"]),
+    ]:
+        refused("options: an output on what a command reads", name, command, nothing)
     out.append(Case("params: names the study does not compute", "a label of no row (named)",
                     aggregate, "accepted", set_param("report.labels.orignal", "Original"),
                     table_names("report.labels name nothing in the catalogue: orignal")))

@@ -54,6 +54,17 @@ def _umask() -> int:
     return mask
 
 
+def check_owned(target: Path, mark: str) -> None:
+    """A folder output replaces the whole folder: refuse one that holds something but nothing that
+    matches `mark` (globs, separated by '|', of what the stage writes there), which would be another
+    stage's output or the user's."""
+    globs = mark.split("|")
+    if target.is_dir() and any(target.iterdir()) and not any(any(target.glob(g)) for g in globs):
+        found = ", ".join(sorted(p.name for p in target.iterdir())[:4])
+        raise WriteError(f"{target}: holds {found}, not this stage's output (no {' or '.join(globs)}); the "
+                         "stage replaces the whole folder, so give it a folder of its own")
+
+
 def remove_stale(target: Path) -> list[Path]:
     """Delete what interrupted writes to `target` left beside it; return what was removed."""
     stale = [*target.parent.glob(f".{target.name}.*.tmp"), *target.parent.glob(f".{target.name}.old")]
@@ -98,9 +109,11 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(target: Path | str) -> Iterator[Path]:
-    """Yield a fresh temporary folder that replaces the folder `target` only on success."""
+def atomic_dir(target: Path | str, mark: str) -> Iterator[Path]:
+    """Yield a fresh temporary folder that replaces the folder `target` only on success; `mark` is
+    a glob of what the stage writes there (check_owned)."""
     target = Path(target)
+    check_owned(target, mark)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -141,13 +154,15 @@ class Staging:
         """Where to write the file that becomes `target` (not created)."""
         return self._stage(Path(target), folder=False)
 
-    def folder(self, target: Path | str) -> Path:
-        """An empty folder that becomes the folder `target`."""
+    def folder(self, target: Path | str, mark: str) -> Path:
+        """An empty folder that becomes the folder `target`; `mark` is a glob of what the stage
+        writes there (check_owned)."""
+        check_owned(Path(target), mark)
         return self._stage(Path(target), folder=True)
 
     def _stage(self, target: Path, folder: bool) -> Path:
         if target in self.staged:
-            raise ValueError(f"{target} staged twice")
+            raise WriteError(f"{target}: named for two outputs of this stage; give each its own path")
         if target.is_dir() != folder and target.exists():
             kind = "a folder" if target.is_dir() else "a file"
             raise WriteError(f"{target}: {kind} is where this output belongs; move or remove it")

@@ -258,7 +258,7 @@ def materialize(data: DataConfig, out_dir: Path, show_progress: bool = True) -> 
     release = RELEASES.get(data.dataset)
     info: dict[str, Any] = {"input": key}
     claimed: str | None = None if data.dataset in ("auto", "synthetic") else data.dataset
-    with atomic_dir(out_dir) as tmp, scratch_dir(out_dir) as work_dir:
+    with atomic_dir(out_dir, "ratings.parquet") as tmp, scratch_dir(out_dir) as work_dir:
         if source is not None:
             name = source.name
             by_name = next((n for n, r in RELEASES.items() if PurePosixPath(r.url).name == name), None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import re
 import typing
 from dataclasses import field
 from pathlib import Path
@@ -140,6 +141,11 @@ def _check_references(file: ParamsFile, ks: tuple[int, ...]) -> None:
             _require(getattr(claim, part) in known, f"claims.{name}.{part}",
                      f"expected a variant, tuning group, baseline or blend, got {getattr(claim, part)!r}")
         metric(claim.metric, f"claims.{name}.metric")
+    by_label: dict[str, str] = {}
+    for name, text in file.report.labels.items():
+        _require(text not in by_label, f"report.labels.{name}",
+                 f"{text!r} is also {by_label.get(text)}'s label; two rows of a table need two names")
+        by_label[text] = name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +327,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+# YAML 1.2's booleans only: PyYAML (YAML 1.1) reads yes/no/on/off as booleans where DVC's own reader
+# (YAML 1.2) sees strings, so `-S`, `dvc params diff` and the stages would disagree on the value.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -255,5 +255,6 @@ def check_test_users(path: Path, name: str, per_user: pd.DataFrame, expected: Ex
     """Every fold's test users are as many as the split's statistics count."""
     found = {str(k): int(n) for k, n in per_user.groupby("fold")["userId"].nunique().items()}
     if found != expected.test_users:
-        raise ResultError(f"{path}: test users by fold {found}, the split has {expected.test_users}; "
-                          f"rerun the stage of {name}")
+        raise ResultError(f"{path}: test users by fold {found}, the split's statistics say "
+                          f"{expected.test_users}; rerun the stage of {name}, or prepare if the statistics "
+                          "are what changed")

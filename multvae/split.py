@@ -296,7 +296,7 @@ def write_split(folds: dict[int, Split], out_dir: Path, stats_path: Path, extra:
     fingerprint under `folds`): published together, so the two never describe different splits."""
     prints = {}
     with published() as out:
-        tmp = out.folder(out_dir)
+        tmp = out.folder(out_dir, "fold-*|*.parquet")  # this layout, or the one-split layout before it
         for fold, result in folds.items():
             tables = {name: getattr(result, name) for name in Split.TABLES}
             where = fold_dir(tmp, fold)

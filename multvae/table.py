@@ -83,16 +83,43 @@ def _read_curves(curves_dir: Path, name: str, metrics: list[str], folds: list[in
 
 
 def _check_logs(curves: pd.DataFrame, curves_dir: Path, name: str, summary: dict[str, Any],
-                fold: int) -> None:
-    """Each seed's log on `fold` (the first the study runs, whose run the summary describes) holds as
-    many epochs as that run trained: a log left by another run of the same name is refused."""
+                fold: int, key: str) -> None:
+    """Each seed's log on `fold` (the first the study runs, whose run the summary describes) is that
+    run's: as many epochs as it trained, its best validation `key` at the epoch it selected, and
+    those scores' mean the fold's validation score. A log of another run or row is refused."""
+    best_scores = []
     for seed, run in (summary.get("seeds") or {}).items():
         trained = run.get("epochs_trained")
-        logged = int(((curves["fold"] == fold) & (curves["seed"] == int(seed))).sum())
-        if trained is not None and logged != trained:
-            raise ResultError(f"{run_path(curves_dir, name, fold, int(seed))}: {logged} epochs logged, the "
-                              f"model in its results trained {trained} (a log of another run?); rerun the "
-                              f"train stage of {name}")
+        if trained is None:
+            continue
+        log = curves[(curves["fold"] == fold) & (curves["seed"] == int(seed))].reset_index(drop=True)
+        where = run_path(curves_dir, name, fold, int(seed))
+        scores = log[f"val_{key}"].to_numpy(np.float64)
+        if len(log) != trained or not len(log):
+            raise ResultError(f"{where}: {len(log)} epochs logged, the model in its results trained "
+                              f"{trained} (a log of another run?); rerun the train stage of {name}")
+        best = int(log["epoch"].iloc[int(np.nanargmax(scores))])
+        if best != run.get("best_epoch"):
+            raise ResultError(f"{where}: its best validation {key} is at epoch {best}, the model in its "
+                              f"results was selected at epoch {run.get('best_epoch')} (a log of another "
+                              f"run?); rerun the train stage of {name}")
+        best_scores.append(float(np.nanmax(scores)))
+    by_fold = (summary.get("validation_by_fold") or {}).get(str(fold))
+    if best_scores and by_fold is not None and abs(float(np.mean(best_scores)) - by_fold) > 1e-9:
+        raise ResultError(f"{curves_dir / name}: the logs' best validation {key} average "
+                          f"{np.mean(best_scores):.6f}, its results say {by_fold:.6f} (logs of another "
+                          f"row?); rerun the train stage of {name}")
+
+
+def _check_blends(results: list[Result], metrics_dir: Path) -> None:
+    """A blend row was computed at the λ EASE chose, as EASE's own results record it."""
+    ease = next((r for r in results if r.name == "ease"), None)
+    for r in results:
+        if ease is not None and "ease" in (r.summary.get("blend_of") or ()) \
+                and r.summary.get("lambda") != ease.summary.get("lambda"):
+            raise ResultError(f"{metrics_dir / (r.name + '.json')}: blended at λ {r.summary.get('lambda')}, "
+                              f"EASE's results chose {ease.summary.get('lambda')}; rerun the blend stage of "
+                              f"{r.name}")
 
 
 def _test_users(per_user: pd.DataFrame) -> pd.MultiIndex:
@@ -138,9 +165,10 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
         curves = _read_curves(curves_dir, name, metrics, [int(f) for f in summary["folds"]],
                               [int(s) for s in summary.get("seeds") or {}])
         if curves is not None:
-            _check_logs(curves, curves_dir, name, summary, expected.folds[0])
+            _check_logs(curves, curves_dir, name, summary, expected.folds[0], metrics[0])
         results.append(Result(name=name, kind=summary["kind"], summary=summary, per_user=per_user,
                               curves=curves))
+    _check_blends(results, metrics_dir)
     rank = [*order, *BASELINES]
     results.sort(key=lambda r: (r.kind == "baseline", rank.index(r.name) if r.name in rank else len(rank),
                                 r.name))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, user_errors
+from stages.common import ParamsOption, distinct_paths, user_errors
 from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption
 
 
@@ -58,7 +58,16 @@ def aggregate(
         table_markdown,
     )
 
+    figures = {"Test metrics with intervals": plots_dir / "comparison.png",
+               "Validation curves (every variant)": plots_dir / "validation_curves.png",
+               "β schedules": plots_dir / "beta_schedules.png"}
     read = load_params(params)
+    distinct_paths({"--params": params, "--metrics-dir": metrics_dir, "--per-user-dir": per_user_dir,
+                    "--curves-dir": curves_dir, "--stats": stats},
+                   {"--table": table, "--csv": csv, "--summary": summary, "--claims": claims,
+                    "--training": training, "--report": report,
+                    "--results-dir": results_dir / read.study.name,
+                    **{f"--plots-dir ({p.name})": p for p in figures.values()}})
     record = params_record(read.text, read.path)  # checked before anything is written
     blends = {row + BLEND_SUFFIX: row for row in read.study.blends}
     cfg, order = read.base, [*read.rows, *blends]
@@ -102,9 +111,6 @@ def aggregate(
     verdict_table = claims_markdown(verdicts, labels, dataset, cfg.eval.confidence, unchecked)
     read.check_unchanged()
     study = results_dir / read.study.name
-    figures = {"Test metrics with intervals": plots_dir / "comparison.png",
-               "Validation curves (every variant)": plots_dir / "validation_curves.png",
-               "β schedules": plots_dir / "beta_schedules.png"}
     summary_json = json.dumps(summary_metrics(frame, metrics[0], families), indent=2) + "\n"
     claims_json = json.dumps(verdicts, indent=2) + "\n"
     # Every output is written aside first and all replace the old ones together: a failure anywhere
@@ -120,7 +126,7 @@ def aggregate(
         plot_validation_curves(results, metrics, staged["Validation curves (every variant)"], labels, dataset)
         plot_beta_schedules(results, staged["β schedules"], labels, dataset)
         out.file(report).write_text(render(dataset, markdown, verdict_table, staged, split_stats, record))
-        folder = out.folder(study)  # what a reproduction is compared against, committed with git
+        folder = out.folder(study, "table.md")  # what a reproduction is compared against, committed
         records = {"table.md": markdown, "summary.json": summary_json, "claims.json": claims_json,
                    "claims.md": verdict_table, "params.yaml": record}
         for name, text in (*records.items(),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stages.common import DataOption, ParamsOption, user_errors
+from stages.common import DataOption, ParamsOption, distinct_paths, user_errors
 
 if TYPE_CHECKING:
     from multvae.data import Dataset
@@ -90,6 +90,7 @@ def popularity(
     from multvae.metrics import metric_names, score_heldout
     from multvae.params import load_params
 
+    distinct_paths({"--params": params, "--data": data}, {"--metrics": metrics, "--per-user": per_user})
     started = time.perf_counter()
     read = load_params(params)
     cfg = read.base
@@ -143,6 +144,8 @@ def ease(
     from multvae.handoff import ease_choice
     from multvae.params import load_params
 
+    distinct_paths({"--params": params, "--data": data},
+                   {"--metrics": metrics, "--per-user": per_user, "--choice": choice})
     started = time.perf_counter()
     read = load_params(params)
     cfg = read.base
@@ -176,6 +179,7 @@ def rp3beta(
     from multvae.baselines import fit_rp3beta
     from multvae.params import load_params
 
+    distinct_paths({"--params": params, "--data": data}, {"--metrics": metrics, "--per-user": per_user})
     started = time.perf_counter()
     read = load_params(params)
     cfg = read.base

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import DataOption, ParamsOption, user_errors
+from stages.common import DataOption, ParamsOption, distinct_paths, user_errors
 
 
 @user_errors
@@ -33,6 +33,9 @@ def blend(
     from multvae.results import write_result
     from multvae.runtime import setup
 
+    distinct_paths({"--params": params, "--data": data, "--models": models, "--ease": ease},
+                   {"--metrics": metrics / f"{row}{BLEND_SUFFIX}.json",
+                    "--per-user": per_user / f"{row}{BLEND_SUFFIX}.parquet"})
     read = load_params(params)
     if row not in read.study.blends:
         raise ConfigError(f"{params}: {row} is not in study.blends {list(read.study.blends)}")

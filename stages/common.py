@@ -25,6 +25,30 @@ DataOption = Annotated[Path, typer.Option(
 MESSAGE_LIMIT = 600  # characters of one error line
 
 
+class PathsError(MultVAEError):
+    """Options that name one path for two roles; the message names both options."""
+
+
+def distinct_paths(reads: dict[str, Path], writes: dict[str, Path]) -> None:
+    """Refuse outputs that would overwrite what the command reads or each other: two outputs on one
+    path, an output on (or inside, or around) an input. Options name the roles: {"--raw": path}."""
+    resolved = {name: Path(path).resolve() for name, path in {**reads, **writes}.items()}
+
+    def related(a: Path, b: Path) -> bool:
+        return a == b or a in b.parents or b in a.parents
+
+    names = list(writes)
+    for i, out in enumerate(names):
+        for other in names[i + 1:]:
+            if related(resolved[out], resolved[other]):
+                raise PathsError(f"{out} {writes[out]} and {other} {writes[other]}: two outputs on one path; "
+                                 "give each its own")
+        for source in reads:
+            if related(resolved[out], resolved[source]):
+                raise PathsError(f"{out} {writes[out]} would overwrite what {source} {reads[source]} reads; "
+                                 "give the output a path of its own")
+
+
 def one_line(message: str) -> str:
     """The message with control characters and undecodable bytes escaped (binary garbage quoted in
     an error never reaches the terminal raw, and a newline cannot split the line), cut if long."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, user_errors
+from stages.common import ParamsOption, distinct_paths, user_errors
 
 
 @user_errors
@@ -26,6 +26,9 @@ def download(
     from multvae.params import load_params
 
     cfg = load_params(params).base
+    given = Path(cfg.data.source) if cfg.data.source is not None else None
+    source = {"data.source": given} if given is not None and given.is_file() else {}  # else: its own error
+    distinct_paths({"--params": params, **source}, {"--out": out})
     info, wrote = materialize(cfg.data, out, show_progress=progress)
     state = "->" if wrote else "already in"
     typer.echo(f"download: {info['dataset']}, {info['ratings']:,} ratings of {info['users']:,} users "

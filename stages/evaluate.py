@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import DataOption, ParamsOption, VariantArgument, user_errors
+from stages.common import DataOption, ParamsOption, VariantArgument, distinct_paths, user_errors
 
 
 @user_errors
@@ -29,6 +29,8 @@ def evaluate(
     from multvae.runtime import setup
 
     name = variant or "base"
+    distinct_paths({"--params": params, "--data": data, "--models": models},
+                   {"--metrics": metrics / f"{name}.json", "--per-user": per_user / f"{name}.parquet"})
     read = load_params(params)
     cfg, runtime = read.config(variant), read.runtime
     device = setup(runtime)

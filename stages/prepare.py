@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import ParamsOption, user_errors
+from stages.common import ParamsOption, distinct_paths, user_errors
 
 
 @user_errors
@@ -24,6 +24,7 @@ def prepare(
     from multvae.params import load_params
     from multvae.split import split, write_split
 
+    distinct_paths({"--params": params, "--raw": raw}, {"--out": out, "--stats": stats})
     read = load_params(params)
     cfg = read.base
     ratings, movies = read_raw(raw)

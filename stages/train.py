@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from stages.common import DataOption, ParamsOption, VariantArgument, user_errors
+from stages.common import DataOption, ParamsOption, VariantArgument, distinct_paths, user_errors
 
 
 def _log(prefix: str, line: str) -> None:
@@ -48,6 +48,8 @@ def train(
     from multvae.training import train_model
 
     name = variant or "base"
+    distinct_paths({"--params": params, "--data": data},
+                   {"--models": models, "--logs": logs, "--checkpoints": checkpoints})
     read = load_params(params)
     cfg, runtime = read.config(variant), read.runtime
     if seed is not None and seed not in cfg.train.seeds:

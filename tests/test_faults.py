@@ -63,9 +63,9 @@ def test_the_next_write_removes_what_a_killed_write_left(tmp_path):
 
 def test_a_failed_write_leaves_the_old_output_and_no_temporary(tmp_path):
     target = tmp_path / "models"
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, "*") as tmp:
         (tmp / "a.pt").write_text("first")
-    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+    with pytest.raises(RuntimeError), atomic_dir(target, "*") as tmp:
         (tmp / "a.pt").write_text("second, half-written")
         raise RuntimeError("killed")
     assert (target / "a.pt").read_text() == "first"
@@ -77,7 +77,7 @@ def test_outputs_follow_the_umask_not_tempfiles_private_modes(tmp_path):
     try:
         with atomic_path(tmp_path / "f.json") as tmp:
             tmp.write_text("{}")
-        with atomic_dir(tmp_path / "d") as tmp:
+        with atomic_dir(tmp_path / "d", "*") as tmp:
             (tmp / "x").write_text("")
     finally:
         os.umask(old)

@@ -164,6 +164,11 @@ def test_a_key_written_twice_is_refused(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"params\.yaml: not valid YAML: .*'latent_dim' appears twice"):
         load_params(tmp_path / "params.yaml")
+    # YAML 1.2's booleans, as DVC reads the file: `no` is a string, so a boolean key refuses it.
+    text = (REPO / "params.yaml").read_text().replace("  compile: false\n", "  compile: no\n")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"runtime\.compile: expected a valid boolean, got 'no'"):
+        load_params(tmp_path / "params.yaml")
     # YAML's merge key is not a repeat: the mapping's own keys override the merged ones.
     text = (REPO / "params.yaml").read_text().replace("\nbeta:\n", "\nbeta: &beta\n", 1)
     merge = "  relu:\n    beta:\n      <<: *beta\n      cap: 0.3\n    model:\n"

@@ -205,6 +205,9 @@ def test_each_fold_chooses_its_tuning_member_on_its_own_validation_users(three_f
     (metrics_dir / "b.json").write_text(json.dumps(summary))
     better.to_parquet(per_user_dir / "b.parquet")
     shutil.copytree(root / "dvclive" / "original", tmp_path / "dvclive" / "b")
+    for log in (tmp_path / "dvclive" / "b" / "fold-0").glob("seed-*/plots/metrics/val_ndcg@100.tsv"):
+        curve = pd.read_csv(log, sep="\t")  # b's own validation on fold 0: 0.1 below the original's
+        curve.assign(**{"val_ndcg@100": curve["val_ndcg@100"] - 0.1}).to_csv(log, sep="\t", index=False)
     shutil.copytree(root / "dvclive" / "original", tmp_path / "dvclive" / "original")
     stats = root / "data" / "stats.json"
     seeds = tuple(int(s) for s in summary["seeds"])

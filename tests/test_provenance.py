@@ -80,7 +80,8 @@ def test_a_result_of_another_split_seed_set_or_fold_set_is_refused(rows):
     with pytest.raises(ResultError, match=r"computed on folds \[0\], the study runs data\.folds \[0, 1\]"):
         _load(rows, Expected(folds=(0, 1), seeds=(1,), split={"0": SPLIT[0], "1": "c" * 16},
                              test_users={"0": 50, "1": 50}))
-    with pytest.raises(ResultError, match=r"test users by fold \{'0': 50\}, the split has \{'0': 60\}"):
+    with pytest.raises(ResultError,
+                       match=r"test users by fold \{'0': 50\}, the split's statistics say \{'0': 60\}"):
         _load(rows, Expected(folds=(0,), seeds=(1,), split={"0": SPLIT[0]}, test_users={"0": 60}))
 
 
@@ -138,7 +139,7 @@ def test_outputs_appear_together_or_not_at_all(tmp_path, monkeypatch):
     with published() as out:
         out.file(a).write_text("old a")
         out.file(b).write_text("old b")
-        (out.folder(folder) / "x").write_text("old x")
+        (out.folder(folder, "x") / "x").write_text("old x")
     # A failure while writing (the second output): nothing changes, nothing is left beside them.
     with pytest.raises(RuntimeError), published() as out:
         out.file(a).write_text("new a")
@@ -159,7 +160,7 @@ def test_outputs_appear_together_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(WriteError, match="results: cannot be written"), published() as out:
         out.file(a).write_text("new a")
         out.file(b).write_text("new b")
-        (out.folder(folder) / "x").write_text("new x")
+        (out.folder(folder, "x") / "x").write_text("new x")
     monkeypatch.setattr(os, "replace", real)
     assert (a.read_text(), b.read_text(), (folder / "x").read_text()) == ("old a", "old b", "old x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "results"]
@@ -197,12 +198,20 @@ def test_one_process_at_a_time_trains_a_run(tmp_path):
 def test_a_training_log_of_another_run_is_refused(rows):
     from multvae.live_log import EpochLog
 
-    for epochs in (5, 4):  # the results say 5 epochs were trained
+    def write(epochs: int, best: int, score: float = 0.4) -> None:
         log = EpochLog(rows / "curves" / "a" / "fold-0" / "seed-1")
         for epoch in range(1, epochs + 1):
             log({"epoch": epoch, "loss": 1.0, "nll": 1.0, "kl": 0.1, "beta": 0.1,
-                 **{f"val_{m}": 0.3 for m in METRICS}})
-        if epochs == 5:
-            assert _load(rows)[0].curves is not None
-    with pytest.raises(ResultError, match=r"seed-1: 4 epochs logged, the model in its results trained 5"):
-        _load(rows)
+                 **{f"val_{m}": score if epoch == best else 0.3 for m in METRICS}})
+
+    write(5, 3)  # the results: 5 epochs trained, epoch 3 selected, validation 0.4
+    assert _load(rows)[0].curves is not None
+    cases: list[tuple[tuple[int, int, float], str]] = [
+        ((4, 3, 0.4), "4 epochs logged, the model in its results trained 5"),
+        ((5, 4, 0.4), "at epoch 4, the model in its results was selected at epoch 3"),
+        ((5, 3, 0.45), r"the logs' best validation ndcg@100 average 0\.450000, its results say 0\.400000"),
+    ]
+    for args, message in cases:
+        write(*args)
+        with pytest.raises(ResultError, match=message):
+            _load(rows)
