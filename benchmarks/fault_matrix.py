@@ -249,6 +249,15 @@ def with_rows(change: Callable[[list[str]], list[str]], name: str = "bad.csv") -
     return setup
 
 
+def rewritten(header: str, separator: str) -> Callable[[Path], None]:
+    """The source's rows under another header and separator, as bad.csv."""
+    def setup(root: Path) -> None:
+        rows = [r.replace(",", separator) for r in base_rows(root)]
+        (root / "bad.csv").write_text(csv_source(rows, header))
+        set_param("data.source", "bad.csv")(root)
+    return setup
+
+
 def gz_truncated(root: Path) -> None:
     data = gzip.compress((root / "ratings.csv").read_bytes())
     (root / "bad.csv.gz").write_bytes(data[: len(data) // 2])
@@ -324,14 +333,18 @@ def swap(first: str, second: str) -> Callable[[Path], None]:
     return setup
 
 
-def edit_json(relative: str, key: str, value: Any) -> Callable[[Path], None]:
+def edit_json(relative: str, key: str, value: Any, by_hand: bool = False) -> Callable[[Path], None]:
+    """One key of a JSON output changed: as a stage run on other inputs would have written it (its
+    content hash made anew), or `by_hand` (the hash left as it was)."""
     def setup(root: Path) -> None:
         import json
+
+        from multvae.sealed import KEY, seal
 
         path = root / relative
         content = json.loads(path.read_text())
         content[key] = value
-        path.write_text(json.dumps(content))
+        path.write_text(json.dumps(content if by_hand or KEY not in content else seal(content)))
     return setup
 
 
@@ -384,10 +397,12 @@ def seed_renamed(root: Path) -> None:
     """relu's results as if trained with seed 7, a seed the study does not run."""
     import json
 
+    from multvae.sealed import seal
+
     path = root / "metrics/variants/relu.json"
     summary = json.loads(path.read_text())
     summary["seeds"] = {"7": summary["seeds"]["1"]}
-    path.write_text(json.dumps(summary))
+    path.write_text(json.dumps(seal(summary)))  # as an evaluate stage of seed 7 would have written it
 
 
 def table_names(line: str) -> Callable[[Path], bool]:
@@ -441,6 +456,12 @@ def duplicates_counted(root: Path) -> bool:
     import json
 
     return json.loads((root / "data/raw/source.json").read_text()).get("duplicate_ratings_dropped") == 1
+
+
+def same_ratings_as_base(root: Path) -> bool:
+    import pandas as pd
+
+    return len(pd.read_parquet(root / "data/raw/ratings.parquet")) == len(base_rows(root))
 
 
 def checkpoint_set_aside(root: Path) -> bool:
@@ -581,12 +602,21 @@ def cases() -> list[Case]:
         ("user-item file: two user columns", ratings("user,customer_id,item\na,b,x\n")),
         ("user-item file: no item column", ratings("user,thing\na,x\n")),
         ("user-item file: a date that is not one", ratings("user,item,timestamp\na,x,yesterday\n")),
+        ("user-item file: a date past 2262", ratings("user,item,time\na,x,2000-01-01\nb,y,2999-01-01\n")),
+        ("timestamps in milliseconds among seconds",
+         with_rows(lambda r: [r[0].rsplit(",", 1)[0] + ",978300760000", *r[1:]])),
+        ("a timestamp in the future", with_rows(lambda r: [r[0].rsplit(",", 1)[0] + ",4102444800", *r[1:]])),
+        ("a negative timestamp", with_rows(lambda r: [r[0].rsplit(",", 1)[0] + ",-60", *r[1:]])),
     ]:
         refused("ratings file", name, download, setup)
     refused("ratings file", "three users only (refused when split)", ["prepare"], both(
         ratings(csv_source([f"{u},{m},5,1" for u in (1, 2, 3) for m in range(10)])), downloaded))
     out.append(Case("ratings file", "a pair rated twice (kept once, counted)", download, "accepted",
                     with_rows(lambda r: [*r, r[0]]), duplicates_counted))
+    out.append(Case("ratings file", "MovieLens's header in lower case", download, "accepted",
+                    rewritten("userid,movieid,rating,timestamp", ","), same_ratings_as_base))
+    out.append(Case("ratings file", "MovieLens's columns tab-separated in a .csv", download, "accepted",
+                    rewritten("userId\tmovieId\trating\ttimestamp", "\t"), same_ratings_as_base))
 
     # prepare
     for name, setup in [
@@ -682,6 +712,12 @@ def cases() -> list[Case]:
         ("one validation log swapped between rows", aggregate,
          swap("dvclive/original/fold-0/seed-1/plots/metrics/val_ndcg@100.tsv",
               "dvclive/relu/fold-0/seed-1/plots/metrics/val_ndcg@100.tsv")),
+        ("a row's validation score edited by hand", aggregate,
+         edit_json("metrics/variants/relu.json", "validation_by_fold", {"0": 0.99}, by_hand=True)),
+        ("a row's metric edited by hand", aggregate, edit_json("metrics/variants/relu.json", "ndcg@100", 0.5,
+                                                               by_hand=True)),
+        ("the split's statistics edited by hand (data set's name)", aggregate,
+         edit_json("data/stats.json", "dataset", "ml-20m", by_hand=True)),
         ("EASE's λ edited and the blend rerun on it", aggregate, both(
             edit_json("models/ease/lambda.json", "lambdas", {"0": 7.5}), _run_blend)),
     ]:
@@ -697,6 +733,8 @@ def cases() -> list[Case]:
         ("train --models on the prepared split", ["train", "original", "--seed", "1", "--fold", "0",
                                                   "--models", "data/prepared"]),
         ("evaluate --per-user inside its models", ["evaluate", "original", "--per-user", "models/original"]),
+        ("aggregate --plots-dir on a file", ["aggregate", "--plots-dir", "params.yaml"]),
+        ("prepare --stats below a file", ["prepare", "--stats", "ratings.csv/stats.json"]),
     ]:
         refused("options: an output on what a command reads", name, command, nothing)
     out.append(Case("params: names the study does not compute", "a label of no row (named)",

@@ -10,6 +10,9 @@ format-free.
 from __future__ import annotations
 
 import gzip
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +24,6 @@ from multvae.errors import MultVAEError
 
 RATING_COLUMNS = ("userId", "movieId", "rating")
 RATING_RANGE = (0.0, 5.0)  # every MovieLens release rates on 0.5-5 or 1-5 stars
-LAYOUTS = ("CSV with a header userId,movieId,rating[,timestamp] (ML-20M, 25M, 32M, latest)",
-           "userId::movieId::rating[::timestamp] lines (.dat: ML-1M, ML-10M)",
-           "tab-separated user, item, rating, timestamp without a header (u.data: ML-100K)",
-           "CSV or TSV with a header user,item[,rating|count][,timestamp] (any implicit or "
-           "explicit feedback; the names' spellings below)")
-
 # Column names of a generic user-item file, compared in lower case without '_', '-' or spaces.
 # MovieLens's own names (userId, movieId) keep MovieLens's rules: numeric ids and a rating column.
 ALIASES = {
@@ -37,6 +34,13 @@ ALIASES = {
     "count": ("count", "plays", "playcount", "listens", "clicks", "frequency"),
     "timestamp": ("timestamp", "ts", "time", "datetime"),
 }
+LAYOUTS = ("CSV or TSV with a header userId,movieId,rating[,timestamp] (ML-20M, 25M, 32M, latest; "
+           "names in any case)",
+           "userId::movieId::rating[::timestamp] lines (.dat: ML-1M, ML-10M)",
+           "tab-separated user, item, rating, timestamp without a header (u.data: ML-100K)",
+           "CSV or TSV with a header user,item[,rating|count][,timestamp] (any implicit or explicit "
+           "feedback; " + "; ".join(f"{role}: {'/'.join(names)}" for role, names in ALIASES.items())
+           + "; any case, '_' or '-' ignored)")
 # An implicit row (no rating column, or a count) is a positive: it gets the top of the star scale,
 # so that binarising at any data.min_rating keeps it.
 IMPLICIT_RATING = 5.0
@@ -87,7 +91,13 @@ def read_interactions(path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame | No
             return _read_generic(path, delimiter, roles)
         except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as exc:
             raise RatingsError(f"{path}: not a readable ratings file ({_flat(exc)})") from exc
-    reader = _read_dat if "::" in first_line else _read_tsv if "\t" in first_line else _read_csv
+    reader: Callable[..., pd.DataFrame]
+    if "::" in first_line:
+        reader = _read_dat
+    elif "\t" in first_line and not _movielens_header(first_line.split("\t")):
+        reader = _read_tsv
+    else:
+        reader = partial(_read_csv, delimiter=delimiter)
     try:
         frame = reader(path)
     except pa.ArrowInvalid as exc:
@@ -101,11 +111,15 @@ def read_interactions(path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame | No
     return _check_ratings(frame, path), None
 
 
+def _movielens_header(names: list[str]) -> bool:
+    return {"userid", "movieid"} <= {n.strip().strip('"').lower() for n in names}
+
+
 def _generic_roles(header: list[str], path: Path) -> dict[str, str] | None:
     """Which of the header's columns is the user, the item, the rating or count and the timestamp;
     None when the header is MovieLens's own (userId and movieId) or no header at all."""
     names = [c.strip('"') for c in header]
-    if {"userid", "movieid"} <= {n.strip().lower() for n in names}:
+    if _movielens_header(names):
         return None  # MovieLens's header, in any case or spacing: MovieLens's rules
     roles: dict[str, str] = {}
     for name in names:
@@ -203,7 +217,7 @@ def _seconds(values: pd.Series, column: str, path: Path) -> pd.Series:
         row = int(np.flatnonzero(times.isna().to_numpy())[0])
         raise RatingsError(f"{path}: column {column} must hold Unix seconds or ISO 8601 dates, found "
                            f"{values.iloc[row]!r} at data row {row + 1}")
-    return (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return times.dt.as_unit("s").astype(np.int64)  # any unit pandas chose, even past 2262
 
 
 def _text_types(names: list[str]) -> pacsv.ConvertOptions:
@@ -240,14 +254,20 @@ def _dat_width(path: Path) -> int:
     return len(first.split(":"))
 
 
-def _read_csv(path: Path, as_text: bool = False) -> pd.DataFrame:
-    raw_header = _open_text_head(path).splitlines()[0].split(",")
+def _read_csv(path: Path, as_text: bool = False, delimiter: str = ",") -> pd.DataFrame:
+    """MovieLens's CSV (or the same columns tab-separated); its column names in any case."""
+    fields = _open_text_head(path).splitlines()[0].split(delimiter)
+    raw_header = [*fields, *(f.strip('"') for f in fields)]  # Arrow drops the quotes of a quoted name
     table = pacsv.read_csv(
         path,
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
         convert_options=_text_types(raw_header) if as_text else pacsv.ConvertOptions(
-            column_types={"rating": pa.float64()}),
+            column_types={n: pa.float64() for n in raw_header if n.strip().lower() == "rating"}),
     )
-    header = [c.strip() for c in table.column_names]
+    canonical = {c.lower(): c for c in ("userId", "movieId", "rating", "timestamp")}
+    header = [canonical.get(c.strip().lower(), c.strip()) for c in table.column_names]
+    if len(set(header)) < len(header):
+        raise RatingsError(f"{path}: the header {', '.join(table.column_names)} names a column twice")
     table = table.rename_columns(header)
     missing = [c for c in RATING_COLUMNS if c not in header]
     if missing:
@@ -284,6 +304,23 @@ def _check_id_range(values: pd.Series, column: str, path: Path) -> None:
                            f"found {found} at data row {row + 1}")
 
 
+MILLENNIUM_MS = 946_684_800_000  # 2000-01-01 in milliseconds: a timestamp above it is ms, not seconds
+
+
+def _check_seconds(values: pd.Series, column: str, path: Path) -> None:
+    """Unix seconds between 1970 and the moment of reading: milliseconds, or a mix of the two units,
+    would order a temporal split wrongly without a word."""
+    now = time.time()
+    array = values.to_numpy(dtype=np.float64)
+    bad = ~((array >= 0) & (array <= now))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        hint = " (milliseconds? divide by 1000)" if MILLENNIUM_MS <= array[row] <= now * 1000 else ""
+        raise RatingsError(f"{path}: column {column} must hold Unix seconds from 1970 up to now "
+                           f"({time.strftime('%Y-%m-%d', time.gmtime(now))}), found {array[row]:.0f} "
+                           f"at data row {row + 1}{hint}")
+
+
 def _check_ratings(frame: pd.DataFrame, path: Path, named: dict[str, str] | None = None) -> pd.DataFrame:
     """Types, ranges and missing values; `named` gives the file's own names of schema columns."""
     named = named or {}
@@ -303,6 +340,8 @@ def _check_ratings(frame: pd.DataFrame, path: Path, named: dict[str, str] | None
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise RatingsError(f"{path}: column {shown} has a missing value at data row {row + 1}")
+        if column == "timestamp":
+            _check_seconds(values, shown, path)
         if column in ("userId", "movieId", "timestamp"):
             with np.errstate(invalid="ignore"):
                 fraction = values.to_numpy() % 1 != 0  # an infinite id too

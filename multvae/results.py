@@ -20,6 +20,7 @@ import pandas as pd
 
 from multvae.atomic import published
 from multvae.errors import MultVAEError
+from multvae.sealed import is_sealed, seal
 
 Kind = Literal["vae", "baseline"]
 KINDS: tuple[Kind, ...] = ("vae", "baseline")
@@ -118,8 +119,8 @@ def write_result(summary: Summary, per_user: pd.DataFrame, summary_path: Path, p
     """Both files, published together (with `extra`, other text outputs of the stage), the summary
     naming the split of each fold (`split`: fold -> the prepared data's fingerprint) and the per-user
     table's content hash."""
-    payload = {**summary.to_json(), "split": {str(k): v for k, v in sorted(split.items())},
-               "per_user_sha256": content_hash(per_user)}
+    payload = seal({**summary.to_json(), "split": {str(k): v for k, v in sorted(split.items())},
+                    "per_user_sha256": content_hash(per_user)})
     with published() as out:
         per_user.to_parquet(out.file(per_user_path), index=False)
         out.file(summary_path).write_text(json.dumps(payload, indent=2) + "\n")
@@ -142,6 +143,9 @@ def read_summary(path: Path, metrics: list[str]) -> dict[str, Any]:
     for key in ("variant", "per_user_sha256"):
         if not isinstance(summary.get(key), str):
             raise ResultError(f"{path}: no '{key}' (written by an older version or by hand); rerun its stage")
+    if not is_sealed(summary):
+        raise ResultError(f"{path}: its content hash does not match (edited after its stage wrote it, or "
+                          f"written by an older version); rerun the stage of {summary['variant']}")
     split = summary.get("split")
     if not isinstance(split, dict) or not split or not all(isinstance(v, str) for v in split.values()):
         raise ResultError(f"{path}: no 'split' (the fingerprint of each fold's data it was computed on); "
@@ -219,6 +223,9 @@ class Expected:
     def of_study(cls, folds: tuple[int, ...], seeds: tuple[int, ...], stats: dict[str, Any],
                  where: Path) -> Expected:
         """From the study's data.folds and train.seeds and the split's statistics (data/stats.json)."""
+        if not is_sealed(stats):
+            raise ResultError(f"{where}: its content hash does not match (edited after the prepare stage "
+                              "wrote it, or written by an older version): rerun `dvc repro -f prepare`")
         folds_stats = stats.get("folds")
         by_fold: dict[str, Any] = folds_stats if isinstance(folds_stats, dict) else {}
         split, users = {}, {}

@@ -19,6 +19,7 @@ from multvae.config import DataConfig
 from multvae.data import MANIFEST, fingerprint
 from multvae.errors import MultVAEError
 from multvae.layout import fold_dir
+from multvae.sealed import seal
 
 
 class SplitError(MultVAEError, ValueError):
@@ -310,7 +311,7 @@ def write_split(folds: dict[int, Split], out_dir: Path, stats_path: Path, extra:
         stats = fold_stats(folds, extra)
         for fold, value in prints.items():
             stats["folds"][str(fold)]["fingerprint"] = value
-        out.file(stats_path).write_text(json.dumps(stats, indent=2) + "\n")
+        out.file(stats_path).write_text(json.dumps(seal(stats), indent=2) + "\n")
 
 
 def fold_stats(folds: dict[int, Split], extra: dict | None = None) -> dict:

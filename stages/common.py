@@ -31,8 +31,13 @@ class PathsError(MultVAEError):
 
 def distinct_paths(reads: dict[str, Path], writes: dict[str, Path]) -> None:
     """Refuse outputs that would overwrite what the command reads or each other: two outputs on one
-    path, an output on (or inside, or around) an input. Options name the roles: {"--raw": path}."""
+    path, an output on (or inside, or around) an input, an output below a file. Options name the
+    roles: {"--raw": path}."""
     resolved = {name: Path(path).resolve() for name, path in {**reads, **writes}.items()}
+    for name, path in writes.items():
+        blocked = next((p for p in resolved[name].parents if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise PathsError(f"{name} {path}: {blocked} is a file, not a folder; give a path in a folder")
 
     def related(a: Path, b: Path) -> bool:
         return a == b or a in b.parents or b in a.parents

@@ -233,8 +233,9 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
     popularity(params=params, data=prepared, metrics=out / "variants" / "most_popular.json",
                per_user=out / "per_user" / "most_popular.parquet")
     pop = check_outputs(out, "most_popular", n_test)
-    assert set(pop) == {"variant", "kind", "split", "per_user_sha256", "ndcg@100", "recall@20", "recall@50",
-                        "val_ndcg@100", "test_users", "folds", "validation_by_fold", "tuning_budget"}
+    assert set(pop) == {"variant", "kind", "split", "per_user_sha256", "content_sha256", "ndcg@100",
+                        "recall@20", "recall@50", "val_ndcg@100", "test_users", "folds", "validation_by_fold",
+                        "tuning_budget"}
 
     ease(params=params, data=prepared, metrics=out / "variants" / "ease.json",
          per_user=out / "per_user" / "ease.parquet", choice=out / "ease" / "lambda.json")

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from multvae.grids import extensions, step_beyond, varying
 from multvae.params import defaults, load_params
 from multvae.results import Summary
+from multvae.sealed import seal
 from stages.cli import app
 
 BASE, RUNTIME = defaults()
@@ -68,8 +69,8 @@ def project(tmp_path, monkeypatch):
     compose_params(tmp_path)
     for folder in ("metrics/variants", "metrics/per_user", "dvclive", "data"):
         (tmp_path / folder).mkdir(parents=True)
-    (tmp_path / "data" / "stats.json").write_text(json.dumps({"folds": {"0": {"fingerprint": SPLIT,
-                                                                             "test_users": 30}}}))
+    (tmp_path / "data" / "stats.json").write_text(json.dumps(seal({"folds": {"0": {"fingerprint": SPLIT,
+                                                                                  "test_users": 30}}})))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -85,7 +86,7 @@ def _result(name: str, validation: float) -> None:
                       test_users=30, validation_by_fold={"0": validation}, best_epoch=5, epochs_trained=8,
                       seeds={"1": {**metrics, "best_epoch": 5, "epochs_trained": 8}})
     payload = {**summary.to_json(), "split": {"0": SPLIT}, "per_user_sha256": "none: no per-user file"}
-    (Path("metrics/variants") / f"{name}.json").write_text(json.dumps(payload))
+    (Path("metrics/variants") / f"{name}.json").write_text(json.dumps(seal(payload)))
 
 
 def test_a_choice_at_the_end_gets_the_next_point_until_it_is_inside(project):

@@ -80,7 +80,7 @@ def test_a_file_in_no_known_layout_lists_the_layouts_understood(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("user;item;stars\n1;2;4\n")
     with pytest.raises(RatingsError, match=r"r\.csv: missing column\(s\) userId, movieId, rating; understood "
-                                           r"layouts: CSV with a header .*u\.data: ML-100K"):
+                                           r"layouts: CSV or TSV with a header .*u\.data: ML-100K"):
         read_ratings(path)
 
 

@@ -19,6 +19,7 @@ from multvae.config import ConfigError
 from multvae.data import fingerprint, load_dataset
 from multvae.params import defaults, load_config
 from multvae.results import Expected, content_hash
+from multvae.sealed import seal
 from multvae.split import Split, SplitError, binarize, split
 from stages.cli import app
 
@@ -202,7 +203,7 @@ def test_each_fold_chooses_its_tuning_member_on_its_own_validation_users(three_f
     better = frame.assign(**{m: np.minimum(frame[m] + 0.01, 1.0) for m in METRICS})
     summary.update(variant="b", validation_by_fold=validation, per_user_sha256=content_hash(better),
                    **{m: float(better.groupby("userId")[m].mean().mean()) for m in METRICS})
-    (metrics_dir / "b.json").write_text(json.dumps(summary))
+    (metrics_dir / "b.json").write_text(json.dumps(seal(summary)))
     better.to_parquet(per_user_dir / "b.parquet")
     shutil.copytree(root / "dvclive" / "original", tmp_path / "dvclive" / "b")
     for log in (tmp_path / "dvclive" / "b" / "fold-0").glob("seed-*/plots/metrics/val_ndcg@100.tsv"):

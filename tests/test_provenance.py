@@ -20,6 +20,7 @@ from multvae.data import DataError, load_dataset
 from multvae.handoff import HandoffError, ease_choice, read_ease_choice
 from multvae.results import Expected, ResultError, summarize, write_result
 from multvae.run_lock import RunLockedError, run_lock
+from multvae.sealed import seal
 from multvae.table import load_results
 
 METRICS = ["ndcg@100", "recall@20"]
@@ -92,7 +93,7 @@ def test_a_metric_outside_its_range_in_a_per_user_file_is_refused(rows):
     summary = json.loads((rows / "variants" / "a.json").read_text())
     from multvae.results import content_hash
     summary["per_user_sha256"] = content_hash(frame)
-    (rows / "variants" / "a.json").write_text(json.dumps(summary))
+    (rows / "variants" / "a.json").write_text(json.dumps(seal(summary)))
     with pytest.raises(ResultError, match=r"a\.parquet: .*non-finite or outside \[0, 1\]"):
         _load(rows)
 
@@ -215,3 +216,24 @@ def test_a_training_log_of_another_run_is_refused(rows):
         write(*args)
         with pytest.raises(ResultError, match=message):
             _load(rows)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s["validation_by_fold"].update({"0": 0.9}),  # a score not in the per-user table
+    lambda s: s.update(best_epoch=4),
+    lambda s: s.pop("test_users"),
+])
+def test_a_metrics_file_edited_by_hand_is_refused(rows, edit):
+    path = rows / "variants" / "a.json"
+    summary = json.loads(path.read_text())
+    edit(summary)
+    path.write_text(json.dumps(summary))
+    with pytest.raises(ResultError, match=r"a\.json: its content hash does not match"):
+        _load(rows)
+
+
+def test_statistics_edited_by_hand_are_refused(tmp_path):
+    stats = {"dataset": "ml-1m", "folds": {"0": {"fingerprint": SPLIT[0], "test_users": 50}}}
+    assert Expected.of_study((0,), (1,), seal(stats), tmp_path / "stats.json") == EXPECTED
+    with pytest.raises(ResultError, match=r"stats\.json: its content hash does not match .*repro -f prepare"):
+        Expected.of_study((0,), (1,), {**seal(stats), "dataset": "ml-latest-small"}, tmp_path / "stats.json")

@@ -294,3 +294,43 @@ def test_movielens_headers_in_any_case_spacing_or_with_a_bom_keep_movielens_rule
     else:
         with pytest.raises(RatingsError, match=r"missing column\(s\)"):
             read_ratings(path)
+
+
+@pytest.mark.parametrize("header, delimiter", [("userid,movieid,rating,timestamp", ","),
+                                               ("USERID,MovieId,Rating,TimeStamp", ","),
+                                               ("userId\tmovieId\trating\ttimestamp", "\t")])
+def test_movielens_columns_are_read_in_any_case_and_tab_separated(tmp_path, header, delimiter):
+    rows = (["1", "2", "4.0", "978300760"], ["1", "3", "5", "978300761"])
+    lines = [header, *(delimiter.join(r) for r in rows)]
+    path = write_text(tmp_path / "ratings.csv", "\n".join(lines) + "\n")
+    frame = read_ratings(path)
+    assert frame.to_dict("list") == {"userId": [1, 1], "movieId": [2, 3], "rating": [4.0, 5.0],
+                                     "timestamp": [978300760, 978300761]}
+
+
+@pytest.mark.parametrize("value, hint", [("978300760000", True), ("4102444800", False), ("-5", False)])
+def test_timestamps_must_be_seconds_up_to_now(tmp_path, value, hint):
+    """Milliseconds among seconds, or a date in the future, would order a temporal split wrongly."""
+    text = f"userId,movieId,rating,timestamp\n1,2,4,978300760\n1,3,5,{value}\n"
+    path = write_text(tmp_path / "ratings.csv", text)
+    with pytest.raises(RatingsError, match=rf"ratings\.csv: column timestamp must hold Unix seconds from "
+                                           rf"1970 up to now .*found {value} at data row 2") as caught:
+        read_ratings(path)
+    assert ("milliseconds?" in str(caught.value)) == hint
+
+
+def test_a_date_past_pandas_nanosecond_range_is_named_not_a_traceback(tmp_path):
+    path = write_text(tmp_path / "plays.csv", "user,item,time\na,b,2000-01-01\na,c,2999-01-01\n")
+    with pytest.raises(RatingsError, match=r"plays\.csv: column time must hold Unix seconds .* data row 2"):
+        read_ratings(path)
+
+
+def test_the_layouts_message_lists_each_columns_spellings(tmp_path):
+    path = write_text(tmp_path / "r.csv", "userId,movieId,timestamp\n1,2,978300760\n")
+    with pytest.raises(RatingsError) as caught:
+        read_ratings(path)
+    message = str(caught.value)
+    assert "missing column(s) rating" in message
+    assert "below" not in message
+    for spelling in ("customerid", "movieid", "playcount", "datetime"):
+        assert spelling in message

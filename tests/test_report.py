@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from multvae.config import ComparisonConfig
 from multvae.params import defaults
 from multvae.results import Expected, content_hash
+from multvae.sealed import seal
 from multvae.table import build_table, load_results, select_tuned, table_markdown
 from stages.aggregate import aggregate
 
@@ -116,7 +117,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
                 for column in frame.columns.drop(["seed", "epoch"]):  # DVCLive's layout
                     frame[["epoch", column]].rename(columns={"epoch": "step"}).to_csv(
                         folder / f"{column}.tsv", sep="\t", index=False)
-        (dirs["metrics"] / f"{name}.json").write_text(json.dumps(summary))
+        (dirs["metrics"] / f"{name}.json").write_text(json.dumps(seal(summary)))
         if name not in WITHOUT_PER_USER:
             per_user.to_parquet(dirs["per_user"] / f"{name}.parquet", index=False)
     params = root / "params.yaml"
@@ -132,8 +133,8 @@ def make_inputs(root: Path) -> dict[str, Path]:
     dirs["params"] = params
     dirs["stats"] = root / "data" / "stats.json"
     dirs["stats"].parent.mkdir()
-    dirs["stats"].write_text(json.dumps({"dataset": "ml-1m", "test_users": USERS, "folds": {
-        "0": {"test_users": USERS, "fingerprint": SPLIT["0"]}}}))
+    dirs["stats"].write_text(json.dumps(seal({"dataset": "ml-1m", "test_users": USERS, "folds": {
+        "0": {"test_users": USERS, "fingerprint": SPLIT["0"]}}})))
     return dirs
 
 
@@ -353,7 +354,7 @@ def test_unreadable_or_inconsistent_inputs_are_named(tmp_path, inputs):
     shifted.to_parquet(inputs["per_user"] / "ease.parquet")
     summary = json.loads((inputs["metrics"] / "ease.json").read_text())
     summary["per_user_sha256"] = content_hash(shifted)
-    (inputs["metrics"] / "ease.json").write_text(json.dumps(summary))
+    (inputs["metrics"] / "ease.json").write_text(json.dumps(seal(summary)))
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 1 and "different test users" in result.output
 
@@ -385,7 +386,7 @@ def test_a_tuning_group_shows_its_best_member_on_validation_only(tmp_path, input
     for name, validation in (("sgd_lr_a", 0.30), ("sgd_lr_b", 0.35)):
         summary = json.loads((inputs["metrics"] / "relu.json").read_text())
         summary.update(variant=name, **{"val_ndcg@100": validation}, validation_by_fold={"0": validation})
-        (inputs["metrics"] / f"{name}.json").write_text(json.dumps(summary))
+        (inputs["metrics"] / f"{name}.json").write_text(json.dumps(seal(summary)))
         shutil.copy(inputs["per_user"] / "relu.parquet", inputs["per_user"] / f"{name}.parquet")
         shutil.copytree(inputs["curves"] / "relu", inputs["curves"] / name)
     result = run_stage(tmp_path, inputs)
