@@ -1,14 +1,19 @@
 """Result tables in the documentation, copied from the committed files the pipeline wrote.
 
 A block `<!-- table: results/<study>/table.md -->` … `<!-- end table -->` in a Markdown page holds
-the table lines of that file, verbatim. `refresh` rewrites every block from its file; `stale`
-names the blocks that differ, so a test fails when a number in the docs is not the committed one.
+the table lines of that file, verbatim; the block `<!-- table: headline -->` holds the README's
+headline, built from results/ml1m_kfold/table.csv and the studies' claims.json. `refresh` rewrites
+every block from its source; `stale` names the blocks that differ, so a test fails when a number in
+the docs is not the committed one.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+
+import pandas as pd
 
 from multvae.errors import MultVAEError
 
@@ -24,7 +29,58 @@ def table_lines(markdown: str) -> str:
     return "".join(line + "\n" for line in markdown.splitlines() if line.startswith("|"))
 
 
+HEADLINE = "headline"
+# The headline's rows: the 10-fold ML-1M study's models, in the order a reader compares them.
+HEADLINE_STUDY = "ml1m_kfold"
+HEADLINE_ROWS = {"original": "Mult-VAE (the paper's model)", "recvae": "RecVAE recipe (γ tuned)",
+                 "ease": "EASE", "rp3beta": "RP3β", "recvae_g_0_005_ease": "RecVAE + EASE (blend)"}
+# Where the ablation paper's claims were checked: on ML-1M, and on the shipped data.
+CLAIM_STUDIES = ("ml1m_paper", "default")
+VERDICTS = ("holds", "contradicted", "not resolvable")
+
+
+def _interval(row: pd.Series, prefix: str) -> str:
+    return f"{row[prefix]:+.4f} [{row[prefix + '_low']:+.4f}, {row[prefix + '_high']:+.4f}]"
+
+
+def headline(root: Path) -> str:
+    """The README's two headline tables: ML-1M by 10-fold, and the ablation paper's claims by study."""
+    source = root / "results" / HEADLINE_STUDY / "table.csv"
+    frame = pd.read_csv(source).set_index("variant")
+    missing = [name for name in HEADLINE_ROWS if name not in frame.index]
+    if missing:
+        raise DocTableError(f"{source}: no row {', '.join(missing)} for the README's headline")
+    users = int(frame["test_users"].max())
+    lines = [f"| ML-1M, 10 folds: all {users:,} users tested once | NDCG@100 [95% interval] | "
+             "Δ vs EASE [95% interval] |", "|---|---|---|"]
+    for name, label in HEADLINE_ROWS.items():
+        row = frame.loc[name]
+        ndcg = f"{row['ndcg@100']:.4f} [{row['ndcg@100_low']:.4f}, {row['ndcg@100_high']:.4f}]"
+        if name == "ease":
+            delta = "(reference)"
+        elif pd.isna(row["diff_vs_best_baseline"]):
+            delta = "(not compared)"
+        else:
+            star = " *" if row["p_holm_vs_best_baseline"] < 0.05 else ""
+            delta = _interval(row, "diff_vs_best_baseline") + star
+        lines.append(f"| {label} | {ndcg} | {delta} |")
+    lines += ["", "| the ablation paper's claims, checked by | " + " | ".join(VERDICTS) + " |",
+              "|---|---|---|---|"]
+    for study in CLAIM_STUDIES:
+        folder = root / "results" / study
+        claims = json.loads((folder / "claims.json").read_text())
+        table = pd.read_csv(folder / "table.csv")
+        dataset = json.loads((folder / "stats.json").read_text())["dataset"]
+        design = (f"`{study}`: {dataset}, {int(table['test_users'].max()):,} test users, "
+                  f"{int(table['seeds'].max())} seeds")
+        verdicts = [c["verdict"] for c in claims.values() if c["source"].startswith("ablation paper")]
+        lines.append(f"| {design} | " + " | ".join(str(verdicts.count(v)) for v in VERDICTS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _expected(source: str, root: Path, page: Path) -> str:
+    if source == HEADLINE:
+        return headline(root)
     path = root / source
     if not path.is_file():
         raise DocTableError(f"{page}: the table block names {source}, which does not exist under {root}")
