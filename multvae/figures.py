@@ -1,4 +1,5 @@
-"""The study's figures: test metrics with intervals, validation curves, β schedules.
+"""The study's figures: test metrics with intervals, paired differences, validation curves, β
+schedules.
 
 matplotlib's object API (Figure, not pyplot), so no display backend or global state is involved.
 """
@@ -82,6 +83,44 @@ def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confide
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     fig.legend(loc="outside right upper")
+    _save(fig, path)
+
+
+def plot_differences(table: pd.DataFrame, titles: dict[str, str], path: Path, confidence: float,
+                     dataset: str) -> None:
+    """A forest plot per comparison family (`titles`: family -> "Δ NDCG@100 vs EASE"): each row's
+    paired difference from the family's reference with its interval, * where Holm p < 0.05, and the
+    difference the design detects drawn as a grey band around 0. This is what the table's stars
+    test; the rows' own intervals (comparison.png) overlap even where the paired difference is clear."""
+    families = [f for f in titles if f"diff_{f}" in table and table[f"diff_{f}"].notna().any()]
+    sizes = [int(table[f"diff_{f}"].notna().sum()) for f in families] or [1]
+    fig = Figure(figsize=(10.0, 1.6 + 0.42 * sum(sizes) + 0.9 * len(sizes)), layout="constrained")
+    axes = fig.subplots(len(sizes), 1, squeeze=False, height_ratios=[n + 1.5 for n in sizes])[:, 0]
+    if not families:
+        _no_data(axes[0], "no comparison family ran")
+    for ax, f in zip(axes, families, strict=False):
+        rows = table[table[f"diff_{f}"].notna()]
+        y = np.arange(len(rows))[::-1]
+        diff = rows[f"diff_{f}"].to_numpy(float)
+        low, high = rows[f"diff_{f}_low"].to_numpy(float), rows[f"diff_{f}_high"].to_numpy(float)
+        detectable = rows[f"detectable_{f}"].to_numpy(float)
+        ax.barh(y, 2 * detectable, left=-detectable, height=0.7, color="0.88",
+                label="detectable with 80% power (± around 0)")
+        ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="o", color="C0", ecolor="C0",
+                    capsize=3, label=f"Δ with its {confidence:.0%} interval")
+        for yi, hi, p in zip(y, high, rows[f"p_holm_{f}"].to_numpy(float), strict=True):
+            if p < 0.05:
+                ax.annotate("*", (hi, yi), xytext=(4, -4), textcoords="offset points", fontsize=14)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [textwrap.fill(str(text), 40) for text in rows["label"]])
+        ax.set_ylim(-0.8, len(rows) - 0.2)
+        ax.set_title(f"{titles[f]} (Holm family {f}, {len(rows)} comparisons)", loc="left")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+    handles, texts = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, texts, loc="outside lower center", ncols=2)
+    fig.suptitle(f"{dataset}: paired differences over the same test users (* Holm p < 0.05)")
     _save(fig, path)
 
 

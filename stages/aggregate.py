@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -36,12 +37,20 @@ def aggregate(
         help="Folder of committed study results: <results>/<study.name>/ gets the table, summary, "
              "split statistics and the params it ran with.")] = Path("results"),
 ) -> None:
-    """Test metrics with intervals, the declared comparisons and claims, curves and β schedules."""
+    """Test metrics with intervals, the declared comparisons and claims, curves and β schedules;
+    results/<study>/ gets the tables, the params and the library versions they were made with."""
     from multvae.atomic import published
     from multvae.claims import check_claims, claims_markdown
     from multvae.config import BLEND_SUFFIX, EVERY_VAE_ROW
     from multvae.data import read_stats
-    from multvae.figures import plot_beta_schedules, plot_comparison, plot_validation_curves, training_log
+    from multvae.environment import versions
+    from multvae.figures import (
+        plot_beta_schedules,
+        plot_comparison,
+        plot_differences,
+        plot_validation_curves,
+        training_log,
+    )
     from multvae.grids import varying
     from multvae.html_report import render
     from multvae.metrics import metric_names
@@ -51,14 +60,17 @@ def aggregate(
     from multvae.table import (
         build_table,
         extra_files,
+        family_titles,
         label,
         load_results,
+        metric_title,
         select_tuned,
         summary_metrics,
         table_markdown,
     )
 
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
+               "Paired differences": plots_dir / "differences.png",
                "Validation curves (every variant)": plots_dir / "validation_curves.png",
                "β schedules": plots_dir / "beta_schedules.png"}
     read = load_params(params)
@@ -123,17 +135,22 @@ def aggregate(
         frame.to_csv(out.file(csv), index=False)
         staged = {title: out.file(path) for title, path in figures.items()}
         plot_comparison(frame, metrics, staged["Test metrics with intervals"], cfg.eval.confidence, dataset)
+        vs = family_titles(families, labels, metrics[0])
+        titles = {f.name: f"Δ {metric_title(f.metric)} {vs[f.name]}" for f in families}
+        plot_differences(frame, titles, staged["Paired differences"], cfg.eval.confidence, dataset)
         plot_validation_curves(results, metrics, staged["Validation curves (every variant)"], labels, dataset)
         plot_beta_schedules(results, staged["β schedules"], labels, dataset)
         out.file(report).write_text(render(dataset, markdown, verdict_table, staged, split_stats, record))
         folder = out.folder(study, "table.md")  # what a reproduction is compared against, committed
         records = {"table.md": markdown, "summary.json": summary_json, "claims.json": claims_json,
-                   "claims.md": verdict_table, "params.yaml": record}
+                   "claims.md": verdict_table, "params.yaml": record,
+                   "environment.json": json.dumps(versions(), indent=2) + "\n"}
         for name, text in (*records.items(),
                            ("stats.json", json.dumps(split_stats, indent=2) + "\n")):
             (folder / name).write_text(text)
         frame.to_csv(folder / "table.csv", index=False)
+        shutil.copyfile(staged["Paired differences"], folder / "differences.png")
     typer.echo(markdown)
     typer.echo(verdict_table)
     typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {claims}, {report}, {study}/; "
-               f"figures comparison.png, validation_curves.png, beta_schedules.png -> {plots_dir}")
+               f"figures {', '.join(p.name for p in figures.values())} -> {plots_dir}")

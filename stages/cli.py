@@ -16,6 +16,7 @@ from stages.prepare import prepare
 from stages.tools.docs import docs
 from stages.tools.extend_grids import extend_grids
 from stages.tools.recommend import recommend
+from stages.tools.redraw import redraw
 from stages.tools.synthesize import synthesize
 from stages.train import train
 
@@ -27,5 +28,5 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
 for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, blend, aggregate, recommend,
-                synthesize, docs, extend_grids):
+                synthesize, docs, extend_grids, redraw):
     app.command()(command)

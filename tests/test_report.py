@@ -4,14 +4,19 @@ and errors that name the missing input."""
 from __future__ import annotations
 
 import json
+import platform
 import re
 import shutil
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow
 import pytest
+import scipy
+import torch
 import typer
 import yaml
 from conftest import dump_params
@@ -23,6 +28,7 @@ from multvae.results import Expected, content_hash
 from multvae.sealed import seal
 from multvae.table import build_table, load_results, select_tuned, table_markdown
 from stages.aggregate import aggregate
+from stages.cli import app
 
 BASE, RUNTIME = defaults()
 
@@ -213,7 +219,13 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     # The study's folder: what a reproduction is diffed against, with the params it ran with.
     study = tmp_path / "results" / "default"
     assert sorted(p.name for p in study.iterdir()) == [
-        "claims.json", "claims.md", "params.yaml", "stats.json", "summary.json", "table.csv", "table.md"]
+        "claims.json", "claims.md", "differences.png", "environment.json", "params.yaml", "stats.json",
+        "summary.json", "table.csv", "table.md"]
+    environment = json.loads((study / "environment.json").read_text())
+    assert environment["python"] == platform.python_version()
+    assert {k: environment[k] for k in ("torch", "numpy", "scipy", "pandas", "pyarrow", "dvc")} == {
+        "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+        "pandas": pd.__version__, "pyarrow": pyarrow.__version__, "dvc": version("dvc")}
     assert json.loads((study / "summary.json").read_text()) == summary
     assert (study / "table.md").read_text() == text
     written = inputs["params"].read_text()
@@ -242,9 +254,17 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     assert len(table) == len(SYSTEMS) - 1  # my_extra is no row of the study
     assert table.set_index("variant")["ndcg@100_low"].isna().sum() == 1  # sgd only
 
-    for name in ("comparison", "validation_curves", "beta_schedules"):
+    for name in ("comparison", "differences", "validation_curves", "beta_schedules"):
         data = (tmp_path / f"plots/{name}.png").read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000, name
+    # the forest plot is committed with the study, and redrawing it from the committed table (what
+    # `multvae redraw` does for a study whose inputs are elsewhere) gives the same figure
+    committed = tmp_path / "results" / "default" / "differences.png"
+    assert committed.read_bytes() == (tmp_path / "plots/differences.png").read_bytes()
+    committed.unlink()
+    redrawn = CliRunner().invoke(app, ["redraw", str(committed.parent)])
+    assert redrawn.exit_code == 0, redrawn.output
+    assert committed.read_bytes() == (tmp_path / "plots/differences.png").read_bytes()
 
 
 def _table(inputs):
@@ -404,7 +424,7 @@ def test_the_html_report_is_self_contained(tmp_path, inputs):
     assert result.exit_code == 0, result.output
     page = (tmp_path / "metrics/report.html").read_text()
     assert "<h1>Mult-VAE study: ml-1m</h1>" in page and "β = γ·|x_u|" in page and "Holm p vs EASE" in page
-    assert page.count('src="data:image/png;base64,') == 3
+    assert page.count('src="data:image/png;base64,') == 4
     # nothing is loaded from elsewhere: no URL in any src/href, no script, no external style sheet
     assert not re.search(r'(src|href)\s*=\s*"(?!data:)', page)
     assert "<script" not in page and "<link" not in page and "@import" not in page

@@ -146,6 +146,22 @@ def test_the_readme_opens_with_the_headline_from_the_committed_results(tmp_path)
     assert "| 2 | 1 | 6 |" in headline(tmp_path)
 
 
+@pytest.mark.parametrize("study", sorted(p.parent.name for p in (REPO / "results").glob("*/table.csv")))
+def test_each_committed_study_has_its_forest_plot_drawn_from_its_table(study, tmp_path):
+    """results/<study>/differences.png is what its committed table draws, and docs/studies.md shows it."""
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    shutil.copytree(REPO / "results" / study, tmp_path / study)
+    (tmp_path / study / "differences.png").unlink()
+    result = CliRunner().invoke(app, ["redraw", str(tmp_path / study)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / study / "differences.png").read_bytes() == \
+        (REPO / "results" / study / "differences.png").read_bytes()
+    assert f"](../results/{study}/differences.png)" in (REPO / "docs" / "studies.md").read_text()
+
+
 def test_only_the_shipped_dataset_is_in_the_repository():
     """ML-1M's licence forbids redistribution: the only ratings git tracks are ml-latest-small's."""
     listed = subprocess.run(["git", "ls-files", "data"], cwd=REPO, capture_output=True, text=True)
