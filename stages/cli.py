@@ -5,6 +5,9 @@ Only wiring: each command lives in its own module and loads the library when it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from stages.aggregate import aggregate
@@ -27,6 +30,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich's panels print flags as "<bool>" with this click
 )
-for command in (download, prepare, train, evaluate, popularity, ease, rp3beta, blend, aggregate, recommend,
-                synthesize, docs, extend_grids, redraw):
-    app.command()(command)
+# One line each in `multvae --help` (click would cut the docstrings' first sentences mid-way).
+SUMMARIES: dict[Callable[..., Any], str] = {
+    download: "Fetch or read the ratings named by data.dataset.",
+    prepare: "Binarise the ratings and split users into folds.",
+    train: "Train one variant with one seed on one fold.",
+    evaluate: "Score a variant's models on each fold's test users.",
+    popularity: "Most-popular baseline.",
+    ease: "EASE baseline, λ tuned on validation users.",
+    rp3beta: "RP3β baseline, α and β tuned on validation users.",
+    blend: "Blend a variant's scores with EASE's.",
+    aggregate: "The study's table, claims, figures and results/.",
+    recommend: "Recommend movies with a trained variant.",
+    synthesize: "Write seeded synthetic ratings.",
+    docs: "Copy committed result tables into the docs.",
+    extend_grids: "Add grid points past tuning choices at an edge.",
+    redraw: "Draw a committed study's forest plot from its table.",
+}
+for command, summary in SUMMARIES.items():
+    app.command(short_help=summary)(command)

@@ -138,3 +138,17 @@ def test_help_and_data_commands_load_no_torch(argv):
             "print(sorted(m for m in ('torch', 'scipy.stats', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_command_has_a_whole_line_in_the_help():
+    """`multvae --help` lists every command with a summary that is not cut mid-sentence."""
+    from typer.testing import CliRunner
+
+    from stages.cli import SUMMARIES, app
+
+    text = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}).output
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and line.split()}
+    for command, summary in SUMMARIES.items():
+        name = command.__name__.replace("_", "-")
+        assert name in lines and lines[name].rstrip().endswith(summary), (name, lines.get(name))
+        assert summary.endswith(".") and "..." not in lines[name]
