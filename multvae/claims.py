@@ -23,6 +23,12 @@ from multvae.table import POWER, UNCOUNTED, Result, compare, label, metric_title
 VERDICTS = {"holds": 1, "contradicted": -1, "not resolvable": 0}
 
 
+def verdict_counts(verdicts: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """How many claims hold, are contradicted, are not resolvable: the study's claims as DVC metrics
+    (numbers only; each claim's verdict and why are in results/<study>/claims.json)."""
+    return {word.replace(" ", "_"): sum(v["verdict"] == word for v in verdicts.values()) for word in VERDICTS}
+
+
 def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], metrics: list[str],
                  confidence: float) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(verdicts by claim name, one line per claim the study cannot check, saying why)."""

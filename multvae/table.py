@@ -399,10 +399,15 @@ def _epochs(row: dict[str, Any]) -> str:
     return text + (f", {n} run{'s' if n > 1 else ''} diverged" if n else "")
 
 
+def key_metrics(table: pd.DataFrame, key: str) -> dict[str, float]:
+    """The study's metrics for `dvc metrics`: each row's key metric, rounded as the table prints it,
+    so that plain `dvc metrics show` fits a terminal (intervals, Δ and p are in summary_metrics)."""
+    return {str(row["variant"]): round(float(row[key]), 4) for row in table.to_dict("records")}
+
+
 def summary_metrics(table: pd.DataFrame, key: str, families: list[Family]) -> dict[str, dict[str, Any]]:
-    """The compact metrics file for `dvc metrics` / `dvc exp show`: per row, the key metric (named
-    without its cut-off, `ndcg`, so that every variant's column fits a terminal) with its interval,
-    and per comparison family the difference with its interval, raw p and Holm p."""
+    """results/<study>/summary.json: per row, the key metric (named without its cut-off, `ndcg`) with
+    its interval, and per comparison family the difference with its interval, raw p and Holm p."""
     short = key.partition("@")[0]
     out: dict[str, dict[str, Any]] = {}
     for row in table.to_dict("records"):

@@ -22,10 +22,10 @@ def aggregate(
     table: Annotated[Path, typer.Option(help="Comparison table, as Markdown.")] = Path("metrics/table.md"),
     csv: Annotated[Path, typer.Option(help="Comparison table, as CSV.")] = Path("metrics/table.csv"),
     summary: Annotated[Path, typer.Option(
-        help="Compact metrics for DVC: key metric, interval, Δ, p.")] = Path("metrics/summary.json"),
+        help="The study's metrics for DVC: each row's key metric.")] = Path("metrics/summary.json"),
     claims: Annotated[Path, typer.Option(
-        help="One verdict per claim of params.yaml `claims:` the study "
-             "can check.")] = Path("metrics/claims.json"),
+        help="The claims' verdicts for DVC: how many hold, are contradicted, are not "
+             "resolvable.")] = Path("metrics/claims.json"),
     plots_dir: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("plots"),
     training: Annotated[Path, typer.Option(
         help="Every variant's per-epoch log in one CSV (dvc plots).")] = Path("plots/training.csv"),
@@ -40,7 +40,7 @@ def aggregate(
     """Test metrics with intervals, the declared comparisons and claims, curves and β schedules;
     results/<study>/ gets the tables, the params and the library versions they were made with."""
     from multvae.atomic import published
-    from multvae.claims import check_claims, claims_markdown
+    from multvae.claims import check_claims, claims_markdown, verdict_counts
     from multvae.config import BLEND_SUFFIX, EVERY_VAE_ROW
     from multvae.data import read_stats
     from multvae.environment import versions
@@ -61,6 +61,7 @@ def aggregate(
         build_table,
         extra_files,
         family_titles,
+        key_metrics,
         label,
         load_results,
         metric_title,
@@ -125,12 +126,15 @@ def aggregate(
     study = results_dir / read.study.name
     summary_json = json.dumps(summary_metrics(frame, metrics[0], families), indent=2) + "\n"
     claims_json = json.dumps(verdicts, indent=2) + "\n"
+    # DVC's metrics are numbers a reader compares at a glance; the full records go to results/<study>/.
+    metrics_json = json.dumps(key_metrics(frame, metrics[0]), indent=2) + "\n"
+    counts_json = json.dumps(verdict_counts(verdicts), indent=2) + "\n"
     # Every output is written aside first and all replace the old ones together: a failure anywhere
     # (a full disk, a figure that cannot be drawn) leaves the previous study's outputs as they were.
     with published() as out:
         out.file(table).write_text(markdown)
-        out.file(summary).write_text(summary_json)
-        out.file(claims).write_text(claims_json)
+        out.file(summary).write_text(metrics_json)
+        out.file(claims).write_text(counts_json)
         training_log(results).to_csv(out.file(training), index=False)
         frame.to_csv(out.file(csv), index=False)
         staged = {title: out.file(path) for title, path in figures.items()}

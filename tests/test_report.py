@@ -212,8 +212,13 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
             and "family `vs_best_baseline`, 7 comparisons" in text)
     assert "* marks Holm p < 0.05, so an interval may exclude 0 without a *" in text
 
-    summary = json.loads((tmp_path / "metrics/summary.json").read_text())
+    summary = json.loads((tmp_path / "results/default/summary.json").read_text())
     assert set(summary) == set(SYSTEMS) - {"my_extra"}
+    # DVC's metrics: numbers only, each row's key metric as the table prints it, and verdict counts
+    dvc_metrics = json.loads((tmp_path / "metrics/summary.json").read_text())
+    assert dvc_metrics == {name: round(values["ndcg"], 4) for name, values in summary.items()}
+    assert json.loads((tmp_path / "metrics/claims.json").read_text()) == {
+        "holds": 2, "contradicted": 1, "not_resolvable": 1}
     # A file of a row this study does not run (another study's) is named and left out.
     assert re.search(r"my_extra\.json is not a row of study default: left out", result.output)
     # The study's folder: what a reproduction is diffed against, with the params it ran with.
@@ -315,7 +320,7 @@ def test_table_values(inputs):
 def test_claims_get_computed_verdicts(tmp_path, inputs):
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 0, result.output
-    claims = json.loads((tmp_path / "metrics/claims.json").read_text())
+    claims = json.loads((tmp_path / "results/default/claims.json").read_text())
     assert {name: c["verdict"] for name, c in claims.items()} == {
         "relu_worse": "holds", "user_scaled_worse": "contradicted", "latent_300_worse": "not resolvable",
         "recall_claim": "holds"}
@@ -416,7 +421,7 @@ def test_a_tuning_group_shows_its_best_member_on_validation_only(tmp_path, input
     assert "Gradient descent, lr tuned (sgd_lr_b) †" in rows  # higher validation NDCG, whatever the test says
     assert not any("sgd_lr_a" in row for row in rows)
     assert "sgd_lr_a 0.3000, sgd_lr_b 0.3500" in text
-    assert "sgd_tuned" in json.loads((tmp_path / "metrics/summary.json").read_text())
+    assert "sgd_tuned" in json.loads((tmp_path / "results/default/summary.json").read_text())
 
 
 def test_the_html_report_is_self_contained(tmp_path, inputs):
@@ -482,7 +487,8 @@ def test_a_claim_on_a_row_trained_once_is_marked(tmp_path, inputs):
     # relu has one seed on one fold: its run-to-run spread is unknown, and the verdict says so.
     assert "| ReLU worse than Original model on NDCG@100 † |" in rendered
     assert "- †: a row trained once on one fold" in rendered
-    assert json.loads((tmp_path / "metrics/claims.json").read_text())["relu_worse"]["runs_counted"] is False
+    claims = json.loads((tmp_path / "results/default/claims.json").read_text())
+    assert claims["relu_worse"]["runs_counted"] is False
 
 
 def test_a_grid_of_one_is_one_row_when_its_family_has_nothing_to_compare(tmp_path, inputs):
