@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from multvae.atomic import atomic_path
-from multvae.table import Result, label, metric_title
+from multvae.table import Family, Result, label, metric_title
 
 
 def training_log(results: list[Result]) -> pd.DataFrame:
@@ -124,6 +124,48 @@ def plot_differences(table: pd.DataFrame, titles: dict[str, str], path: Path, co
     _save(fig, path)
 
 
+def fold_differences(row: Result, reference: Result, metric: str) -> dict[int, float]:
+    """Per fold, the mean over its test users of row − reference (each system's seeds averaged)."""
+    a, b = row.runs(metric), reference.runs(metric)
+    return {fold: float(np.mean(a[fold].mean(axis=1) - b[fold].mean(axis=1))) for fold in sorted(a)}
+
+
+def plot_fold_differences(results: list[Result], families: list[Family], titles: dict[str, str],
+                          labels: dict[str, str], path: Path, dataset: str) -> None:
+    """K-fold studies: each fold's paired difference (a dot per fold) and their mean, per family.
+    Where the dots spread wide around a mean, the folds' training sets disagree, which one split
+    would hide."""
+    named = {r.name: r for r in results}
+    sizes = [len(f.rows) for f in families] or [1]
+    fig = Figure(figsize=(10.0, 1.6 + 0.42 * sum(sizes) + 0.9 * len(sizes)), layout="constrained")
+    axes = fig.subplots(len(sizes), 1, squeeze=False, height_ratios=[n + 1.5 for n in sizes])[:, 0]
+    if not families:
+        _no_data(axes[0], "no comparison family ran")
+    folds = 0
+    for ax, f in zip(axes, families, strict=False):
+        y = np.arange(len(f.rows))[::-1]
+        for yi, name in zip(y, f.rows, strict=True):
+            by_fold = fold_differences(named[name], named[f.reference], f.metric)
+            folds = max(folds, len(by_fold))
+            ax.scatter(list(by_fold.values()), [yi] * len(by_fold), s=18, color="C0", alpha=0.6,
+                       label="one fold")
+            ax.scatter([np.mean(list(by_fold.values()))], [yi], marker="D", s=40, color="black",
+                       label="mean over folds")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [textwrap.fill(label(n, labels), 40) for n in f.rows])
+        ax.set_ylim(-0.8, len(f.rows) - 0.2)
+        ax.set_title(f"{titles[f.name]} (family {f.name})", loc="left")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+    handles: dict[str, Any] = {}
+    for handle, text in zip(*axes[0].get_legend_handles_labels(), strict=True):
+        handles.setdefault(text, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2)
+    fig.suptitle(f"{dataset}: paired differences fold by fold ({folds} folds)")
+    _save(fig, path)
+
+
 def plot_validation_curves(results: list[Result], metrics: list[str], path: Path,
                            labels: dict[str, str], dataset: str) -> None:
     """Mean over runs (seeds and folds) per epoch, with a ±1 std band when there are several;
@@ -193,9 +235,9 @@ def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str
         ax.set_ylim(bottom=0, top=top)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    if groups:
+    if groups:  # below the axes: beside them, the legend's top reached into the title
         handles, texts = axes[0].get_legend_handles_labels()
-        fig.legend(handles, texts, loc="outside right upper")
+        fig.legend(handles, texts, loc="outside lower center", ncols=min(3, len(handles)))
     fig.suptitle(f"{dataset}, {_epochs(results)}: KL weight β during training "
                  "(identical schedules share a line)")
     _save(fig, path)

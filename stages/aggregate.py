@@ -48,6 +48,7 @@ def aggregate(
         plot_beta_schedules,
         plot_comparison,
         plot_differences,
+        plot_fold_differences,
         plot_validation_curves,
         training_log,
     )
@@ -154,6 +155,9 @@ def aggregate(
             (folder / name).write_text(text)
         frame.to_csv(folder / "table.csv", index=False)
         shutil.copyfile(staged["Paired differences"], folder / "differences.png")
+        if len(cfg.data.folds) > 1:  # K-fold: each fold's difference, beside their mean
+            plot_fold_differences(rows, families, titles,
+                                  labels, folder / "fold_differences.png", dataset)
     typer.echo(markdown)
     typer.echo(verdict_table)
     typer.echo(f"aggregate: {len(frame)} rows -> {table}, {csv}, {summary}, {claims}, {report}, {study}/; "

@@ -176,6 +176,21 @@ def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
     assert set(map(tuple, curves[["fold", "seed"]].drop_duplicates().to_numpy())) == {
         (f, s) for f in (0, 1, 2) for s in (1, 2)}
     assert "fold 2: test_users" in (out / "report.html").read_text()
+    # the per-fold differences: the mean of the folds' values is the table's Δ (equal-size folds aside)
+    from multvae.figures import fold_differences
+    from multvae.table import load_results
+
+    study = next((out / "results").iterdir())
+    assert (study / "fold_differences.png").read_bytes().startswith(b"\x89PNG")
+    results = {r.name: r for r in load_results(
+        root / "metrics" / "variants", root / "metrics" / "per_user", root / "dvclive", METRICS,
+        ["original", "ease"], Expected.of_study((0, 1, 2), (1, 2), stats, root / "data" / "stats.json"))}
+    by_fold = fold_differences(results["original"], results["ease"], "ndcg@100")
+    assert sorted(by_fold) == [0, 1, 2]
+    users = table.loc["original", "test_users"]
+    sizes = {k: v["test_users"] for k, v in stats["folds"].items()}
+    weighted = sum(by_fold[int(k)] * n for k, n in sizes.items()) / users
+    assert weighted == pytest.approx(table.loc["original", "diff_vs_best_baseline"], abs=1e-9)
 
 
 def test_a_user_in_two_folds_results_is_refused(three_folds, tmp_path):
