@@ -208,9 +208,13 @@ def plot_validation_curves(results: list[Result], metrics: list[str], path: Path
     _save(fig, path)
 
 
-def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str], dataset: str) -> None:
+def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str], dataset: str,
+                        spreads: dict[str, tuple[float, float]] | None = None) -> None:
     """Variants with the same schedule (every non-β ablation anneals like the original) share one
-    line, named after all of them; otherwise the last drawn would hide the others."""
+    line, named after all of them; otherwise the last drawn would hide the others. A variant with a
+    per-user β (γ·|x_u|) also gets its spread over users as a band (`spreads`: name -> the β of the
+    10th and 90th percentile training user), around the line of the mean over updates."""
+    spreads = spreads or {}
     colors = _colors(results)
     groups: dict[tuple[tuple[float, ...], tuple[float, ...]], list[Result]] = {}
     for r in results:
@@ -227,6 +231,10 @@ def plot_beta_schedules(results: list[Result], path: Path, labels: dict[str, str
             names = ", ".join(label(r.name, labels) for r in members)
             ax.plot(epochs, beta, color=colors[members[0].name], linewidth=1.8,
                     label=textwrap.fill(names, 40))
+            band = next((spreads[r.name] for r in members if r.name in spreads), None)
+            if band is not None:
+                ax.fill_between(epochs, band[0], band[1], color=colors[members[0].name], alpha=0.15,
+                                linewidth=0, label=textwrap.fill(f"{names}: 10th–90th percentile user", 40))
         if not groups:
             _no_data(ax, "no training logs found")
         ax.set_xlabel("Epoch")

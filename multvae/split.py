@@ -270,6 +270,10 @@ def _stats(pos: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
     }
     stats.update({f"{name}_positives": int(len(frame)) for name, frame in parts.items()})
     stats["train_density"] = round(len(parts["train"]) / max(stats["train_users"] * len(items), 1), 6)
+    # |x_u| over training users: what β = γ·|x_u| spreads over (the β figure draws its band)
+    counts = parts["train"].groupby("user").size().to_numpy()
+    stats["train_user_positives"] = {name: float(np.percentile(counts, q)) if counts.size else 0.0
+                                     for name, q in (("p10", 10), ("p50", 50), ("p90", 90))}
     stats.update(extra)
     return stats
 

@@ -5,12 +5,28 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stages.common import ParamsOption, distinct_paths, user_errors
 from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirOption
+
+if TYPE_CHECKING:
+    from multvae.params import Params
+
+
+def beta_spreads(read: Params, split_stats: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """β = γ·|x_u| at the 10th and 90th percentile training user of the first fold, for each row
+    whose β is per user (none when the statistics predate the percentiles)."""
+    folds: dict[str, Any] = split_stats.get("folds") or {}
+    first: dict[str, Any] = next(iter(folds.values())) if folds else {}
+    spread = first.get("train_user_positives")
+    if not isinstance(spread, dict):
+        return {}
+    gammas = {name: read.config(name).beta for name in read.rows}
+    return {name: (beta.gamma * spread["p10"], beta.gamma * spread["p90"])
+            for name, beta in gammas.items() if beta.method == "user_scaled"}
 
 
 @user_errors
@@ -144,7 +160,7 @@ def aggregate(
         titles = {f.name: f"Δ {metric_title(f.metric)} {vs[f.name]}" for f in families}
         plot_differences(frame, titles, staged["Paired differences"], cfg.eval.confidence, dataset)
         plot_validation_curves(results, metrics, staged["Validation curves (every variant)"], labels, dataset)
-        plot_beta_schedules(results, staged["β schedules"], labels, dataset)
+        plot_beta_schedules(results, staged["β schedules"], labels, dataset, beta_spreads(read, split_stats))
         out.file(report).write_text(render(dataset, markdown, verdict_table, staged, split_stats, record))
         folder = out.folder(study, "table.md")  # what a reproduction is compared against, committed
         records = {"table.md": markdown, "summary.json": summary_json, "claims.json": claims_json,
@@ -155,6 +171,7 @@ def aggregate(
             (folder / name).write_text(text)
         frame.to_csv(folder / "table.csv", index=False)
         shutil.copyfile(staged["Paired differences"], folder / "differences.png")
+        shutil.copyfile(staged["Validation curves (every variant)"], folder / "validation_curves.png")
         if len(cfg.data.folds) > 1:  # K-fold: each fold's difference, beside their mean
             plot_fold_differences(rows, families, titles,
                                   labels, folder / "fold_differences.png", dataset)

@@ -225,7 +225,7 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     study = tmp_path / "results" / "default"
     assert sorted(p.name for p in study.iterdir()) == [
         "claims.json", "claims.md", "differences.png", "environment.json", "params.yaml", "stats.json",
-        "summary.json", "table.csv", "table.md"]
+        "summary.json", "table.csv", "table.md", "validation_curves.png"]
     environment = json.loads((study / "environment.json").read_text())
     assert environment["python"] == platform.python_version()
     assert {k: environment[k] for k in ("torch", "numpy", "scipy", "pandas", "pyarrow", "dvc")} == {
@@ -503,3 +503,17 @@ def test_a_grid_of_one_is_one_row_when_its_family_has_nothing_to_compare(tmp_pat
     assert result.exit_code == 0, result.output
     variants = pd.read_csv(tmp_path / "metrics/table.csv")["variant"].tolist()
     assert "grid" in variants and "relu" not in variants
+
+
+def test_the_beta_figure_spreads_a_per_user_beta_over_the_training_users(tmp_path):
+    from multvae.params import load_params
+    from stages.aggregate import beta_spreads
+
+    params = tmp_path / "params.yaml"
+    params.write_text(dump_params({
+        "variants": {"original": {}, "scaled": {"beta": {"method": "user_scaled", "gamma": 0.004}}},
+        "study": {"name": "s", "rows": ["original", "scaled"], "blends": []}}))
+    read = load_params(params)
+    stats = {"folds": {"0": {"train_user_positives": {"p10": 12.0, "p50": 30.0, "p90": 95.0}}}}
+    assert beta_spreads(read, stats) == {"scaled": (0.004 * 12.0, 0.004 * 95.0)}
+    assert beta_spreads(read, {"folds": {"0": {}}}) == {}  # statistics from before the percentiles

@@ -219,3 +219,11 @@ def test_the_heldout_error_suggests_only_values_that_work(n_users):
     for count in (1, most):
         folds = split(ratings, replace(BASE.data, dataset="synthetic", heldout_users=count), titles)
         assert folds[0].stats["test_users"] == count
+
+
+def test_the_statistics_give_the_training_users_positives_percentiles(tiny):
+    result = split(tiny[0], HELDOUT, tiny[1])[0]
+    counts = result.train.groupby("user").size()
+    spread = result.stats["train_user_positives"]
+    assert spread["p50"] == float(np.median(counts))
+    assert spread["p10"] <= spread["p50"] <= spread["p90"] == float(np.percentile(counts, 90))
