@@ -30,7 +30,8 @@ def verdict_counts(verdicts: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 
 def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], metrics: list[str],
-                 confidence: float) -> tuple[dict[str, dict[str, Any]], list[str]]:
+                 confidence: float,
+                 test_to_train: float = 0.0) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(verdicts by claim name, one line per claim the study cannot check, saying why)."""
     alpha = 1 - confidence
     skipped, checked = [], {}
@@ -44,7 +45,7 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
             skipped.append(f"{name}: no per-user results of {', '.join(unscored)}")
         else:
             checked[name] = (claim, metric, compare(results[claim.row], results[claim.reference], metric,
-                                                    confidence))
+                                                    confidence, test_to_train))
     adjusted = holm([est.p_value for _, _, est in checked.values()])
     verdicts = {}
     for (name, (claim, metric, est)), p_holm in zip(checked.items(), adjusted, strict=True):

@@ -218,6 +218,7 @@ class Expected:
     seeds: tuple[int, ...]  # a Mult-VAE row's training seeds
     split: dict[str, str]  # fold -> fingerprint of the prepared data (data/stats.json)
     test_users: dict[str, int]  # fold -> its test users (data/stats.json)
+    test_to_train: float = 0.0  # a fold's test users over its training users (the K-fold correction)
 
     @classmethod
     def of_study(cls, folds: tuple[int, ...], seeds: tuple[int, ...], stats: dict[str, Any],
@@ -236,7 +237,12 @@ class Expected:
                 raise ResultError(f"{where}: no fingerprint or test-user count of fold {fold} (written by an "
                                   "older prepare stage, or data.folds changed): rerun `dvc repro prepare`")
             split[str(fold)], users[str(fold)] = entry["fingerprint"], entry["test_users"]
-        return cls(folds=tuple(folds), seeds=tuple(seeds), split=split, test_users=users)
+        train = [by_fold[str(f)].get("train_users") for f in folds]
+        if not all(type(n) is int and n > 0 for n in train):
+            raise ResultError(f"{where}: no training-user count for each of folds {list(folds)}: rerun "
+                              "`dvc repro prepare`")
+        ratio = sum(users.values()) / sum(n for n in train if n)
+        return cls(folds=tuple(folds), seeds=tuple(seeds), split=split, test_users=users, test_to_train=ratio)
 
 
 def check_provenance(path: Path, name: str, summary: dict[str, Any], expected: Expected) -> None:

@@ -323,13 +323,16 @@ def resolve_family(name: str, family: ComparisonConfig, rows: list[Result], key:
     return Family(name, reference, metric, members) if members else None
 
 
-def compare(a: Result, b: Result, metric: str, confidence: float) -> Estimate:
-    """a − b on `metric` over the same test users, counting both rows' training runs."""
-    return paired_difference(a.runs(metric), b.runs(metric), confidence, a.stochastic, b.stochastic)
+def compare(a: Result, b: Result, metric: str, confidence: float, test_to_train: float = 0.0) -> Estimate:
+    """a − b on `metric` over the same test users, counting both rows' training runs (and, under
+    K-fold, the overlap of the folds' training data: `test_to_train`)."""
+    return paired_difference(a.runs(metric), b.runs(metric), confidence, a.stochastic, b.stochastic,
+                             test_to_train)
 
 
 def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig, labels: dict[str, str],
-                comparisons: dict[str, ComparisonConfig]) -> tuple[pd.DataFrame, list[Family]]:
+                comparisons: dict[str, ComparisonConfig],
+                test_to_train: float = 0.0) -> tuple[pd.DataFrame, list[Family]]:
     """One row per variant/baseline, NaN where an interval or comparison cannot be computed; and the
     comparison families that ran. Per family F: diff_F (with _low, _high), p_F (raw, two-sided),
     p_holm_F (Holm over F's comparisons) and detectable_F (the smallest true difference found with
@@ -349,7 +352,7 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
             if r.per_user is None:
                 row.update({m: float(r.summary[m]), f"{m}_low": np.nan, f"{m}_high": np.nan})
             else:
-                est = mean_estimate(r.runs(m), confidence, r.stochastic)
+                est = mean_estimate(r.runs(m), confidence, r.stochastic, test_to_train)
                 row.update({m: est.mean, f"{m}_low": est.low, f"{m}_high": est.high})
                 counted = counted and est.runs_counted
         row["runs_counted"] = counted
@@ -376,7 +379,7 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
         if family is None:
             continue
         families.append(family)
-        found = {n: compare(by_name[n], by_name[family.reference], family.metric, confidence)
+        found = {n: compare(by_name[n], by_name[family.reference], family.metric, confidence, test_to_train)
                  for n in family.rows}
         columns = {f"diff_{name}": "mean", f"diff_{name}_low": "low", f"diff_{name}_high": "high",
                    f"p_{name}": "p_value"}

@@ -132,10 +132,11 @@ def aggregate(
     grids = {group: varying({m: read.config(m) for m in members})
              for group, members in read.row_tuning.items()}
     rows, choices = select_tuned(results, read.row_tuning, metrics, references, grids)
-    frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons)
+    frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons, expected.test_to_train)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices, notes)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too
-    verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence)
+    verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence,
+                                       expected.test_to_train)
     for line in unchecked:
         typer.echo(f"aggregate: claim {line}: not checked")
     verdict_table = claims_markdown(verdicts, labels, dataset, cfg.eval.confidence, unchecked)

@@ -69,8 +69,8 @@ def project(tmp_path, monkeypatch):
     compose_params(tmp_path)
     for folder in ("metrics/variants", "metrics/per_user", "dvclive", "data"):
         (tmp_path / folder).mkdir(parents=True)
-    (tmp_path / "data" / "stats.json").write_text(json.dumps(seal({"folds": {"0": {"fingerprint": SPLIT,
-                                                                                  "test_users": 30}}})))
+    fold = {"fingerprint": SPLIT, "test_users": 30, "train_users": 240}
+    (tmp_path / "data" / "stats.json").write_text(json.dumps(seal({"folds": {"0": fold}})))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -47,7 +47,7 @@ def rows(tmp_path) -> Path:
     return tmp_path
 
 
-EXPECTED = Expected(folds=(0,), seeds=(1,), split={"0": SPLIT[0]}, test_users={"0": 50})
+EXPECTED = Expected(folds=(0,), seeds=(1,), split={"0": SPLIT[0]}, test_users={"0": 50}, test_to_train=0.125)
 
 
 def _load(root: Path, expected: Expected = EXPECTED):
@@ -233,7 +233,8 @@ def test_a_metrics_file_edited_by_hand_is_refused(rows, edit):
 
 
 def test_statistics_edited_by_hand_are_refused(tmp_path):
-    stats = {"dataset": "ml-1m", "folds": {"0": {"fingerprint": SPLIT[0], "test_users": 50}}}
+    fold = {"fingerprint": SPLIT[0], "test_users": 50, "train_users": 400}
+    stats = {"dataset": "ml-1m", "folds": {"0": fold}}
     assert Expected.of_study((0,), (1,), seal(stats), tmp_path / "stats.json") == EXPECTED
     with pytest.raises(ResultError, match=r"stats\.json: its content hash does not match .*repro -f prepare"):
         Expected.of_study((0,), (1,), {**seal(stats), "dataset": "ml-latest-small"}, tmp_path / "stats.json")

@@ -140,7 +140,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
     dirs["stats"] = root / "data" / "stats.json"
     dirs["stats"].parent.mkdir()
     dirs["stats"].write_text(json.dumps(seal({"dataset": "ml-1m", "test_users": USERS, "folds": {
-        "0": {"test_users": USERS, "fingerprint": SPLIT["0"]}}})))
+        "0": {"test_users": USERS, "train_users": 4 * USERS, "fingerprint": SPLIT["0"]}}})))
     return dirs
 
 
