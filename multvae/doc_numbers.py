@@ -49,10 +49,19 @@ def _value(token: str) -> float:
     return float(token.replace(",", "").replace("%", "").replace("−", "-"))
 
 
+def digits(token: str) -> int:
+    """Significant digits: 0.0053 has 2, 6,034 has 4, 5% has 1."""
+    mantissa = token.split("e")[0]
+    return len(re.sub(r"\D", "", mantissa).lstrip("0")) or 1
+
+
 def significant(token: str) -> bool:
-    """Checked: a decimal, a signed or separated number, a percentage, a whole number from 100 up.
-    Whole numbers below 100 are mostly counts (seeds, folds, rows, epochs, minutes) that mean
-    something else on every line, so one registry entry could not tie them to a source."""
+    """Checked: a number with two significant digits or more. A single digit is a setting or a
+    threshold (dropout 0.5, p < 0.05, 80% power, 5%), and a whole number below 100 is mostly a
+    count (seeds, folds, rows, epochs, minutes) that means something else on every line, so one
+    registry entry could not tie either to a source."""
+    if digits(token) < 2:
+        return False
     return any(c in token for c in ".,%+−-e") or abs(_value(token)) >= 100
 
 
@@ -77,7 +86,7 @@ def printed_in(entry: dict[str, Any], token: str, root: Path) -> bool:
     path = root / entry["file"]
     if not path.is_file():
         raise DocNumberError(f"{REGISTRY}: {entry['file']} does not exist")
-    return any(t == token for t in NUMBER.findall(path.read_text()))
+    return re.search(rf"(?<![\d.]){re.escape(token)}(?![\d])", path.read_text()) is not None
 
 
 def source_value(entry: dict[str, Any], root: Path) -> float:
@@ -193,7 +202,7 @@ def propose(page: str, text: str, registry: dict[str, dict[str, dict[str, Any]]]
         for token in NUMBER.findall(line):
             if not significant(token) or token in entries or token in out:
                 continue
-            for scale in (1, 100) if token.endswith("%") else (1,):
+            for scale in ((1, 100) if token.endswith("%") else (1,)) if digits(token) >= 3 else ():
                 matches = [e for e, v in pool if agrees(token, v * scale)]
                 if token.isdigit():  # a count or a setting: a statistic or a parameter, not a table cell
                     matches = [e for e in matches if not e["file"].endswith(".csv")]
@@ -203,7 +212,8 @@ def propose(page: str, text: str, registry: dict[str, dict[str, dict[str, Any]]]
                     break
             else:
                 texts = [p for p in sorted((root / "results").glob("*/*.md"))
-                         if not token.isdigit() and token in NUMBER.findall(p.read_text())]
+                         if digits(token) >= 3 and not token.isdigit()
+                         and token in NUMBER.findall(p.read_text())]
                 same_study = [p for p in texts if p.parent.name in heading]
                 out[token] = ({"file": str((same_study or texts)[0].relative_to(root))} if texts
                               else {"measured": f"TODO ({line.strip()[:80]})"})

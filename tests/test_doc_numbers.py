@@ -47,10 +47,11 @@ def test_a_planted_stale_number_fails(tmp_path):
     registry = load_registry(REPO)
     page = "README.md"
     text = (REPO / page).read_text()
-    sourced = [t for t, e in (registry.get(page) or {}).items() if "file" in e and t in numbers(text)]
+    sourced = [t for t, e in (registry.get(page) or {}).items()
+               if "file" in e and e["file"].endswith((".csv", ".json")) and t in numbers(text)]
     assert sourced, "README.md has numbers read from committed files"
     token = sourced[0]
-    planted = text.replace(token, token[:-1] + str((int(token[-1]) + 1) % 10), 1)
+    planted = text.replace(token, token[:-1] + str((int(token[-1]) + 1) % 10))
     assert any(token[:-1] in p and "not in" in p for p in problems(page, planted, registry, REPO))
     # the same page against a results folder whose file now holds another value
     entry = registry[page][token]
@@ -59,7 +60,7 @@ def test_a_planted_stale_number_fails(tmp_path):
     path = tmp_path / entry["file"]
     if path.suffix == ".csv":
         frame = pd.read_csv(path)
-        frame.loc[frame["variant"] == entry["row"], entry["column"]] += 0.5
+        frame.loc[frame["variant"] == entry["row"], entry["column"]] += 1.5
         frame.to_csv(path, index=False)
     else:
         data = json.loads(path.read_text())
@@ -67,6 +68,6 @@ def test_a_planted_stale_number_fails(tmp_path):
         *parents, last = entry["key"].split(".")
         for part in parents:
             node = node[part]
-        node[last] = node[last] + 0.5
+        node[last] = node[last] + 1.5
         path.write_text(json.dumps(data))
     assert any(f"{token}, but {entry['file']} says" in p for p in problems(page, text, registry, tmp_path))
