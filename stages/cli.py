@@ -18,6 +18,7 @@ from stages.evaluate import evaluate
 from stages.prepare import prepare
 from stages.tools.docs import docs
 from stages.tools.extend_grids import extend_grids
+from stages.tools.plan import plan
 from stages.tools.recommend import recommend
 from stages.tools.redraw import redraw
 from stages.tools.synthesize import synthesize
@@ -46,6 +47,7 @@ SUMMARIES: dict[Callable[..., Any], str] = {
     docs: "Copy committed result tables into the docs.",
     extend_grids: "Add grid points past tuning choices at an edge.",
     redraw: "Draw a committed study's forest plot from its table.",
+    plan: "The study's runs, what is done, and the time the rest take.",
 }
 for command, summary in SUMMARIES.items():
     app.command(short_help=summary)(command)

@@ -1,0 +1,92 @@
+"""`multvae plan`: the study's size before it runs: its runs, what this workspace already has, and
+an estimate of the remaining time on this machine from a short probe of real updates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from stages.common import ParamsOption, user_errors
+
+if TYPE_CHECKING:
+    from multvae.params import Params
+
+
+def _pending(stages: list[str]) -> tuple[set[str], str]:
+    """The stages `dvc status` says are not up to date (or that dvc.yaml does not have), and how
+    that was decided."""
+    try:
+        from dvc.repo import Repo
+
+        with Repo(".") as repo:
+            status = repo.status()
+            known = {stage.addressing for stage in repo.index.stages}
+    except Exception as exc:  # noqa: BLE001 - not a DVC repository, or one DVC cannot read: say so
+        return set(stages), f"every run counted as to run (dvc status: {type(exc).__name__})"
+    return {s for s in stages if s in status or s not in known}, "dvc status"
+
+
+def _another_study(stages: list[str]) -> tuple[set[str], str]:
+    return set(stages), ("not the workspace's study: every run counted as to run; the run-cache may "
+                         "restore some")
+
+
+def _composed(study: str) -> Params:
+    """params.yaml of `study`, composed from conf/ with DVC's Hydra function, read and checked."""
+    import tempfile
+
+    from dvc.utils.hydra import compose_and_dump
+
+    from multvae.errors import MultVAEError
+    from multvae.params import load_params
+
+    if not (Path("conf") / "study" / f"{study}.yaml").is_file():
+        known = ", ".join(sorted(p.stem for p in Path("conf/study").glob("*.yaml")))
+        raise MultVAEError(f"--study {study}: no conf/study/{study}.yaml (studies: {known})")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.yaml"
+        compose_and_dump(path, str(Path("conf").resolve()), None, "config", "", [f"study={study}"])
+        return load_params(path)
+
+
+@user_errors
+def plan(
+    params: ParamsOption = Path("params.yaml"),
+    study: Annotated[str | None, typer.Option(
+        help="Plan this study of conf/study/ instead (composed as `dvc exp run -S study=…` would).")] = None,
+    probe_updates: Annotated[int, typer.Option(min=1, max=100,
+                                               help="Updates timed per model and optimiser.")] = 5,
+) -> None:
+    """Print the study's runs, how many are done, and how long the rest take on this machine."""
+    from multvae.params import load_params
+    from multvae.plan import duration, estimate, find_shape, runs, stage_name
+    from multvae.runtime import setup
+
+    if study is None:
+        read = load_params(params)
+        pending_of = _pending
+    else:
+        read = _composed(study)
+        pending_of = _another_study
+    device = setup(read.runtime)
+    base = read.base
+    shape = find_shape(read, Path.cwd())
+    all_runs = runs(read)
+    pending, how = pending_of([stage_name(r) for r in all_runs])
+    typer.echo(f"study {read.study.name}: {len(read.rows)} rows × {len(base.train.seeds)} seeds × "
+               f"{len(base.data.folds)} folds = {len(all_runs)} training runs")
+    typer.echo(f"data: {shape.train_users:,} training users × {shape.items:,} items, "
+               f"{shape.density:.2%} dense, {shape.validation_users:,} validation users ({shape.source})")
+    typer.echo(f"done in this workspace: {len(all_runs) - len(pending)} of {len(all_runs)} ({how})")
+    by_row, each, left = estimate(read, shape, pending, probe_updates, device)
+    threads = read.runtime.threads or "all"
+    typer.echo(f"probe on {device.type}, {threads} threads: {probe_updates} updates per model timed")
+    for row in read.rows:
+        todo = sum(1 for r in all_runs if r[0] == row and stage_name(r) in pending)
+        typer.echo(f"  {row}: {by_row[row].update * 1000:.0f} ms an update, "
+                   f"{by_row[row].validation:.2f} s a validation; {duration(each[row])} a run; "
+                   f"{todo} to run")
+    typer.echo(f"remaining: about {duration(left)} of training on this machine, one run at a time "
+               "(evaluation, baselines and the split come on top)")
