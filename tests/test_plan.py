@@ -88,6 +88,7 @@ def test_the_command_prints_the_runs_and_an_estimate(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "2 rows × 2 seeds × 1 folds = 4 training runs" in result.output
     assert "done in this workspace: 0 of 4" in result.output
-    assert "remaining: about" in result.output and "scaled:" in result.output
+    assert "the whole study: about" in result.output and "remaining: about" in result.output
+    assert "scaled:" in result.output
     unknown = CliRunner().invoke(app, ["plan", "--study", "nope"])
     assert unknown.exit_code == 1 and "--study nope: no conf/study/nope.yaml" in unknown.output

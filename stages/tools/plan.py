@@ -88,5 +88,7 @@ def plan(
         typer.echo(f"  {row}: {by_row[row].update * 1000:.0f} ms an update, "
                    f"{by_row[row].validation:.2f} s a validation; {duration(each[row])} a run; "
                    f"{todo} to run")
-    typer.echo(f"remaining: about {duration(left)} of training on this machine, one run at a time "
-               "(evaluation, baselines and the split come on top)")
+    whole = sum(each[row] for row, *_ in all_runs)
+    typer.echo(f"the whole study: about {duration(whole)} ({whole:.0f} s) of training; remaining: about "
+               f"{duration(left)} ({left:.0f} s), one run at a time on this machine (evaluation, baselines "
+               "and the split come on top)")
