@@ -152,6 +152,8 @@ def estimate(read: Params, shape: Shape, pending: set[str], updates: int,
 
 def duration(seconds: float) -> str:
     """4 min, 3.2 h, 5.1 days: the unit a reader plans in."""
+    if seconds <= 0:
+        return "nothing"
     if seconds < 90 * 60:
         return f"{max(1, math.ceil(seconds / 60))} min"
     if seconds < 48 * 3600:
