@@ -5,6 +5,7 @@ changed on the page, or in its file, fails here."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -71,3 +72,14 @@ def test_a_planted_stale_number_fails(tmp_path):
         node[last] = node[last] + 1.5
         path.write_text(json.dumps(data))
     assert any(f"{token}, but {entry['file']} says" in p for p in problems(page, text, registry, tmp_path))
+
+
+def test_the_docs_read_in_at_most_12000_words_of_prose():
+    """README and docs/, less generated tables and code blocks: what a newcomer reads."""
+    words = 0
+    for page in PAGES:
+        text = re.sub(r"<!-- (?:table|fault-matrix)[^>]*-->.*?<!-- end [^>]*-->", "", (REPO / page).read_text(),
+                      flags=re.S)
+        words += len(re.sub(r"```.*?```", "", text, flags=re.S).split())
+    print(f"{words} words of prose")
+    assert words <= 12_000, words
