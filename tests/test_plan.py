@@ -73,8 +73,8 @@ def test_a_run_takes_its_updates_and_a_validation_an_epoch(tmp_path, monkeypatch
     assert probes["original"] == Probe(0.01, 0.5)
 
 
-@pytest.mark.parametrize("seconds, text", [(0, "nothing"), (59, "1 min"), (600, "10 min"), (3 * 3600, "3.0 h"),
-                                           (5 * 86400, "5.0 days")])
+@pytest.mark.parametrize("seconds, text", [(0, "nothing"), (59, "1 min"), (600, "10 min"),
+                                           (3 * 3600, "3.0 h"), (5 * 86400, "5.0 days")])
 def test_durations_read_in_the_unit_one_plans_in(seconds, text):
     assert duration(seconds) == text
 
