@@ -56,9 +56,9 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
             verdict = "holds" if direction * est.mean > 0 else "contradicted"
         verdicts[name] = {
             "row": claim.row, "reference": claim.reference, "metric": metric, "expect": claim.expect,
-            "source": claim.source, "diff": round(est.mean, 6), "low": round(est.low, 6),
-            "high": round(est.high, 6), "p": round(est.p_value, 6), "p_holm": round(float(p_holm), 6),
-            "detectable": round(est.detectable(alpha / len(checked), POWER), 6),
+            # Full precision: claims.md rounds once from these, as the table does from its own.
+            "source": claim.source, "diff": est.mean, "low": est.low, "high": est.high, "p": est.p_value,
+            "p_holm": float(p_holm), "detectable": est.detectable(alpha / len(checked), POWER),
             "runs_counted": est.runs_counted, "verdict": verdict, "verdict_code": VERDICTS[verdict],
         }
     return verdicts, skipped

@@ -517,3 +517,19 @@ def test_the_beta_figure_spreads_a_per_user_beta_over_the_training_users(tmp_pat
     stats = {"folds": {"0": {"train_user_positives": {"p10": 12.0, "p50": 30.0, "p90": 95.0}}}}
     assert beta_spreads(read, stats) == {"scaled": (0.004 * 12.0, 0.004 * 95.0)}
     assert beta_spreads(read, {"folds": {"0": {}}}) == {}  # statistics from before the percentiles
+
+
+def test_a_claim_and_its_table_cell_print_the_same_difference(tmp_path, inputs):
+    """Both round once, from full precision (claims.md once rounded a 6-digit value again)."""
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    claims = json.loads((tmp_path / "results/default/claims.json").read_text())
+    table = pd.read_csv(tmp_path / "metrics/table.csv").set_index("variant")
+    claim = claims["relu_worse"]
+    assert claim["diff"] == pytest.approx(table.loc["relu", "diff_vs_original"], abs=1e-12)
+    row = next(line for line in (tmp_path / "results/default/claims.md").read_text().splitlines()
+               if line.startswith("| ReLU worse"))
+    cell = next(line for line in (tmp_path / "metrics/table.md").read_text().splitlines()
+                if line.startswith("| ReLU |"))
+    printed = f"{claim['diff']:+.4f}"
+    assert printed in row and printed in cell
