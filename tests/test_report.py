@@ -530,6 +530,6 @@ def test_a_claim_and_its_table_cell_print_the_same_difference(tmp_path, inputs):
     row = next(line for line in (tmp_path / "results/default/claims.md").read_text().splitlines()
                if line.startswith("| ReLU worse"))
     cell = next(line for line in (tmp_path / "metrics/table.md").read_text().splitlines()
-                if line.startswith("| ReLU |"))
+                if line.startswith("| ReLU †"))
     printed = f"{claim['diff']:+.4f}"
     assert printed in row and printed in cell
