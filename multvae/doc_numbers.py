@@ -25,6 +25,8 @@ from multvae.errors import MultVAEError
 
 REGISTRY = Path("docs/numbers.yaml")
 KINDS = ("file", "measured", "cited", "defined")
+# What --propose-numbers writes where no committed file holds a number: to be replaced by hand.
+UNFILLED = "UNFILLED"
 TEXT = (".md", ".txt")
 # A number: digits with thousands separators or a decimal part, an exponent, a sign, a percent.
 NUMBER = re.compile(r"(?<![\w.\-/#@^])([+\-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e-?\d+)?%?)"
@@ -139,18 +141,21 @@ def problems(page: str, text: str, registry: dict[str, dict[str, dict[str, Any]]
     """Each number of the page that the registry does not list, or whose file says otherwise."""
     entries = registry.get(page) or {}
     found = []
-    for token in dict.fromkeys(numbers(text)):
+    on_page = dict.fromkeys(numbers(text))
+    for token in on_page:
         entry = entries.get(token)
         if entry is None:
             found.append(f"{page}: {token} is not in {REGISTRY}")
-        elif str(entry.get("measured", "")).startswith("TODO"):
-            found.append(f"{page}: {token}: {REGISTRY} says TODO; say where it was measured")
+        elif str(entry.get("measured", "")).startswith(UNFILLED):
+            found.append(f"{page}: {token}: {REGISTRY} says {UNFILLED}; say where it was measured")
         elif "file" in entry and Path(entry["file"]).suffix in TEXT:
             if not printed_in(entry, token, root):
                 found.append(f"{page}: {token}, but {entry['file']} does not print it")
-        elif "file" in entry and not agrees(token, source_value(entry, root)):
-            found.append(f"{page}: {token}, but {entry['file']} says {source_value(entry, root):.6g}")
-    stale = set(entries) - set(numbers(text))
+        elif "file" in entry:
+            value = source_value(entry, root)
+            if not agrees(token, value):
+                found.append(f"{page}: {token}, but {entry['file']} says {value:.6g}")
+    stale = set(entries) - set(on_page)
     found += [f"{REGISTRY}: {page}: {token} is no longer on the page" for token in sorted(stale)]
     return found
 
@@ -216,5 +221,5 @@ def propose(page: str, text: str, registry: dict[str, dict[str, dict[str, Any]]]
                          and token in NUMBER.findall(p.read_text())]
                 same_study = [p for p in texts if p.parent.name in heading]
                 out[token] = ({"file": str((same_study or texts)[0].relative_to(root))} if texts
-                              else {"measured": f"TODO ({line.strip()[:80]})"})
+                              else {"measured": f"{UNFILLED} ({line.strip()[:80]})"})
     return out

@@ -86,6 +86,23 @@ def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confide
     _save(fig, path)
 
 
+def _family_panels(sizes: list[int]) -> tuple[Figure, Any]:
+    """One panel per comparison family, each as tall as its rows (or one empty panel)."""
+    sizes = sizes or [1]
+    fig = Figure(figsize=(10.0, 1.6 + 0.42 * sum(sizes) + 0.9 * len(sizes)), layout="constrained")
+    return fig, fig.subplots(len(sizes), 1, squeeze=False, height_ratios=[n + 1.5 for n in sizes])[:, 0]
+
+
+def _family_axis(ax: Axes, y: np.ndarray, names: list[str], title: str) -> None:
+    """A zero line, the rows' labels top to bottom, the title at the left."""
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y, [textwrap.fill(str(text), 40) for text in names])
+    ax.set_ylim(-0.8, len(names) - 0.2)
+    ax.set_title(title, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
 def plot_differences(table: pd.DataFrame, titles: dict[str, str], path: Path, confidence: float,
                      dataset: str) -> None:
     """A forest plot per comparison family (`titles`: family -> "Δ NDCG@100 vs EASE"): each row's
@@ -93,9 +110,7 @@ def plot_differences(table: pd.DataFrame, titles: dict[str, str], path: Path, co
     difference the design detects drawn as a grey band around 0. This is what the table's stars
     test; the rows' own intervals (comparison.png) overlap even where the paired difference is clear."""
     families = [f for f in titles if f"diff_{f}" in table and table[f"diff_{f}"].notna().any()]
-    sizes = [int(table[f"diff_{f}"].notna().sum()) for f in families] or [1]
-    fig = Figure(figsize=(10.0, 1.6 + 0.42 * sum(sizes) + 0.9 * len(sizes)), layout="constrained")
-    axes = fig.subplots(len(sizes), 1, squeeze=False, height_ratios=[n + 1.5 for n in sizes])[:, 0]
+    fig, axes = _family_panels([int(table[f"diff_{f}"].notna().sum()) for f in families])
     if not families:
         _no_data(axes[0], "no comparison family ran")
     for ax, f in zip(axes, families, strict=False):
@@ -109,14 +124,9 @@ def plot_differences(table: pd.DataFrame, titles: dict[str, str], path: Path, co
         ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="o", color="C0", ecolor="C0",
                     capsize=3, label=f"Δ with its {confidence:.0%} interval")
         for yi, hi, p in zip(y, high, rows[f"p_holm_{f}"].to_numpy(float), strict=True):
-            if p < 0.05:
+            if p < 1 - confidence:  # the table's star
                 ax.annotate("*", (hi, yi), xytext=(4, -4), textcoords="offset points", fontsize=14)
-        ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(y, [textwrap.fill(str(text), 40) for text in rows["label"]])
-        ax.set_ylim(-0.8, len(rows) - 0.2)
-        ax.set_title(f"{titles[f]} (Holm family {f}, {len(rows)} comparisons)", loc="left")
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_axisbelow(True)
+        _family_axis(ax, y, list(rows["label"]), f"{titles[f]} (Holm family {f}, {len(rows)} comparisons)")
     handles, texts = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, texts, loc="outside lower center", ncols=2)
@@ -136,9 +146,7 @@ def plot_fold_differences(results: list[Result], families: list[Family], titles:
     Where the dots spread wide around a mean, the folds' training sets disagree, which one split
     would hide."""
     named = {r.name: r for r in results}
-    sizes = [len(f.rows) for f in families] or [1]
-    fig = Figure(figsize=(10.0, 1.6 + 0.42 * sum(sizes) + 0.9 * len(sizes)), layout="constrained")
-    axes = fig.subplots(len(sizes), 1, squeeze=False, height_ratios=[n + 1.5 for n in sizes])[:, 0]
+    fig, axes = _family_panels([len(f.rows) for f in families])
     if not families:
         _no_data(axes[0], "no comparison family ran")
     folds = 0
@@ -151,12 +159,7 @@ def plot_fold_differences(results: list[Result], families: list[Family], titles:
                        label="one fold")
             ax.scatter([np.mean(list(by_fold.values()))], [yi], marker="D", s=40, color="black",
                        label="mean over folds")
-        ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(y, [textwrap.fill(label(n, labels), 40) for n in f.rows])
-        ax.set_ylim(-0.8, len(f.rows) - 0.2)
-        ax.set_title(f"{titles[f.name]} (family {f.name})", loc="left")
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_axisbelow(True)
+        _family_axis(ax, y, [label(n, labels) for n in f.rows], f"{titles[f.name]} (family {f.name})")
     handles: dict[str, Any] = {}
     for handle, text in zip(*axes[0].get_legend_handles_labels(), strict=True):
         handles.setdefault(text, handle)

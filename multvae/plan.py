@@ -25,6 +25,7 @@ from multvae.config import Config
 from multvae.errors import MultVAEError
 from multvae.model import MultVAE, SparseRows
 from multvae.params import Params
+from multvae.sealed import is_sealed
 from multvae.training import epoch_count, make_optimizer, train_step, updates_per_epoch
 
 # The paper's ML-20M after its preprocessing (Liang et al. 2018, Table 1: 136,677 users, 20,108
@@ -58,13 +59,21 @@ def find_shape(read: Params, root: Path) -> Shape:
     """The prepared split's shape if it is this study's data, else the study's committed
     statistics, else the paper's ML-20M for the paper's data set."""
     data = read.base.data
-    for path in (root / "data" / "stats.json", root / "results" / read.study.name / "stats.json"):
+    split = root / "data" / "stats.json"
+    for path in (split, root / "results" / read.study.name / "stats.json"):
         if path.is_file():
             stats = json.loads(path.read_text())
+            if path == split and not is_sealed(stats):  # committed copies may predate the hash
+                raise PlanError(f"{path}: its content hash does not match (edited after the prepare stage "
+                                "wrote it): rerun `dvc repro -f prepare`")
             folds = stats.get("folds") or {}
             same = stats.get("dataset") == data.dataset or data.dataset == "auto"
             if same and all(str(f) in folds for f in data.folds) and stats.get("kfold") == data.kfold:
-                return Shape.of_stats(stats, str(path.relative_to(root)))
+                try:
+                    return Shape.of_stats(stats, str(path.relative_to(root)))
+                except (KeyError, TypeError, StopIteration) as exc:
+                    raise PlanError(f"{path}: no training users, items, density or validation users "
+                                    f"of a fold ({exc!r}): rerun `dvc repro -f prepare`") from None
     if data.dataset == "ml-20m":
         return Shape(*PAPER_ML20M, source="the paper's ML-20M (Liang et al. 2018, Table 1)")
     raise PlanError(f"no statistics of {data.dataset} with folds {list(data.folds)} in data/stats.json "

@@ -241,7 +241,7 @@ class Expected:
         if not all(type(n) is int and n > 0 for n in train):
             raise ResultError(f"{where}: no training-user count for each of folds {list(folds)}: rerun "
                               "`dvc repro prepare`")
-        ratio = sum(users.values()) / sum(n for n in train if n)
+        ratio = sum(users.values()) / sum(train)
         return cls(folds=tuple(folds), seeds=tuple(seeds), split=split, test_users=users, test_to_train=ratio)
 
 

@@ -22,6 +22,7 @@ from multvae.plan import (
     runs,
     stage_name,
 )
+from multvae.sealed import seal
 from multvae.training import epoch_count, updates_per_epoch
 from stages.cli import app
 
@@ -52,8 +53,12 @@ def test_the_shape_comes_from_the_split_then_the_committed_study_then_the_paper(
     shape = find_shape(read, tmp_path)
     assert (shape.train_users, shape.items, shape.source) == (483, 5584, "results/s/stats.json")
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "stats.json").write_text(json.dumps({**STATS, "kfold": 10}))  # another split
+    (tmp_path / "data" / "stats.json").write_text(json.dumps(seal({**STATS, "kfold": 10})))  # another split
     assert find_shape(read, tmp_path).source == "results/s/stats.json"
+    (tmp_path / "data" / "stats.json").write_text(json.dumps({**STATS, "kfold": 10}))  # edited by hand
+    with pytest.raises(PlanError, match=r"stats\.json: its content hash does not match"):
+        find_shape(read, tmp_path)
+    (tmp_path / "data" / "stats.json").unlink()
     empty = tmp_path / "empty"
     empty.mkdir()
     shape = find_shape(load_params(_params(empty, dataset="ml-20m")), empty)

@@ -19,7 +19,7 @@ def docs(
         help="Only report stale tables and unregistered or stale numbers; exit 1 if any.")] = False,
     propose_numbers: Annotated[bool, typer.Option(
         help="Add the pages' unregistered numbers to docs/numbers.yaml: the committed file that "
-             "holds each, else a TODO to fill by hand.")] = False,
+             "holds each, else an entry marked UNFILLED to complete by hand.")] = False,
 ) -> None:
     """Rewrite every `<!-- table: results/<study>/table.md -->` block from the file it names."""
     import yaml
