@@ -17,7 +17,7 @@ RES = Resources(cpus=4, memory="8G", time="01:00:00", gpus=0, partition=None)
 
 def _files(params: Path = REPO / "params.yaml", res: Resources = RES) -> dict[str, str]:
     return job_files(load_params(params), res, "/repo", "abc123", "/repo/.venv", "/shared/cache",
-                     "/shared/ck")
+                     "/shared/jobs", "/shared/ck")
 
 
 def test_the_array_is_exactly_dvc_yamls_train_stages():
@@ -51,3 +51,36 @@ def test_every_script_is_valid_bash(name, tmp_path):
     script = tmp_path / name
     script.write_text(_files()[name])
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True).returncode == 0
+
+
+def test_a_thread_count_other_than_the_tasks_cpus_is_refused(tmp_path):
+    import yaml
+
+    from multvae.errors import MultVAEError
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["runtime"]["threads"] = 8
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(MultVAEError, match="runtime.threads is 8 but each train task gets 4 CPUs"):
+        _files(path)
+    _files(path, Resources(cpus=8, memory="8G", time="01:00:00", gpus=0, partition=None))
+
+
+def test_another_study_by_name_composes_in_every_job_and_brings_back_its_own_folder(tmp_path, monkeypatch):
+    from multvae.plan import runs, stage_name
+    from stages.tools.study import COMPOSE_COMMAND, composed
+
+    monkeypatch.chdir(REPO)
+    paper = composed("paper")
+    files = job_files(paper, RES, "/repo", "abc123", "/repo/.venv", "/shared/cache", "/shared/jobs",
+                      "/shared/ck", COMPOSE_COMMAND.format(study="paper"))
+    for name in ("prepare.sbatch", "train.sbatch", "finish.sbatch"):
+        assert "['study=paper']" in files[name]
+    train = files["train.sbatch"]
+    assert f"#SBATCH --array=0-{len(runs(paper)) - 1}" in train
+    assert all(f"  {stage_name(r)}\n" in train for r in runs(paper))
+    assert "cp -r results/paper /repo/results/" in files["finish.sbatch"]
+    assert "dvc.lock /repo" not in files["finish.sbatch"]
+    with pytest.raises(Exception, match="no conf/study/nope.yaml"):
+        composed("nope")

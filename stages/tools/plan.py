@@ -4,14 +4,11 @@ an estimate of the remaining time on this machine from a short probe of real upd
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from stages.common import ParamsOption, user_errors
-
-if TYPE_CHECKING:
-    from multvae.params import Params
 
 
 def _pending(stages: list[str]) -> tuple[set[str], str]:
@@ -33,24 +30,6 @@ def _another_study(stages: list[str]) -> tuple[set[str], str]:
                          "restore some")
 
 
-def _composed(study: str) -> Params:
-    """params.yaml of `study`, composed from conf/ with DVC's Hydra function, read and checked."""
-    import tempfile
-
-    from dvc.utils.hydra import compose_and_dump
-
-    from multvae.errors import MultVAEError
-    from multvae.params import load_params
-
-    if not (Path("conf") / "study" / f"{study}.yaml").is_file():
-        known = ", ".join(sorted(p.stem for p in Path("conf/study").glob("*.yaml")))
-        raise MultVAEError(f"--study {study}: no conf/study/{study}.yaml (studies: {known})")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "params.yaml"
-        compose_and_dump(path, str(Path("conf").resolve()), None, "config", "", [f"study={study}"])
-        return load_params(path)
-
-
 @user_errors
 def plan(
     params: ParamsOption = Path("params.yaml"),
@@ -63,12 +42,13 @@ def plan(
     from multvae.params import load_params
     from multvae.plan import duration, estimate, find_shape, runs, stage_name
     from multvae.runtime import setup
+    from stages.tools.study import composed
 
     if study is None:
         read = load_params(params)
         pending_of = _pending
     else:
-        read = _composed(study)
+        read = composed(study)
         pending_of = _another_study
     device = setup(read.runtime)
     base = read.base
