@@ -21,6 +21,7 @@ from stages.tools.extend_grids import extend_grids
 from stages.tools.plan import plan
 from stages.tools.recommend import recommend
 from stages.tools.redraw import redraw
+from stages.tools.run import run
 from stages.tools.slurm import slurm
 from stages.tools.synthesize import synthesize
 from stages.train import train
@@ -49,6 +50,7 @@ SUMMARIES: dict[Callable[..., Any], str] = {
     extend_grids: "Add grid points past tuning choices at an edge.",
     redraw: "Draw a committed study's forest plot from its table.",
     plan: "The study's runs, what is done, and the time the rest take.",
+    run: "dvc repro with the study's plan first and a progress line.",
     slurm: "Write the study's Slurm jobs from its stage list.",
 }
 for command, summary in SUMMARIES.items():

@@ -5,6 +5,7 @@ project used before rejects far more often; planted differences are found; Holm 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +200,26 @@ def test_the_k_fold_correction_scales_the_variance_by_one_plus_k_times_the_ratio
     assert corrected.se == pytest.approx(plain.se * np.sqrt(1 + 10 * 0.125))
     x, y = {0: a[0]}, {0: b[0]}  # one split: nothing to correct
     assert paired_difference(x, y, 0.95, test_to_train=0.125).se == paired_difference(x, y, 0.95).se
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("users, share", [(600, 0.75), (60, 0.95), (10_000, 0.75)])
+def test_where_one_rows_runs_dominate_the_bounded_degrees_of_freedom_keep_the_size(users, share, monkeypatch):
+    """A Mult-VAE row with 3 seeds against a deterministic baseline, where the runs make most of the
+    error (benchmarks/size_grid.py's worst cells): plain Welch–Satterthwaite degrees of freedom
+    reject well above 5%; with the runs' variance at its upper bound the test keeps its size."""
+    import sys
+
+    from multvae import stats
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from size_grid import size
+
+    reps = 2000
+    mc_error = np.sqrt(0.05 * 0.95 / reps)
+    bounded = size(np.random.default_rng(41), reps, share, users, 3, vs_vae=False)
+    monkeypatch.setattr(stats, "DOF_BOUND", None)
+    plain = size(np.random.default_rng(41), reps, share, users, 3, vs_vae=False)
+    print(f"{users} users, run share {share}: bounded {bounded:.4f}, plain {plain:.4f} (± {mc_error:.4f})")
+    assert bounded < 0.05 + 2 * mc_error
+    assert plain > 0.06

@@ -3,12 +3,16 @@ an estimate of the remaining time on this machine from a short probe of real upd
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stages.common import ParamsOption, user_errors
+
+if TYPE_CHECKING:
+    from multvae.params import Params
 
 
 def _pending(stages: list[str]) -> tuple[set[str], str]:
@@ -30,6 +34,20 @@ def _another_study(stages: list[str]) -> tuple[set[str], str]:
                          "restore some")
 
 
+Status = Callable[[list[str]], tuple[set[str], str]]  # stages -> (those still to run, how that was told)
+
+
+def study_and_status(params: Path, study: str | None) -> tuple[Params, Status]:
+    """The study (the workspace's, or `study` composed) and how to tell which of its stages are
+    still to run."""
+    from multvae.params import load_params
+    from stages.tools.study import composed
+
+    if study is None:
+        return load_params(params), _pending
+    return composed(study), _another_study
+
+
 @user_errors
 def plan(
     params: ParamsOption = Path("params.yaml"),
@@ -39,17 +57,10 @@ def plan(
                                                help="Updates timed per model and optimiser.")] = 5,
 ) -> None:
     """Print the study's runs, how many are done, and how long the rest take on this machine."""
-    from multvae.params import load_params
     from multvae.plan import duration, estimate, find_shape, runs, stage_name
     from multvae.runtime import setup
-    from stages.tools.study import composed
 
-    if study is None:
-        read = load_params(params)
-        pending_of = _pending
-    else:
-        read = composed(study)
-        pending_of = _another_study
+    read, pending_of = study_and_status(params, study)
     device = setup(read.runtime)
     base = read.base
     shape = find_shape(read, Path.cwd())
