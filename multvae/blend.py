@@ -61,10 +61,13 @@ def choose_weight(validation: list[dict[float, pd.DataFrame]], key: str) -> tupl
 
 def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], folds: dict[int, Dataset],
                    lambdas: dict[int, float], weights: Sequence[float], ks: tuple[int, ...],
-                   batch_size: int, device: torch.device, expected: Config) -> tuple[Summary, pd.DataFrame]:
+                   batch_size: int, device: torch.device, expected: Config,
+                   inherited: int = 1) -> tuple[Summary, pd.DataFrame]:
     """(summary, per-user test metrics) of `row`'s models (every seed, each fold's) blended with
     EASE at that fold's λ, w chosen on the fold's validation users over the seeds' mean. Every seed
-    is a run of the blend, so the inference counts the Mult-VAE row's run-to-run spread."""
+    is a run of the blend, so the inference counts the Mult-VAE row's run-to-run spread. Its tuning
+    budget is the weights tried plus what EASE tried (`inherited`): both choices were made on the
+    same validation users."""
     names, key = metric_names(ks), metric_names(ks)[0]
     per_user, chosen, grid, by_fold = [], {}, {}, {}
     epochs: dict[int, tuple[int, int]] = {}
@@ -87,6 +90,6 @@ def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], fo
     one = len(folds) == 1
     settings = {"weight": next(iter(chosen.values())) if one else {str(f): w for f, w in chosen.items()},
                 "lambda": next(iter(lambdas.values())) if one else {str(f): v for f, v in lambdas.items()},
-                "grid": next(iter(grid.values())) if one else grid, "tuning_budget": len(weights),
-                "blend_of": [row, "ease"]}
+                "grid": next(iter(grid.values())) if one else grid, "tuning_budget": len(weights) + inherited,
+                "budget_parts": {"weight": len(weights), "ease": inherited}, "blend_of": [row, "ease"]}
     return summarize(name, "vae", table, names, by_fold, epochs=epochs, chosen=settings), table

@@ -2,7 +2,9 @@
 
 Each claim in params.yaml (`claims:`) says that a row is better or worse than a reference on a
 metric. Every claim whose two rows the study ran is tested like any comparison of the table
-(users and training runs counted), with Holm's adjustment over the claims the study checks:
+(users and training runs counted). One comparison has one verdict: a claim that is a comparison
+of one of the table's families (either way round) takes that family's Holm adjustment, so its
+star and its verdict agree; the other claims form one more family, `claims`, adjusted together:
   - holds: Holm p below the level and the difference in the claimed direction;
   - contradicted: Holm p below the level and the difference the other way;
   - not resolvable: Holm p at or above the level; the smallest difference the design detects
@@ -15,12 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from multvae.config import ClaimConfig
 from multvae.stats import holm
-from multvae.table import POWER, UNCOUNTED, Result, compare, label, metric_title, number
+from multvae.table import POWER, UNCOUNTED, Family, Result, compare, label, metric_title, number
 
 VERDICTS = {"holds": 1, "contradicted": -1, "not resolvable": 0}
+CLAIMS_FAMILY = "claims"  # the claims that no family of the table holds, adjusted together
 
 
 def verdict_counts(verdicts: dict[str, dict[str, Any]]) -> dict[str, int]:
@@ -29,10 +33,23 @@ def verdict_counts(verdicts: dict[str, dict[str, Any]]) -> dict[str, int]:
     return {word.replace(" ", "_"): sum(v["verdict"] == word for v in verdicts.values()) for word in VERDICTS}
 
 
+def _in_family(claim: ClaimConfig, metric: str, families: list[Family]) -> tuple[Family, str] | None:
+    """The table's family holding the claim's comparison, and the row it is under there."""
+    for family in families:
+        if family.metric != metric:
+            continue
+        if family.reference == claim.reference and claim.row in family.rows:
+            return family, claim.row
+        if family.reference == claim.row and claim.reference in family.rows:
+            return family, claim.reference
+    return None
+
+
 def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], metrics: list[str],
-                 confidence: float,
+                 confidence: float, table: pd.DataFrame, families: list[Family],
                  test_to_train: float = 0.0) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """(verdicts by claim name, one line per claim the study cannot check, saying why)."""
+    """(verdicts by claim name, one line per claim the study cannot check, saying why). `table` and
+    `families` are build_table's: a claim inside a family takes its Holm p and detectable difference."""
     alpha = 1 - confidence
     skipped, checked = [], {}
     for name, claim in claims.items():
@@ -46,9 +63,20 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
         else:
             checked[name] = (claim, metric, compare(results[claim.row], results[claim.reference], metric,
                                                     confidence, test_to_train))
-    adjusted = holm([est.p_value for _, _, est in checked.values()])
+    by_row = table.set_index("variant")
+    placed = {name: _in_family(claim, metric, families) for name, (claim, metric, _) in checked.items()}
+    rest = [name for name, where in placed.items() if where is None]
+    rest_holm = dict(zip(rest, holm([checked[n][2].p_value for n in rest]), strict=True))
     verdicts = {}
-    for (name, (claim, metric, est)), p_holm in zip(checked.items(), adjusted, strict=True):
+    for name, (claim, metric, est) in checked.items():
+        where = placed[name]
+        if where is None:
+            family, p_holm = CLAIMS_FAMILY, float(rest_holm[name])
+            detectable = est.detectable(alpha / len(rest), POWER)
+        else:
+            family = where[0].name
+            p_holm = float(by_row.at[where[1], f"p_holm_{family}"])
+            detectable = float(by_row.at[where[1], f"detectable_{family}"])
         direction = 1.0 if claim.expect == "better" else -1.0
         if p_holm >= alpha:
             verdict = "not resolvable"
@@ -58,7 +86,7 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
             "row": claim.row, "reference": claim.reference, "metric": metric, "expect": claim.expect,
             # Full precision: claims.md rounds once from these, as the table does from its own.
             "source": claim.source, "diff": est.mean, "low": est.low, "high": est.high, "p": est.p_value,
-            "p_holm": float(p_holm), "detectable": est.detectable(alpha / len(checked), POWER),
+            "family": family, "p_holm": p_holm, "detectable": detectable,
             "runs_counted": est.runs_counted, "verdict": verdict, "verdict_code": VERDICTS[verdict],
         }
     return verdicts, skipped
@@ -74,7 +102,7 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
                           "No claim of params.yaml `claims:` has both its rows in this study.",
                           *(["", skipped] if skipped else [])]) + "\n"
     lines = [f"# Claims checked: {dataset}", "",
-             "| Claim | Source | Δ [interval] | p | Holm p | Detectable | Verdict |",
+             "| Claim | Source | Δ [interval] | p | Holm p (family) | Detectable | Verdict |",
              "|---|---|---|---|---|---|---|"]
     for v in verdicts.values():
         claim = (f"{label(v['row'], labels)} {v['expect']} than {label(v['reference'], labels)} "
@@ -82,14 +110,17 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
                  ).replace("|", "\\|")
         interval = f"{number(v['diff'], True)} [{number(v['low'], True)}, {number(v['high'], True)}]"
         lines.append(f"| {claim} | {v['source']} | {interval} | "
-                     f"{_p(v['p'])} | {_p(v['p_holm'])} | {v['detectable']:.4f} | {v['verdict']} |")
+                     f"{_p(v['p'])} | {_p(v['p_holm'])} (`{v['family']}`) | {v['detectable']:.4f} | "
+                     f"{v['verdict']} |")
     alpha = 1 - confidence
     uncounted = [] if all(v["runs_counted"] for v in verdicts.values()) else [
         f"- {UNCOUNTED}: a row trained once on one fold, so its run-to-run spread is unknown and left out "
         "of the test: the verdict is optimistic (run several train.seeds)."]
     lines += ["", f"- Δ: the row minus the reference, mean over the same test users, with its "
               f"{confidence:.0%} interval (users and training runs counted, not adjusted). Holm p: adjusted "
-              f"over the {len(verdicts)} claims this study checks. A claim holds when Holm p < {alpha:.2g} "
+              "over the family named beside it: the table's family that holds the same comparison (so its "
+              f"star and the verdict agree), or `{CLAIMS_FAMILY}`, the claims no family holds. "
+              f"A claim holds when Holm p < {alpha:.2g} "
               "and Δ has the claimed sign, is contradicted when Holm p < {a} and Δ has the other sign, and "
               "is not resolvable otherwise. Detectable: the smallest true Δ found with 80% power at the "
               "strictest Holm step."

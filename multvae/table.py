@@ -26,10 +26,11 @@ from multvae.results import (
     read_per_user,
     read_summary,
 )
-from multvae.stats import Estimate, Runs, holm, mean_estimate, paired_difference
+from multvae.stats import DOF_BOUND, Estimate, Runs, holm, mean_estimate, paired_difference
 
 SIGNIFICANT = "*"
 UNCOUNTED = "†"  # a stochastic row trained once on one fold: its run-to-run noise is unknown
+LATE_MARK = "⚑"  # runs that selected an epoch near the end of their training
 POWER = 0.8
 _METRIC_TITLES = {"ndcg": "NDCG", "recall": "Recall"}
 
@@ -302,6 +303,13 @@ class Family:
     reference: str
     metric: str
     rows: tuple[str, ...]
+    same_runs: tuple[tuple[str, str], ...] = ()  # (row left out, the row or reference it repeats)
+
+
+def _same_runs(a: Result, b: Result) -> bool:
+    """Two rows built from the same runs (a tuning group and the member it chose): one comparison."""
+    assert a.per_user is not None and b.per_user is not None
+    return a.per_user.reset_index(drop=True).equals(b.per_user.reset_index(drop=True))
 
 
 def resolve_family(name: str, family: ComparisonConfig, rows: list[Result], key: str,
@@ -319,8 +327,17 @@ def resolve_family(name: str, family: ComparisonConfig, rows: list[Result], key:
     if reference not in scored or metric not in metrics:
         return None
     wanted = [r.name for r in rows if r.kind == "vae"] if EVERY_VAE_ROW in family.rows else list(family.rows)
-    members = tuple(n for n in dict.fromkeys(wanted) if n in scored and n != reference)
-    return Family(name, reference, metric, members) if members else None
+    members: list[str] = []
+    repeats: list[tuple[str, str]] = []
+    for n in dict.fromkeys(wanted):
+        if n not in scored or n == reference:
+            continue
+        twin = next((m for m in (reference, *members) if _same_runs(scored[n], scored[m])), None)
+        if twin is None:
+            members.append(n)
+        else:  # the same comparison again would count twice in Holm's family
+            repeats.append((n, twin))
+    return Family(name, reference, metric, tuple(members), tuple(repeats)) if members else None
 
 
 def compare(a: Result, b: Result, metric: str, confidence: float, test_to_train: float = 0.0) -> Estimate:
@@ -361,6 +378,7 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
         row["best_epoch"] = r.summary.get("best_epoch", pd.NA)
         row["epochs_trained"] = r.summary.get("epochs_trained", pd.NA)
         row["diverged_runs"] = len(r.summary.get("diverged", []))
+        row["runs_logged"], row["late_runs"] = _late_runs(r.curves, key)
         row["seeds"] = len(r.summary["seeds"]) if r.kind == "vae" else pd.NA
         if multi_seed:
             for m in metrics:
@@ -390,16 +408,38 @@ def build_table(results: list[Result], metrics: list[str], eval_cfg: EvalConfig,
         table[f"detectable_{name}"] = [found[n].detectable(alpha / len(found), POWER)
                                        if n in found else np.nan for n in table["variant"]]
     return table.astype({"best_epoch": "Int64", "epochs_trained": "Int64", "seeds": "Int64",
-                         "test_users": "Int64", "tuning_budget": "Int64"}), families
+                         "test_users": "Int64", "tuning_budget": "Int64", "runs_logged": "Int64",
+                         "late_runs": "Int64"}), families
+
+
+LATE = 0.9  # a run whose selected epoch is past this share of its epochs may still have been improving
+
+
+def _late_runs(curves: pd.DataFrame | None, key: str) -> tuple[Any, Any]:
+    """(runs logged, runs whose best validation `key` came after LATE of their epochs), over every
+    fold and seed; NA for a row without logs (a baseline, a blend)."""
+    if curves is None:
+        return pd.NA, pd.NA
+    late = 0
+    runs = curves.groupby(["fold", "seed"])
+    for _, log in runs:
+        scores = log[f"val_{key}"].to_numpy(np.float64)
+        best = int(log["epoch"].iloc[int(np.nanargmax(scores))])
+        late += best > LATE * int(log["epoch"].max())
+    return runs.ngroups, late
 
 
 def _epochs(row: dict[str, Any]) -> str:
-    """"best / trained", with the runs that diverged."""
+    """"best / trained", with the runs that diverged and those that chose an epoch late."""
     if pd.isna(row["best_epoch"]):
         return ""
     text = f"{row['best_epoch']} / {row['epochs_trained']}"
     n = row["diverged_runs"]
-    return text + (f", {n} run{'s' if n > 1 else ''} diverged" if n else "")
+    text += f", {n} run{'s' if n > 1 else ''} diverged" if n else ""
+    late = row.get("late_runs")
+    if late is not None and not pd.isna(late) and late > 0:
+        text += f", {LATE_MARK} {late} of {row['runs_logged']} late"
+    return text
 
 
 def key_metrics(table: pd.DataFrame, key: str) -> dict[str, float]:
@@ -504,12 +544,14 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
 
     level = f"{eval_cfg.confidence:.0%}"
+    bound = f" that take the runs' variance at its {DOF_BOUND:.0%} upper bound" if DOF_BOUND else ""
     users = table["test_users"].dropna()
     over = f"the {int(users.max()):,} test users" if len(users) else "the test users"
     legend = [
         f"Intervals: {level} t intervals that count {over} and the training runs (docs/statistics.md): on "
         "one fold, the users' spread plus each Mult-VAE row's spread over its seeds, with "
-        "Welch–Satterthwaite degrees of freedom; under K-fold, the spread of the folds' results. A value "
+        f"Welch–Satterthwaite degrees of freedom{bound}; under K-fold, the spread of the folds' results, "
+        "widened for their overlapping training sets. A value "
         "without an interval has no per-user results.",
     ]
     if not table["runs_counted"].all():
@@ -526,11 +568,18 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
             f"mean paired difference in {metric_title(f.metric)} over the same test users with its {level} "
             f"interval (not adjusted); p is its two-sided test; Holm p is adjusted over the family (Holm's "
             f"step-down method), and {SIGNIFICANT} marks Holm p < {alpha:.2g}, so an interval may exclude 0 "
-            f"without a {SIGNIFICANT}. Detectable with 80% power at the family's strictest step: {shown}.")
+            f"without a {SIGNIFICANT}. Detectable with 80% power at the family's strictest step: {shown}."
+            + "".join(f" {label(a, labels)}: the same runs as {label(b, labels)}, counted once."
+                      for a, b in f.same_runs))
     legend.append("Tuning budget: settings tried on validation (a tuning group's members, EASE's λ values "
-                  "with the grid's extension and refinement, RP3β's α × β; the largest over folds); 1: none.")
+                  "with the grid's extension and refinement, RP3β's α × β, a blend's weights plus what EASE "
+                  "tried; the largest over folds); 1: none.")
     legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}, of the epochs trained "
                   "(the first seed's; train.epochs passes, or more epochs where train.min_updates asks).")
+    if (table["late_runs"].fillna(0) > 0).any():
+        legend.append(f"{LATE_MARK} late: runs whose selected epoch lies in the last {1 - LATE:.0%} of their "
+                      "epochs (any fold, any seed), so they may still have been improving: more epochs "
+                      "could change the row.")
     if table["diverged_runs"].any():
         legend.append("diverged: runs whose loss went non-finite; training stopped there and the best "
                       "epoch before it is the run's result (the runs are named in summary.json).")

@@ -135,7 +135,7 @@ def aggregate(
     frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons, expected.test_to_train)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices, notes)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too
-    verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence,
+    verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence, frame, families,
                                        expected.test_to_train)
     for line in unchecked:
         typer.echo(f"aggregate: claim {line}: not checked")

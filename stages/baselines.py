@@ -161,7 +161,7 @@ def ease(
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
     scorers, val, chosen, by_fold = _tune_per_fold("ease", datasets, fit)
     handed = ease_choice({f: c["lambda"] for f, c in by_fold.items()},
-                         {k: d.fingerprint for k, d in datasets.items()})
+                         {k: d.fingerprint for k, d in datasets.items()}, chosen["tuning_budget"])
     _score_and_write(read, "ease", "ease", scorers, datasets, cfg.eval.ks, val, metrics, per_user, chosen,
                      started, {choice: handed.to_text()})
 

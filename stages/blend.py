@@ -43,11 +43,11 @@ def blend(
     folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
     for k, dataset in folds.items():
         check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
-    lambdas = read_ease_choice(ease, {k: d.fingerprint for k, d in folds.items()})
+    lambdas, ease_budget = read_ease_choice(ease, {k: d.fingerprint for k, d in folds.items()})
     name = row + BLEND_SUFFIX
     summary, users = evaluate_blend(name, row, models, cfg.train.seeds, folds, lambdas,
                                     cfg.baselines.blend_weights, cfg.eval.ks, runtime.eval_batch_size,
-                                    setup(runtime), expected=cfg)
+                                    setup(runtime), expected=cfg, inherited=ease_budget)
     read.check_unchanged()
     write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet",
                  {k: d.fingerprint for k, d in folds.items()})

@@ -70,7 +70,9 @@ def test_the_blend_stage_through_dvc(tmp_path_factory, new_project, run, ran):
     variants = repo / "metrics" / "variants"
     blend = json.loads((variants / "original_ease.json").read_text())
     vae, ease = (json.loads((variants / f"{n}.json").read_text()) for n in ("original", "ease"))
-    assert blend["weight"] in (0.0, 0.5, 1.0) and blend["tuning_budget"] == 3
+    # The blend's budget inherits what EASE tried on the same validation users.
+    assert blend["weight"] in (0.0, 0.5, 1.0) and blend["tuning_budget"] == 3 + ease["tuning_budget"]
+    assert blend["budget_parts"] == {"weight": 3, "ease": ease["tuning_budget"]}
     assert blend["grid"]["1"] == pytest.approx(vae["val_ndcg@100"])  # the Mult-VAE row alone
     assert blend["grid"]["0"] == pytest.approx(ease["val_ndcg@100"])  # EASE alone
     assert blend["val_ndcg@100"] == max(blend["grid"].values())

@@ -100,8 +100,8 @@ def test_a_metric_outside_its_range_in_a_per_user_file_is_refused(rows):
 
 def test_eases_lambda_is_handed_over_for_its_own_split_only(tmp_path):
     path = tmp_path / "lambda.json"
-    path.write_text(ease_choice({0: 300.0, 1: 1000.0}, {0: "x" * 16, 1: "y" * 16}).to_text())
-    assert read_ease_choice(path, {1: "y" * 16}) == {1: 1000.0}
+    path.write_text(ease_choice({0: 300.0, 1: 1000.0}, {0: "x" * 16, 1: "y" * 16}, 13).to_text())
+    assert read_ease_choice(path, {1: "y" * 16}) == ({1: 1000.0}, 13)
     with pytest.raises(HandoffError, match="no λ chosen on fold 0 of this split"):
         read_ease_choice(path, {0: "z" * 16})
     path.write_text(path.read_text().replace("300.0", "-1"))

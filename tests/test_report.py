@@ -327,15 +327,23 @@ def test_claims_get_computed_verdicts(tmp_path, inputs):
     assert [c["verdict_code"] for c in claims.values()] == [1, -1, 0, 1]
     assert (claims["relu_worse"]["diff"] == pytest.approx(-0.05)
             and claims["recall_claim"]["metric"] == "recall@50")
-    m = len(claims)
-    p = np.array([c["p"] for c in claims.values()])
-    order = np.argsort(p, kind="stable")
-    expected = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * p[order]))
-    np.testing.assert_allclose(np.array([c["p_holm"] for c in claims.values()])[order], expected, atol=2e-6)
+    # One comparison, one verdict: a claim inside a table family takes that family's Holm p (and so
+    # its star); the recall claim, in no family, is alone in the `claims` family.
+    table = pd.read_csv(tmp_path / "results/default/table.csv").set_index("variant")
+    for name in ("relu_worse", "user_scaled_worse", "latent_300_worse"):
+        claim = claims[name]
+        assert claim["family"] == "vs_original"
+        assert claim["p_holm"] == table.loc[claim["row"], "p_holm_vs_original"]
+        assert claim["detectable"] == pytest.approx(table.loc[claim["row"], "detectable_vs_original"])
+        starred = claim["p_holm"] < 0.05
+        assert starred == (claim["verdict"] != "not resolvable")
+    assert claims["recall_claim"]["family"] == "claims" and claims["recall_claim"]["p_holm"] == claims[
+        "recall_claim"]["p"]
     assert "claim sgd_worse: no per-user results of sgd: not checked" in result.output
     assert "claim not_run: rp3beta not run in this study: not checked" in result.output
     rendered = (tmp_path / "results/default/claims.md").read_text()
     assert "| ReLU worse than Original model on NDCG@100 † | Table VII | -0.0500 [" in rendered
+    assert "(`vs_original`) |" in rendered and "(`claims`) |" in rendered
     assert rendered.count("| holds |") == 2 and "| contradicted |" in rendered
 
 
@@ -437,15 +445,20 @@ def test_the_html_report_is_self_contained(tmp_path, inputs):
 
 
 def test_a_reference_that_is_also_a_grid_point_stays_a_row(inputs):
-    """The tuned Mult-VAE grid holds the original model itself: both rows stay, each compared."""
+    """The tuned Mult-VAE grid holds the original model itself: both rows stay; where the group chose
+    the original, the two are the same runs, so the family compares them once (not at all here)."""
     results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS,
                            EXPECTED)
     rows, choices = select_tuned(results, {"tuned": ("original", "relu")}, METRICS, frozenset({"original"}))
     names = [r.name for r in rows]
     assert "original" in names and "tuned" in names and "relu" not in names
     assert choices["tuned"].by_fold == {0: "original"}  # validation 0.40 beats relu's 0.35
-    table, _ = build_table(rows, METRICS, EVAL, REPORT["labels"], _comparisons())
-    assert table.set_index("variant").loc["tuned", "diff_vs_original"] == pytest.approx(0.0)
+    table, families = build_table(rows, METRICS, EVAL, REPORT["labels"], _comparisons())
+    assert np.isnan(table.set_index("variant").loc["tuned", "diff_vs_original"])
+    vs_original = next(f for f in families if f.name == "vs_original")
+    assert "tuned" not in vs_original.rows and vs_original.same_runs == (("tuned", "original"),)
+    best = next(f for f in families if f.name == "vs_best_baseline")
+    assert ("tuned", "original") in best.same_runs and "original" in best.rows  # counted once there too
     assert table.set_index("variant").loc["tuned", "tuning_budget"] == 2
 
 
@@ -533,3 +546,38 @@ def test_a_claim_and_its_table_cell_print_the_same_difference(tmp_path, inputs):
                 if line.startswith("| ReLU †"))
     printed = f"{claim['diff']:+.4f}"
     assert printed in row and printed in cell
+
+
+def test_a_claim_the_other_way_round_takes_its_familys_adjustment(tmp_path, inputs):
+    """"EASE better than the original" is the vs_best_baseline comparison original − EASE, reversed:
+    the same p and Holm p, the difference negated."""
+    params = yaml.safe_load(inputs["params"].read_text())
+    params["claims"] = {"ease_better": {"row": "ease", "reference": "original", "expect": "better",
+                                        "source": "test"}}
+    inputs["params"].write_text(dump_params(params))
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    claim = json.loads((tmp_path / "results/default/claims.json").read_text())["ease_better"]
+    table = pd.read_csv(tmp_path / "results/default/table.csv").set_index("variant")
+    assert claim["family"] == "vs_best_baseline"
+    assert claim["p_holm"] == table.loc["original", "p_holm_vs_best_baseline"]
+    assert claim["diff"] == pytest.approx(-table.loc["original", "diff_vs_best_baseline"], abs=1e-12)
+    assert claim["p"] == pytest.approx(table.loc["original", "p_vs_best_baseline"], rel=1e-9)
+
+
+def test_a_run_that_chose_an_epoch_in_its_last_tenth_is_flagged():
+    from multvae.table import _epochs, _late_runs
+
+    def log(fold: int, seed: int, scores: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"fold": fold, "seed": seed, "epoch": range(1, len(scores) + 1),
+                             "val_ndcg@100": scores})
+
+    early = [0.1, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]  # best at epoch 2 of 10
+    at_nine = [0.1] * 8 + [0.3, 0.2]  # epoch 9 of 10: not past 90%
+    last = [0.1] * 9 + [0.3]  # epoch 10 of 10
+    curves = pd.concat([log(0, 1, early), log(0, 2, at_nine), log(1, 1, last)], ignore_index=True)
+    assert _late_runs(curves, "ndcg@100") == (3, 1)
+    assert _late_runs(None, "ndcg@100") == (pd.NA, pd.NA)
+    row = {"best_epoch": 2, "epochs_trained": 10, "diverged_runs": 0, "late_runs": 1, "runs_logged": 3}
+    assert _epochs(row) == "2 / 10, ⚑ 1 of 3 late"
+    assert _epochs({**row, "late_runs": 0}) == "2 / 10"
