@@ -47,7 +47,7 @@ class StudyProgress:
             self.running = None
 
     def line(self, text: str) -> str | None:
-        """Read one line of DVC's output; a progress line when it moved the study on, else None."""
+        """Read one line of DVC's output; a progress line when a training run starts or ends."""
         now = self.clock()
         if (started := _RUNNING.match(text)) is not None:
             finished = self.running is not None
@@ -57,8 +57,7 @@ class StudyProgress:
                 return self.status(now)
             return self.status(now) if finished else None
         elif (skipped := _SKIPPED.match(text)) is not None and skipped.group(1) in self.estimates:
-            self.done.add(skipped.group(1))
-            return self.status(now)
+            self.done.add(skipped.group(1))  # counted; said with the next run or at the end
         return None
 
     def end(self) -> str:

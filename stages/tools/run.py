@@ -47,7 +47,8 @@ def run(
                                  planned_ahead=False)
     else:
         _, each, left = estimate(read, shape, pending, probe_updates, setup(read.runtime))
-        typer.echo(f"{head}; about {duration(left)} of training on this machine (`multvae plan` for more)")
+        todo = f"about {duration(left)} of training on this machine" if left > 0 else "nothing to train"
+        typer.echo(f"{head}; {todo} (`multvae plan` for more)")
         progress = StudyProgress(name, {s: each[row] for s, row in stages.items()}, time.monotonic, started)
     command = ["dvc", "repro"] if study is None else ["dvc", "exp", "run", "-S", f"study={study}"]
     code = _stream(command, progress.line)
