@@ -7,9 +7,13 @@ of one of the table's families (either way round) takes that family's Holm adjus
 star and its verdict agree; the other claims form one more family, `claims`, adjusted together:
   - holds: Holm p below the level and the difference in the claimed direction;
   - contradicted: Holm p below the level and the difference the other way;
-  - not resolvable: Holm p at or above the level; the smallest difference the design detects
-    with 80% power says how large a true effect could have gone unseen.
-The verdict's code (1, -1, 0) sits beside it, so `dvc metrics diff` shows a verdict that flips.
+  - paper's effect excluded: neither of those, but the data rule out the difference the source
+    itself reports (`paper_diff`): the test of Δ = paper_diff rejects after Holm's adjustment over
+    every claim that states one. The source's effect is not what this data shows, though a
+    smaller one may be there;
+  - not resolvable: otherwise; the smallest difference the design detects with 80% power says how
+    large a true effect could have gone unseen.
+The verdict's code (1, -1, 2, 0) sits beside it.
 """
 
 from __future__ import annotations
@@ -18,19 +22,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from multvae.config import ClaimConfig
-from multvae.stats import holm
+from multvae.stats import Estimate, holm
 from multvae.table import POWER, UNCOUNTED, Family, Result, compare, label, metric_title, number
 
-VERDICTS = {"holds": 1, "contradicted": -1, "not resolvable": 0}
+EXCLUDED = "paper's effect excluded"
+VERDICTS = {"holds": 1, "contradicted": -1, EXCLUDED: 2, "not resolvable": 0}
+COUNT_KEYS = {"holds": "holds", "contradicted": "contradicted", EXCLUDED: "paper_effect_excluded",
+              "not resolvable": "not_resolvable"}
 CLAIMS_FAMILY = "claims"  # the claims that no family of the table holds, adjusted together
 
 
 def verdict_counts(verdicts: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """How many claims hold, are contradicted, are not resolvable: the study's claims as DVC metrics
-    (numbers only; each claim's verdict and why are in results/<study>/claims.json)."""
-    return {word.replace(" ", "_"): sum(v["verdict"] == word for v in verdicts.values()) for word in VERDICTS}
+    """How many claims have each verdict: the study's claims as DVC metrics (numbers only; each
+    claim's verdict and why are in results/<study>/claims.json)."""
+    return {COUNT_KEYS[word]: sum(v["verdict"] == word for v in verdicts.values()) for word in VERDICTS}
+
+
+def _against(est: Estimate, value: float) -> float:
+    """Two-sided p of the test that the true difference is `value`, on the estimate's t reference."""
+    if est.se == 0.0:
+        return 1.0 if est.mean == value else 0.0
+    return float(2 * sps.t.sf(abs(est.mean - value) / est.se, est.dof))
 
 
 def _in_family(claim: ClaimConfig, metric: str, families: list[Family]) -> tuple[Family, str] | None:
@@ -67,6 +82,9 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
     placed = {name: _in_family(claim, metric, families) for name, (claim, metric, _) in checked.items()}
     rest = [name for name, where in placed.items() if where is None]
     rest_holm = dict(zip(rest, holm([checked[n][2].p_value for n in rest]), strict=True))
+    stated = [name for name, (claim, _, _) in checked.items() if claim.paper_diff is not None]
+    p_paper = {n: _against(checked[n][2], float(checked[n][0].paper_diff or 0.0)) for n in stated}
+    paper_holm = dict(zip(stated, holm([p_paper[n] for n in stated]), strict=True))
     verdicts = {}
     for name, (claim, metric, est) in checked.items():
         where = placed[name]
@@ -78,15 +96,19 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
             p_holm = float(by_row.at[where[1], f"p_holm_{family}"])
             detectable = float(by_row.at[where[1], f"detectable_{family}"])
         direction = 1.0 if claim.expect == "better" else -1.0
-        if p_holm >= alpha:
-            verdict = "not resolvable"
-        else:
+        if p_holm < alpha:
             verdict = "holds" if direction * est.mean > 0 else "contradicted"
+        elif name in paper_holm and paper_holm[name] < alpha:
+            verdict = EXCLUDED
+        else:
+            verdict = "not resolvable"
         verdicts[name] = {
             "row": claim.row, "reference": claim.reference, "metric": metric, "expect": claim.expect,
             # Full precision: claims.md rounds once from these, as the table does from its own.
             "source": claim.source, "diff": est.mean, "low": est.low, "high": est.high, "p": est.p_value,
-            "family": family, "p_holm": p_holm, "detectable": detectable,
+            "family": family, "p_holm": p_holm, "detectable": detectable, "paper_diff": claim.paper_diff,
+            "p_paper": p_paper.get(name),
+            "p_paper_holm": float(paper_holm[name]) if name in paper_holm else None,
             "runs_counted": est.runs_counted, "verdict": verdict, "verdict_code": VERDICTS[verdict],
         }
     return verdicts, skipped
@@ -102,8 +124,9 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
                           "No claim of params.yaml `claims:` has both its rows in this study.",
                           *(["", skipped] if skipped else [])]) + "\n"
     lines = [f"# Claims checked: {dataset}", "",
-             "| Claim | Source | Δ [interval] | p | Holm p (family) | Detectable | Verdict |",
-             "|---|---|---|---|---|---|---|"]
+             "| Claim | Source | Δ [interval] | p | Holm p (family) | Detectable | Paper's Δ (Holm p) "
+             "| Verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for v in verdicts.values():
         claim = (f"{label(v['row'], labels)} {v['expect']} than {label(v['reference'], labels)} "
                  f"on {metric_title(v['metric'])}{'' if v['runs_counted'] else ' ' + UNCOUNTED}"
@@ -111,7 +134,7 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
         interval = f"{number(v['diff'], True)} [{number(v['low'], True)}, {number(v['high'], True)}]"
         lines.append(f"| {claim} | {v['source']} | {interval} | "
                      f"{_p(v['p'])} | {_p(v['p_holm'])} (`{v['family']}`) | {v['detectable']:.4f} | "
-                     f"{v['verdict']} |")
+                     f"{_paper(v)} | {v['verdict']} |")
     alpha = 1 - confidence
     uncounted = [] if all(v["runs_counted"] for v in verdicts.values()) else [
         f"- {UNCOUNTED}: a row trained once on one fold, so its run-to-run spread is unknown and left out "
@@ -120,13 +143,21 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
               f"{confidence:.0%} interval (users and training runs counted, not adjusted). Holm p: adjusted "
               "over the family named beside it: the table's family that holds the same comparison (so its "
               f"star and the verdict agree), or `{CLAIMS_FAMILY}`, the claims no family holds. "
+              "Paper's Δ: the difference the source prints, and the Holm-adjusted p of the test that "
+              "this data's difference equals it (over the claims that state one). "
               f"A claim holds when Holm p < {alpha:.2g} "
-              "and Δ has the claimed sign, is contradicted when Holm p < {a} and Δ has the other sign, and "
-              "is not resolvable otherwise. Detectable: the smallest true Δ found with 80% power at the "
-              "strictest Holm step."
+              "and Δ has the claimed sign, is contradicted when Holm p < {a} and Δ has the other sign; "
+              f"otherwise the {EXCLUDED} when the paper's Δ has Holm p < {{a}}, and it is not resolvable. "
+              "Detectable: the smallest true Δ found with 80% power at the strictest Holm step."
               .replace("{a}", f"{alpha:.2g}"), *uncounted, *([f"- {skipped}"] if skipped else [])]
     return "\n".join(lines) + "\n"
 
 
 def _p(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}" if not np.isnan(p) else ""
+
+
+def _paper(verdict: dict[str, Any]) -> str:
+    if verdict["paper_diff"] is None:
+        return ""
+    return f"{number(verdict['paper_diff'], True)} ({_p(verdict['p_paper_holm'])})"

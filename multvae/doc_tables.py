@@ -36,7 +36,7 @@ HEADLINE_ROWS = {"original": "Mult-VAE (the paper's model)", "recvae": "RecVAE r
                  "ease": "EASE", "rp3beta": "RP3β", "recvae_g_0_005_ease": "RecVAE + EASE (blend)"}
 # Where the ablation paper's claims were checked: on ML-1M, and on the shipped data.
 CLAIM_STUDIES = ("ml1m_paper", "default")
-VERDICTS = ("holds", "contradicted", "not resolvable")
+VERDICTS = ("holds", "contradicted", "paper's effect excluded", "not resolvable")
 
 
 def _interval(row: pd.Series, prefix: str) -> str:

@@ -581,3 +581,37 @@ def test_a_run_that_chose_an_epoch_in_its_last_tenth_is_flagged():
     row = {"best_epoch": 2, "epochs_trained": 10, "diverged_runs": 0, "late_runs": 1, "runs_logged": 3}
     assert _epochs(row) == "2 / 10, ⚑ 1 of 3 late"
     assert _epochs({**row, "late_runs": 0}) == "2 / 10"
+
+
+def test_a_claim_whose_papers_difference_the_data_exclude_says_so(tmp_path, inputs):
+    """latent_300_worse is not resolvable (its interval holds 0); a paper_diff far outside the
+    interval is excluded, one inside it is not: 'paper's effect excluded' is apart from underpowered."""
+    params = yaml.safe_load(inputs["params"].read_text())
+    params["claims"] = {
+        "far": {**CLAIMS["latent_300_worse"], "paper_diff": -0.5},
+        "near": {"row": "cyclical_cap_1", "reference": "original", "expect": "worse", "source": "test",
+                 "paper_diff": 0.0},
+    }
+    inputs["params"].write_text(dump_params(params))
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code == 0, result.output
+    claims = json.loads((tmp_path / "results/default/claims.json").read_text())
+    far, near = claims["far"], claims["near"]
+    assert far["verdict"] == "paper's effect excluded" and far["verdict_code"] == 2
+    assert far["p_holm"] >= 0.05 and far["p_paper_holm"] < 0.05 and not far["low"] <= -0.5 <= far["high"]
+    assert near["verdict"] == "not resolvable" and near["low"] <= 0.0 <= near["high"]
+    assert json.loads((tmp_path / "metrics/claims.json").read_text())["paper_effect_excluded"] == 1
+    rendered = (tmp_path / "results/default/claims.md").read_text()
+    assert "| -0.5000 (" in rendered and "| paper's effect excluded |" in rendered
+
+
+def test_a_paper_difference_of_the_opposite_sign_is_refused(tmp_path):
+    from multvae.config import ConfigError
+    from multvae.params import load_params
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["claims"]["relu_worse"]["paper_diff"] = 0.01
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"relu_worse.*paper_diff 0\.01 has the sign of the opposite"):
+        load_params(path)
