@@ -8,9 +8,9 @@ star and its verdict agree; the other claims form one more family, `claims`, adj
   - holds: Holm p below the level and the difference in the claimed direction;
   - contradicted: Holm p below the level and the difference the other way;
   - paper's effect excluded: neither of those, but the data rule out the difference the source
-    itself reports (`paper_diff`): the test of Δ = paper_diff rejects after Holm's adjustment over
-    every claim that states one. The source's effect is not what this data shows, though a
-    smaller one may be there;
+    itself printed (`paper_diff`, from the paper's results in data/, multvae/paper_results.py): the
+    test of Δ = paper_diff rejects after Holm's adjustment over every claim that has one: the
+    source's effect is not what this data shows, though a smaller one may be there;
   - not resolvable: otherwise; the smallest difference the design detects with 80% power says how
     large a true effect could have gone unseen.
 The verdict's code (1, -1, 2, 0) sits beside it.
@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from multvae.config import ClaimConfig
+from multvae.paper_results import PaperResults
 from multvae.stats import Estimate, holm
 from multvae.table import POWER, UNCOUNTED, Family, Result, compare, label, metric_title, number
 
@@ -62,9 +63,11 @@ def _in_family(claim: ClaimConfig, metric: str, families: list[Family]) -> tuple
 
 def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], metrics: list[str],
                  confidence: float, table: pd.DataFrame, families: list[Family],
+                 printed: PaperResults | None = None,
                  test_to_train: float = 0.0) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(verdicts by claim name, one line per claim the study cannot check, saying why). `table` and
-    `families` are build_table's: a claim inside a family takes its Holm p and detectable difference."""
+    `families` are build_table's: a claim inside a family takes its Holm p and detectable difference;
+    `printed`, a paper's own results, gives its claims the paper's difference."""
     alpha = 1 - confidence
     skipped, checked = [], {}
     for name, claim in claims.items():
@@ -82,8 +85,10 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
     placed = {name: _in_family(claim, metric, families) for name, (claim, metric, _) in checked.items()}
     rest = [name for name, where in placed.items() if where is None]
     rest_holm = dict(zip(rest, holm([checked[n][2].p_value for n in rest]), strict=True))
-    stated = [name for name, (claim, _, _) in checked.items() if claim.paper_diff is not None]
-    p_paper = {n: _against(checked[n][2], float(checked[n][0].paper_diff or 0.0)) for n in stated}
+    paper_diff = {name: printed.difference(claim.source, claim.row, claim.reference, metric)
+                  for name, (claim, metric, _) in checked.items()} if printed is not None else {}
+    stated = [name for name, diff in paper_diff.items() if diff is not None]
+    p_paper = {n: _against(checked[n][2], float(paper_diff[n] or 0.0)) for n in stated}
     paper_holm = dict(zip(stated, holm([p_paper[n] for n in stated]), strict=True))
     verdicts = {}
     for name, (claim, metric, est) in checked.items():
@@ -106,7 +111,7 @@ def check_claims(claims: dict[str, ClaimConfig], results: dict[str, Result], met
             "row": claim.row, "reference": claim.reference, "metric": metric, "expect": claim.expect,
             # Full precision: claims.md rounds once from these, as the table does from its own.
             "source": claim.source, "diff": est.mean, "low": est.low, "high": est.high, "p": est.p_value,
-            "family": family, "p_holm": p_holm, "detectable": detectable, "paper_diff": claim.paper_diff,
+            "family": family, "p_holm": p_holm, "detectable": detectable, "paper_diff": paper_diff.get(name),
             "p_paper": p_paper.get(name),
             "p_paper_holm": float(paper_holm[name]) if name in paper_holm else None,
             "runs_counted": est.runs_counted, "verdict": verdict, "verdict_code": VERDICTS[verdict],

@@ -247,23 +247,18 @@ class ComparisonConfig:
 @dataclass(frozen=True, config=SCHEMA)
 class ClaimConfig:
     """A claim of the paper (or of a later one) that the study can check: `row` is `expect`
-    (better or worse) than `reference` on `metric`; `paper_diff`, the difference the source itself
-    reports, lets a verdict say that this data excludes it."""
+    (better or worse) than `reference` on `metric`."""
 
     row: Name
     reference: Name
     expect: Literal["better", "worse"]
     source: Annotated[Str, Field(min_length=1)]  # where the claim is made, for the reader
     metric: Metric | None = None  # absent: the key metric
-    paper_diff: Annotated[Float, Field(ge=-1, le=1)] | None = None  # row − reference, as the source prints
 
     @model_validator(mode="after")
     def _two_rows(self) -> ClaimConfig:
         if self.row == self.reference:
             raise ValueError(f"row and reference are the same ({self.row})")
-        if self.paper_diff is not None and self.paper_diff * (1 if self.expect == "better" else -1) < 0:
-            raise ValueError(f"paper_diff {self.paper_diff} has the sign of the opposite claim ({self.row} "
-                             f"{'worse' if self.expect == 'better' else 'better'} than {self.reference})")
         return self
 
 

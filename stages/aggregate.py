@@ -52,6 +52,9 @@ def aggregate(
     results_dir: Annotated[Path, typer.Option(
         help="Folder of committed study results: <results>/<study.name>/ gets the table, summary, "
              "split statistics and the params it ran with.")] = Path("results"),
+    paper_results: Annotated[Path, typer.Option(
+        help="The ablation paper's printed results by row: its own difference for each of its "
+             "claims.")] = Path("data/ablation_paper_results.yaml"),
 ) -> None:
     """Test metrics with intervals, the declared comparisons and claims, curves and β schedules;
     results/<study>/ gets the tables, the params and the library versions they were made with."""
@@ -71,6 +74,7 @@ def aggregate(
     from multvae.grids import varying
     from multvae.html_report import render
     from multvae.metrics import metric_names
+    from multvae.paper_results import read_paper_results
     from multvae.params import load_params
     from multvae.record import params_record
     from multvae.results import Expected
@@ -93,7 +97,7 @@ def aggregate(
                "β schedules": plots_dir / "beta_schedules.png"}
     read = load_params(params)
     distinct_paths({"--params": params, "--metrics-dir": metrics_dir, "--per-user-dir": per_user_dir,
-                    "--curves-dir": curves_dir, "--stats": stats},
+                    "--curves-dir": curves_dir, "--stats": stats, "--paper-results": paper_results},
                    {"--table": table, "--csv": csv, "--summary": summary, "--claims": claims,
                     "--training": training, "--report": report,
                     "--results-dir": results_dir / read.study.name,
@@ -136,7 +140,7 @@ def aggregate(
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices, notes)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too
     verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence, frame, families,
-                                       expected.test_to_train)
+                                       read_paper_results(paper_results), expected.test_to_train)
     for line in unchecked:
         typer.echo(f"aggregate: claim {line}: not checked")
     verdict_table = claims_markdown(verdicts, labels, dataset, cfg.eval.confidence, unchecked)

@@ -141,6 +141,8 @@ def make_inputs(root: Path) -> dict[str, Path]:
     dirs["stats"].parent.mkdir()
     dirs["stats"].write_text(json.dumps(seal({"dataset": "ml-1m", "test_users": USERS, "folds": {
         "0": {"test_users": USERS, "train_users": 4 * USERS, "fingerprint": SPLIT["0"]}}})))
+    dirs["printed"] = root / "data" / "printed.yaml"  # a paper's printed results: none of these rows
+    dirs["printed"].write_text("source: another paper\nrows:\n  original: {table: I, ndcg@100: 0.4}\n")
     return dirs
 
 
@@ -154,7 +156,7 @@ def run_stage(root: Path, dirs: dict[str, Path]):
         "--plots-dir", str(root / "plots"), "--stats", str(dirs["stats"]),
         "--summary", str(root / "metrics/summary.json"), "--report", str(root / "metrics/report.html"),
         "--training", str(root / "plots/training.csv"), "--results-dir", str(root / "results"),
-        "--claims", str(root / "metrics/claims.json"),
+        "--claims", str(root / "metrics/claims.json"), "--paper-results", str(dirs["printed"]),
     ])
 
 
@@ -218,7 +220,7 @@ def test_stage_writes_the_table_csv_and_figures(tmp_path, inputs):
     dvc_metrics = json.loads((tmp_path / "metrics/summary.json").read_text())
     assert dvc_metrics == {name: round(values["ndcg"], 4) for name, values in summary.items()}
     assert json.loads((tmp_path / "metrics/claims.json").read_text()) == {
-        "holds": 2, "contradicted": 1, "not_resolvable": 1}
+        "holds": 2, "contradicted": 1, "paper_effect_excluded": 0, "not_resolvable": 1}
     # A file of a row this study does not run (another study's) is named and left out.
     assert re.search(r"my_extra\.json is not a row of study default: left out", result.output)
     # The study's folder: what a reproduction is diffed against, with the params it ran with.
@@ -584,34 +586,36 @@ def test_a_run_that_chose_an_epoch_in_its_last_tenth_is_flagged():
 
 
 def test_a_claim_whose_papers_difference_the_data_exclude_says_so(tmp_path, inputs):
-    """latent_300_worse is not resolvable (its interval holds 0); a paper_diff far outside the
-    interval is excluded, one inside it is not: 'paper's effect excluded' is apart from underpowered."""
+    """latent_300_worse is not resolvable (its interval holds 0); a printed difference far outside
+    the interval is excluded, one inside it is not: 'paper's effect excluded' is apart from
+    underpowered. Only claims from the printed paper get its difference."""
+    inputs["printed"].write_text("source: test\nrows:\n  original: {table: I, ndcg@100: 0.9}\n"
+                                 "  latent_300: {table: II, ndcg@100: 0.4}\n"
+                                 "  cyclical_cap_1: {table: IV, ndcg@100: 0.9}\n")
     params = yaml.safe_load(inputs["params"].read_text())
     params["claims"] = {
-        "far": {**CLAIMS["latent_300_worse"], "paper_diff": -0.5},
-        "near": {"row": "cyclical_cap_1", "reference": "original", "expect": "worse", "source": "test",
-                 "paper_diff": 0.0},
+        "far": CLAIMS["latent_300_worse"],
+        "near": {"row": "cyclical_cap_1", "reference": "original", "expect": "worse", "source": "test"},
+        "other_paper": {"row": "cyclical_cap_1", "reference": "original", "expect": "worse", "source": "B"},
     }
     inputs["params"].write_text(dump_params(params))
     result = run_stage(tmp_path, inputs)
     assert result.exit_code == 0, result.output
     claims = json.loads((tmp_path / "results/default/claims.json").read_text())
     far, near = claims["far"], claims["near"]
+    assert far["paper_diff"] == pytest.approx(-0.5) and near["paper_diff"] == 0.0
     assert far["verdict"] == "paper's effect excluded" and far["verdict_code"] == 2
     assert far["p_holm"] >= 0.05 and far["p_paper_holm"] < 0.05 and not far["low"] <= -0.5 <= far["high"]
     assert near["verdict"] == "not resolvable" and near["low"] <= 0.0 <= near["high"]
+    assert claims["other_paper"]["paper_diff"] is None and claims["other_paper"]["p_paper_holm"] is None
     assert json.loads((tmp_path / "metrics/claims.json").read_text())["paper_effect_excluded"] == 1
     rendered = (tmp_path / "results/default/claims.md").read_text()
     assert "| -0.5000 (" in rendered and "| paper's effect excluded |" in rendered
 
 
-def test_a_paper_difference_of_the_opposite_sign_is_refused(tmp_path):
-    from multvae.config import ConfigError
-    from multvae.params import load_params
-
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["claims"]["relu_worse"]["paper_diff"] = 0.01
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    with pytest.raises(ConfigError, match=r"relu_worse.*paper_diff 0\.01 has the sign of the opposite"):
-        load_params(path)
+def test_unreadable_printed_results_stop_aggregate_with_one_line(tmp_path, inputs):
+    inputs["printed"].write_text("source: test\nrows:\n  original: {table: I, ndcg@100: two}\n")
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code != 0
+    assert "printed.yaml: rows.original.ndcg@100:" in result.output
+    assert not (tmp_path / "results").exists()  # nothing written
