@@ -185,6 +185,8 @@ def new_project():
     def make(folder: Path, edit: Callable[[dict], None], studies: dict[str, dict] | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
+        (folder / "data").mkdir()  # the paper's printed results, which the aggregate stage reads
+        shutil.copy(REPO / "data" / "ablation_paper_results.yaml", folder / "data")
         for package in ("multvae", "stages"):
             shutil.copytree(REPO / package, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
         params = yaml.safe_load((REPO / "params.yaml").read_text())
