@@ -29,6 +29,9 @@ def beta_spreads(read: Params, split_stats: dict[str, Any]) -> dict[str, tuple[f
             for name, beta in gammas.items() if beta.method == "user_scaled"}
 
 
+PAPER_RESULTS = Path("data/ablation_paper_results.yaml")
+
+
 @user_errors
 def aggregate(
     params: ParamsOption = Path("params.yaml"),
@@ -52,9 +55,9 @@ def aggregate(
     results_dir: Annotated[Path, typer.Option(
         help="Folder of committed study results: <results>/<study.name>/ gets the table, summary, "
              "split statistics and the params it ran with.")] = Path("results"),
-    paper_results: Annotated[Path, typer.Option(
-        help="The ablation paper's printed results by row: its own difference for each of its "
-             "claims.")] = Path("data/ablation_paper_results.yaml"),
+    paper_results: Annotated[Path | None, typer.Option(
+        help="The ablation paper's printed results by row, giving each of its claims the paper's own "
+             "difference [default: data/ablation_paper_results.yaml, if there].")] = None,
 ) -> None:
     """Test metrics with intervals, the declared comparisons and claims, curves and β schedules;
     results/<study>/ gets the tables, the params and the library versions they were made with."""
@@ -97,7 +100,8 @@ def aggregate(
                "β schedules": plots_dir / "beta_schedules.png"}
     read = load_params(params)
     distinct_paths({"--params": params, "--metrics-dir": metrics_dir, "--per-user-dir": per_user_dir,
-                    "--curves-dir": curves_dir, "--stats": stats, "--paper-results": paper_results},
+                    "--curves-dir": curves_dir, "--stats": stats,
+                    **({"--paper-results": paper_results} if paper_results else {})},
                    {"--table": table, "--csv": csv, "--summary": summary, "--claims": claims,
                     "--training": training, "--report": report,
                     "--results-dir": results_dir / read.study.name,
@@ -139,8 +143,13 @@ def aggregate(
     frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons, expected.test_to_train)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices, notes)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too
+    if paper_results is None and PAPER_RESULTS.is_file():
+        paper_results = PAPER_RESULTS
+    if paper_results is None:
+        typer.echo(f"aggregate: no {PAPER_RESULTS}: claims not checked against the paper's own differences")
+    printed = read_paper_results(paper_results) if paper_results is not None else None
     verdicts, unchecked = check_claims(read.claims, named, metrics, cfg.eval.confidence, frame, families,
-                                       read_paper_results(paper_results), expected.test_to_train)
+                                       printed, expected.test_to_train)
     for line in unchecked:
         typer.echo(f"aggregate: claim {line}: not checked")
     verdict_table = claims_markdown(verdicts, labels, dataset, cfg.eval.confidence, unchecked)

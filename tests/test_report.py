@@ -619,3 +619,9 @@ def test_unreadable_printed_results_stop_aggregate_with_one_line(tmp_path, input
     assert result.exit_code != 0
     assert "printed.yaml: rows.original.ndcg@100:" in result.output
     assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_printed_results_named_but_missing_stop_aggregate_with_one_line(tmp_path, inputs):
+    inputs["printed"].unlink()
+    result = run_stage(tmp_path, inputs)
+    assert result.exit_code != 0 and "printed.yaml not found: the paper's printed results" in result.output
