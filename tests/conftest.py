@@ -225,6 +225,16 @@ def shrink(params: dict, *, users: int = 300, items: int = 120, ratings_per_user
     params["runtime"].update(device="cpu", threads=1)
 
 
+def two_rows(params: dict, claims: tuple[str, ...] = ("relu_worse", "ease_better_than_original")) -> None:
+    """Edit a project's params to the study of two rows, original and ReLU: the catalogue trimmed to
+    them, the declared comparisons and the named claims following it."""
+    params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
+    params["comparisons"] = {k: v for k, v in params["comparisons"].items() if k != "recvae_ablation"}
+    params["claims"] = {name: params["claims"][name] for name in claims}
+    params["tuning"] = {}
+    params["study"] = {"name": "default", "rows": ["original", "relu"]}
+
+
 TINY_PARAMS: dict[str, dict] = {
     "data": {"dataset": "synthetic", "heldout_users": 30,
              "synthetic": {"users": 300, "items": 200, "ratings_per_user": 30, "tastes": 5}},

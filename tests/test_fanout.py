@@ -5,7 +5,7 @@ trained model with `dvc repro --pull` and trains nothing."""
 from __future__ import annotations
 
 import pytest
-from conftest import shrink
+from conftest import shrink, two_rows
 
 pytestmark = pytest.mark.slow
 
@@ -13,13 +13,7 @@ def test_two_workers_push_and_a_third_clone_trains_nothing(tmp_path, new_project
 
     def edit(params: dict) -> None:
         shrink(params, tastes=4, heldout_users=40)
-        params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
-        # The catalogue trimmed to two rows: the declared comparisons and claims follow it.
-        params["comparisons"] = {k: v for k, v in params["comparisons"].items() if k != "recvae_ablation"}
-        params["claims"] = {"relu_worse": params["claims"]["relu_worse"],
-                            "ease_better_than_original": params["claims"]["ease_better_than_original"]}
-        params["tuning"] = {}
-        params["study"] = {"name": "default", "rows": ["original", "relu"]}
+        two_rows(params)
 
     origin = new_project(tmp_path / "origin", edit)
     run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], origin)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from conftest import shrink
+from conftest import shrink, two_rows
 
 pytestmark = pytest.mark.slow
 
@@ -16,13 +16,7 @@ def repo(tmp_path_factory, new_project, run):
         shrink(params, users=400, items=150, ratings_per_user=30.0, heldout_users=40, hidden_dims=(32,),
                latent_dim=8, epochs=3, seeds=(1, 2))
         params["beta"]["total_anneal_steps"] = 20
-        params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
-        # The catalogue trimmed to two rows: the declared comparisons and claims follow it.
-        params["comparisons"] = {k: v for k, v in params["comparisons"].items() if k != "recvae_ablation"}
-        params["claims"] = {"relu_worse": params["claims"]["relu_worse"],
-                            "ease_better_than_original": params["claims"]["ease_better_than_original"]}
-        params["tuning"] = {}
-        params["study"] = {"name": "default", "rows": ["original", "relu"]}
+        two_rows(params)
 
     repo = new_project(tmp_path_factory.mktemp("pipeline"), edit,
                        studies={"relu_only": {"study": {"name": "relu_only", "rows": ["relu"]}}})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import shrink
+from conftest import shrink, two_rows
 
 from multvae.progress import StudyProgress
 
@@ -52,11 +52,7 @@ def test_a_run_ends_when_dvc_exits():
 def test_multvae_run_prints_the_plan_and_a_line_per_training_run(tmp_path, new_project, run):
     def edit(params: dict) -> None:
         shrink(params, tastes=4, heldout_users=40)
-        params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
-        params["comparisons"] = {k: v for k, v in params["comparisons"].items() if k != "recvae_ablation"}
-        params["claims"] = {"relu_worse": params["claims"]["relu_worse"]}
-        params["tuning"] = {}
-        params["study"] = {"name": "default", "rows": ["original", "relu"]}
+        two_rows(params, claims=("relu_worse",))
 
     project = new_project(tmp_path / "project", edit)
     out = run(["multvae", "run"], project)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import shrink
+from conftest import shrink, two_rows
 
 pytestmark = pytest.mark.slow
 
@@ -115,12 +115,7 @@ def _edit(params: dict) -> None:
     # Enough data and epochs that a task is still training when the test signals it.
     shrink(params, users=1500, items=400, tastes=4, heldout_users=60, epochs=50)
     params["runtime"].update(checkpoint_seconds=0)  # a checkpoint after every epoch
-    params["variants"] = {"original": {}, "relu": {"model": {"activation": "relu"}}}
-    params["comparisons"] = {k: v for k, v in params["comparisons"].items() if k != "recvae_ablation"}
-    params["claims"] = {"relu_worse": params["claims"]["relu_worse"],
-                        "ease_better_than_original": params["claims"]["ease_better_than_original"]}
-    params["tuning"] = {}
-    params["study"] = {"name": "default", "rows": ["original", "relu"]}
+    two_rows(params)
 
 
 PUBLISHED = ("results", "metrics", "plots", "dvc.lock")
