@@ -15,6 +15,7 @@ import pydantic
 import yaml
 from pydantic import AllowInfNan, ConfigDict, Field, Strict
 
+from multvae.config import METRIC_PATTERN
 from multvae.errors import MultVAEError
 
 Value = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0, le=1)]
@@ -63,6 +64,8 @@ def read_paper_results(path: Path) -> PaperResults:
         raise PaperResultsError(f"{path}: {where}: {error['msg']}") from None
     for name, row in results.rows.items():
         for metric, value in (row.model_extra or {}).items():
+            if not METRIC_PATTERN.fullmatch(metric):  # a misspelt metric would never be compared
+                raise PaperResultsError(f"{path}: rows.{name}.{metric}: not a metric (ndcg@K or recall@K)")
             try:
                 _VALUE.validate_python(value)
             except pydantic.ValidationError as exc:

@@ -60,6 +60,9 @@ def test_a_printed_value_out_of_range_is_refused_by_name(tmp_path):
     path.write_text("source: a paper\nrows:\n  original: {table: I, ndcg@100: 41.8}\n")
     with pytest.raises(PaperResultsError, match=r"printed\.yaml: rows\.original\.ndcg@100: .*or equal to 1"):
         read_paper_results(path)
+    path.write_text("source: a paper\nrows:\n  original: {table: I, ndgc@100: 0.4}\n")
+    with pytest.raises(PaperResultsError, match=r"rows\.original\.ndgc@100: not a metric"):
+        read_paper_results(path)
     path.write_text("source: a paper\nrows:\n  original: {ndcg@100: 0.4}\n")
     with pytest.raises(PaperResultsError, match=r"rows\.original\.table: Field required"):
         read_paper_results(path)
