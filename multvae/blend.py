@@ -3,6 +3,9 @@ scores over the items (the two models' scores are on different scales: log-odds 
 reconstruction), and w is chosen on the fold's validation users from a grid that holds 0 and 1,
 each path alone. The deep model and the shallow one make different errors (Vančura & Kordík,
 VASP, 2021, train the two together); a validated score blend is the plainest way to combine them.
+
+Its control: RP3β blended with EASE the same way, on the same weights. Two shallow models blended
+also gain over one; a VAE blend that does not beat the control cannot credit its gain to the VAE.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from multvae.baselines import ease_weights, linear_scorer
+from multvae.baselines import Rp3Walk, ease_weights, linear_scorer
 from multvae.config import Config
 from multvae.data import Dataset, HeldOut
 from multvae.evaluation import load_run
 from multvae.metrics import Scorer, metric_names, score_heldout
 from multvae.model import make_scorer
-from multvae.results import Summary, per_user_rows, summarize
+from multvae.results import BASELINE_SEED, Summary, per_user_rows, summarize
 
 
 def standardized(scores: torch.Tensor) -> torch.Tensor:
@@ -59,6 +62,32 @@ def choose_weight(validation: list[dict[float, pd.DataFrame]], key: str) -> tupl
     return max(scores, key=lambda w: scores[w]), scores
 
 
+def _blend_fold(left: dict[int, Scorer], right: Scorer, data: Dataset, weights: Sequence[float],
+                ks: tuple[int, ...], batch_size: int,
+                ) -> tuple[float, dict[float, float], dict[int, pd.DataFrame]]:
+    """One fold: w chosen on its validation users over the runs' mean (`left`: seed -> scorer),
+    every weight's validation score, and each run's per-user test metrics at w."""
+    key = metric_names(ks)[0]
+    validation = [blend_metrics(scorer, right, data.validation, weights, ks, batch_size)
+                  for scorer in left.values()]
+    weight, scores = choose_weight(validation, key)
+    tests = {seed: blend_metrics(scorer, right, data.test, [weight], ks, batch_size)[weight]
+             for seed, scorer in left.items()}
+    return weight, scores, tests
+
+
+def _settings(chosen: dict[str, dict[int, float]], grid: dict[int, dict[float, float]]) -> dict[str, object]:
+    """What the summary records: each choice (one value, or by fold), the weights' grid."""
+    one = len(grid) == 1
+
+    def shown(values: dict[int, float]) -> object:
+        return next(iter(values.values())) if one else {str(f): v for f, v in values.items()}
+
+    grids = {str(f): {f"{w:g}": v for w, v in scores.items()} for f, scores in grid.items()}
+    return {**{name: shown(values) for name, values in chosen.items()},
+            "grid": next(iter(grids.values())) if one else grids}
+
+
 def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], folds: dict[int, Dataset],
                    lambdas: dict[int, float], weights: Sequence[float], ks: tuple[int, ...],
                    batch_size: int, device: torch.device, expected: Config,
@@ -68,7 +97,7 @@ def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], fo
     is a run of the blend, so the inference counts the Mult-VAE row's run-to-run spread. Its tuning
     budget is the weights tried plus what EASE tried (`inherited`): both choices were made on the
     same validation users."""
-    names, key = metric_names(ks), metric_names(ks)[0]
+    names = metric_names(ks)
     per_user, chosen, grid, by_fold = [], {}, {}, {}
     epochs: dict[int, tuple[int, int]] = {}
     for fold, data in folds.items():
@@ -78,18 +107,35 @@ def evaluate_blend(name: str, row: str, models: Path, seeds: tuple[int, ...], fo
             model, saved = load_run(models, row, fold, seed, data, device, expected)
             scorers[seed] = make_scorer(model, device)
             epochs.setdefault(seed, (saved.best_epoch, saved.epochs))
-        validation = [blend_metrics(scorers[s], ease, data.validation, weights, ks, batch_size)
-                      for s in seeds]
-        chosen[fold], scores = choose_weight(validation, key)
-        grid[str(fold)] = {f"{w:g}": v for w, v in scores.items()}
-        by_fold[fold] = scores[chosen[fold]]
-        for seed in seeds:
-            test = blend_metrics(scorers[seed], ease, data.test, [chosen[fold]], ks, batch_size)[chosen[fold]]
-            per_user.append(per_user_rows(test, data.user_ids(data.test.users), fold, seed))
+        chosen[fold], grid[fold], tests = _blend_fold(scorers, ease, data, weights, ks, batch_size)
+        by_fold[fold] = grid[fold][chosen[fold]]
+        users = data.user_ids(data.test.users)
+        per_user += [per_user_rows(test, users, fold, seed) for seed, test in tests.items()]
     table = pd.concat(per_user, ignore_index=True)
-    one = len(folds) == 1
-    settings = {"weight": next(iter(chosen.values())) if one else {str(f): w for f, w in chosen.items()},
-                "lambda": next(iter(lambdas.values())) if one else {str(f): v for f, v in lambdas.items()},
-                "grid": next(iter(grid.values())) if one else grid, "tuning_budget": len(weights) + inherited,
+    settings = {**_settings({"weight": chosen, "lambda": lambdas}, grid),
+                "tuning_budget": len(weights) + inherited,
                 "budget_parts": {"weight": len(weights), "ease": inherited}, "blend_of": [row, "ease"]}
     return summarize(name, "vae", table, names, by_fold, epochs=epochs, chosen=settings), table
+
+
+def evaluate_control(name: str, folds: dict[int, Dataset], lambdas: dict[int, float],
+                     rp3: dict[int, tuple[float, float]], weights: Sequence[float], ks: tuple[int, ...],
+                     batch_size: int, inherited: dict[str, int]) -> tuple[Summary, pd.DataFrame]:
+    """(summary, per-user test metrics) of the control blend: RP3β at each fold's α and β with EASE
+    at its λ, w (RP3β's weight) chosen on the fold's validation users. Deterministic, like its parts:
+    a baseline row. Its tuning budget: the weights plus what EASE and RP3β tried (`inherited`)."""
+    per_user, chosen, grid, by_fold = [], {}, {}, {}
+    for fold, data in folds.items():
+        alpha, beta = rp3[fold]
+        left = {BASELINE_SEED: Rp3Walk(data.train, alpha).scorer(beta)}
+        ease = linear_scorer(ease_weights(data.train, lambdas[fold]))
+        chosen[fold], grid[fold], tests = _blend_fold(left, ease, data, weights, ks, batch_size)
+        by_fold[fold] = grid[fold][chosen[fold]]
+        users = data.user_ids(data.test.users)
+        per_user.append(per_user_rows(tests[BASELINE_SEED], users, fold, BASELINE_SEED))
+    table = pd.concat(per_user, ignore_index=True)
+    alphas, betas = {f: a for f, (a, _) in rp3.items()}, {f: b for f, (_, b) in rp3.items()}
+    settings = {**_settings({"weight": chosen, "lambda": lambdas, "alpha": alphas, "beta": betas}, grid),
+                "tuning_budget": len(weights) + sum(inherited.values()),
+                "budget_parts": {"weight": len(weights), **inherited}, "blend_of": ["rp3beta", "ease"]}
+    return summarize(name, "baseline", table, metric_names(ks), by_fold, chosen=settings), table

@@ -26,7 +26,8 @@ from multvae.errors import MultVAEError
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 # Rows that are not variants: the baseline stages' results (dvc.yaml stages of the same names).
 BASELINES = ("most_popular", "ease", "rp3beta")
-BLEND_SUFFIX = "_ease"  # a blend row's name: the Mult-VAE row it blends with EASE, and this
+BLEND_SUFFIX = "_ease"  # a blend row's name: the Mult-VAE row it blends with EASE, and this suffix
+CONTROL_BLEND = "rp3beta" + BLEND_SUFFIX  # RP3β blended with EASE: the control of every blend
 # In `comparisons:`, a reference chosen on validation among the baselines the study ran, and a row
 # list meaning every Mult-VAE-family row of the study.
 BEST_BASELINE = "best_baseline"

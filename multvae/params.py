@@ -27,6 +27,7 @@ from multvae.config import (
     BASELINES,
     BEST_BASELINE,
     BLEND_SUFFIX,
+    CONTROL_BLEND,
     EVERY_VAE_ROW,
     SCHEMA,
     ClaimConfig,
@@ -81,7 +82,7 @@ class ParamsFile:
 def _known_rows(variants: list[str], tuning: dict[str, tuple[str, ...]]) -> set[str]:
     """Names a comparison, claim or label may use: the catalogue's, whether or not this study runs
     them (`Params.not_run` names those a study leaves out)."""
-    return {*variants, *tuning, *BASELINES, *(v + BLEND_SUFFIX for v in variants)}
+    return {*variants, *tuning, *BASELINES, CONTROL_BLEND, *(v + BLEND_SUFFIX for v in variants)}
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -109,9 +110,13 @@ def _check_references(file: ParamsFile, ks: tuple[int, ...]) -> None:
     for group, members in file.tuning.items():
         _require(group not in variants and group not in BASELINES, f"tuning.{group}",
                  "a group may not be named like a variant or a baseline")
-        unknown = [m for m in members if m not in variants]
+        blend = [m not in variants and m.removesuffix(BLEND_SUFFIX) in variants for m in members]
+        unknown = [m for m in members if m not in variants and m.removesuffix(BLEND_SUFFIX) not in variants]
         _require(not unknown, f"tuning.{group}",
-                 f"members must be variants of the `variants:` section; unknown: {', '.join(unknown)}")
+                 f"members must be variants of the `variants:` section or their blends "
+                 f"(<variant>{BLEND_SUFFIX}); unknown: {', '.join(unknown)}")
+        _require(len(set(blend)) == 1, f"tuning.{group}",
+                 "members must be all variants or all blends: a group's choice compares like with like")
     study = file.study
     unknown = [r for r in study.rows if r not in variants]
     _require(not unknown, "study.rows", f"not in the `variants:` catalogue: {', '.join(unknown)}")
@@ -171,10 +176,15 @@ class Params:
         return list(self.study.rows)
 
     @property
+    def blend_rows(self) -> list[str]:
+        """The blends this study computes: one per row of study.blends."""
+        return [b + BLEND_SUFFIX for b in self.study.blends]
+
+    @property
     def row_tuning(self) -> dict[str, tuple[str, ...]]:
-        """The tuning groups whose members all run in this study; a member run without the rest of
-        its grid is a row of its own (`not_run` says so)."""
-        rows = set(self.rows)
+        """The tuning groups whose members all run in this study (variants, or blends); a member run
+        without the rest of its grid is a row of its own (`not_run` says so)."""
+        rows = {*self.rows, *self.blend_rows}
         return {g: m for g, m in self.tuning.items() if set(m) <= rows}
 
     def not_run(self) -> list[str]:
@@ -182,8 +192,8 @@ class Params:
         run, and one for labels that name nothing in the catalogue (a misspelt label leaves its row
         under its raw name): aggregate prints them and the table's legend lists them, so none
         vanishes unsaid."""
-        rows = set(self.rows)
-        present = {*rows, *self.row_tuning, *BASELINES, *(b + BLEND_SUFFIX for b in self.study.blends)}
+        rows = {*self.rows, *self.blend_rows}
+        present = {*rows, *self.row_tuning, *BASELINES, CONTROL_BLEND}
         lines = []
         for group, members in self.tuning.items():
             run = [m for m in members if m in rows]

@@ -27,6 +27,7 @@ KINDS: tuple[Kind, ...] = ("vae", "baseline")
 # Per-user means and the summary are both averages of the same values; more than float32
 # rounding between them means the two files come from different runs.
 MEAN_TOLERANCE = 1e-4
+BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
 
 
 class ResultError(MultVAEError):

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multvae.config import BASELINES, BEST_BASELINE, EVERY_VAE_ROW, ComparisonConfig, EvalConfig
+from multvae.config import (
+    BASELINES,
+    BEST_BASELINE,
+    CONTROL_BLEND,
+    EVERY_VAE_ROW,
+    ComparisonConfig,
+    EvalConfig,
+)
 from multvae.grids import edge_axes
 from multvae.layout import run_path
 from multvae.live_log import LogError, read_log
@@ -32,6 +39,7 @@ SIGNIFICANT = "*"
 UNCOUNTED = "†"  # a stochastic row trained once on one fold: its run-to-run noise is unknown
 LATE_MARK = "⚑"  # runs that selected an epoch near the end of their training
 POWER = 0.8
+SHALLOW = (*BASELINES, CONTROL_BLEND)  # the rows every study has: the baselines and their blend
 _METRIC_TITLES = {"ndcg": "NDCG", "recall": "Recall"}
 
 
@@ -135,7 +143,7 @@ def _require_dir(path: Path, what: str) -> None:
 def extra_files(metrics_dir: Path, order: list[str] | tuple[str, ...]) -> list[Path]:
     """Result files in metrics_dir that are neither a row of `order` nor a baseline."""
     return [p for p in sorted(Path(metrics_dir).glob("*.json"))
-            if p.stem not in order and p.stem not in BASELINES]
+            if p.stem not in order and p.stem not in SHALLOW]
 
 
 def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metrics: list[str],
@@ -152,7 +160,7 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
     _require_dir(per_user_dir, "run the evaluate and baseline stages first (they write per-user results)")
     _require_dir(curves_dir, "run the train stages first (they write the training logs)")
     paths = {p.stem: p for p in sorted(metrics_dir.glob("*.json"))
-             if p.stem in order or p.stem in BASELINES}
+             if p.stem in order or p.stem in SHALLOW}
     if not paths:
         raise ResultError(f"{metrics_dir}: no <variant>.json metrics files")
     results = []
@@ -170,7 +178,7 @@ def load_results(metrics_dir: Path, per_user_dir: Path, curves_dir: Path, metric
         results.append(Result(name=name, kind=summary["kind"], summary=summary, per_user=per_user,
                               curves=curves))
     _check_blends(results, metrics_dir)
-    rank = [*order, *BASELINES]
+    rank = [*order, *SHALLOW]
     results.sort(key=lambda r: (r.kind == "baseline", rank.index(r.name) if r.name in rank else len(rank),
                                 r.name))
     scored = [(r, _test_users(r.per_user)) for r in results if r.per_user is not None]
@@ -198,6 +206,18 @@ class Choice:
     diverged: dict[str, int] = field(default_factory=dict)  # member -> its runs that diverged
 
 
+def group_budget(members: list[Result]) -> int:
+    """Settings a group's choice tried on validation: each member's own (a blend's weights), plus what
+    they inherit from a shared choice (EASE's λ) counted once."""
+    own, inherited = 0, 0
+    for r in members:
+        parts = r.summary.get("budget_parts") or {}
+        shared = sum(v for k, v in parts.items() if k != "weight")
+        own += int(r.summary.get("tuning_budget", 1)) - shared
+        inherited = max(inherited, shared)
+    return own + inherited
+
+
 def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metrics: list[str],
                edges: tuple[str, ...]) -> Result:
     """The group's row: in each fold, the test users of the member that fold chose."""
@@ -209,7 +229,8 @@ def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metri
     by_name = {r.name: r for r in members}
     diverged = [d for f, m in sorted(by_fold.items()) for d in by_name[m].summary.get("diverged", [])
                 if d.startswith(f"fold {f} ")]
-    summary = {**first.summary, "chosen": text, "tuning_budget": len(members), "diverged": diverged}
+    summary = {**first.summary, "chosen": text, "tuning_budget": group_budget(members), "diverged": diverged}
+    summary.pop("budget_parts", None)
     tables = {r.name: r.per_user for r in members if r.per_user is not None}
     logs = {r.name: r.curves for r in members if r.curves is not None}
     per_user = curves = None
@@ -218,7 +239,7 @@ def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metri
                              ignore_index=True)
         by_seed = per_user.groupby("seed")[metrics].mean()
         summary.update({m: float(by_seed[m].mean()) for m in metrics})
-        summary["seeds"] = {
+        summary["seeds"] = {} if first.kind != "vae" else {
             str(seed): {**{m: float(row[m]) for m in metrics},
                         **{k: first.summary["seeds"].get(str(seed), {}).get(k)
                            for k in ("best_epoch", "epochs_trained")}}
@@ -227,6 +248,31 @@ def _tuned_row(group: str, members: list[Result], by_fold: dict[int, str], metri
         curves = pd.concat([logs[m][logs[m]["fold"] == f] for f, m in sorted(by_fold.items())],
                            ignore_index=True)
     return Result(group, first.kind, summary, per_user, curves)
+
+
+def _best_by_fold(candidates: list[Result]) -> dict[int, str]:
+    """Each fold's member with the best validation score on that fold's own validation users."""
+    by_fold = {}
+    for fold in sorted(int(f) for f in candidates[0].summary["validation_by_fold"]):
+        scores = {r.name: float(r.summary["validation_by_fold"].get(str(fold), np.nan)) for r in candidates}
+        if any(np.isnan(v) for v in scores.values()):
+            raise ResultError(f"{', '.join(scores)}: run on different folds; re-run them")
+        by_fold[fold] = max(scores, key=lambda name: scores[name])  # first member on ties
+    return by_fold
+
+
+def best_baseline(results: list[Result], metrics: list[str]) -> tuple[list[Result], Choice | None]:
+    """The baseline that `best_baseline` comparisons take, chosen in each fold on its own validation
+    users like a tuning group. Where the folds agree, it is that baseline's row; where they do not,
+    a row `best_baseline` is added: each fold's test users scored by that fold's choice."""
+    candidates = [r for r in results if r.name in BASELINES and r.per_user is not None]
+    if not candidates:
+        return results, None
+    by_fold = _best_by_fold(candidates)
+    choice = Choice({r.name: float(r.summary[f"val_{metrics[0]}"]) for r in candidates}, by_fold)
+    if len(set(by_fold.values())) == 1:
+        return results, choice
+    return [*results, _tuned_row(BEST_BASELINE, candidates, by_fold, metrics, ())], choice
 
 
 def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]], metrics: list[str],
@@ -247,13 +293,11 @@ def select_tuned(results: list[Result], tuning: dict[str, tuple[str, ...]], metr
         present = [by_name[m] for m in members if m in by_name]
         if not present:
             continue
-        folds = sorted(int(f) for f in present[0].summary["validation_by_fold"])
-        by_fold = {}
-        for fold in folds:
-            scores = {r.name: float(r.summary["validation_by_fold"].get(str(fold), np.nan)) for r in present}
-            if any(np.isnan(v) for v in scores.values()):
-                raise ResultError(f"tuning.{group}: the members were run on different folds; re-run them")
-            by_fold[fold] = max(scores, key=lambda name: scores[name])  # first member on ties
+        try:
+            by_fold = _best_by_fold(present)
+        except ResultError:
+            raise ResultError(f"tuning.{group}: the members were run on different folds; "
+                              "re-run them") from None
         grid = (settings or {}).get(group)
         edges = tuple(sorted({axis for member in set(by_fold.values())
                               for axis in (edge_axes(grid, member) if grid else [])}))
@@ -319,11 +363,11 @@ def resolve_family(name: str, family: ComparisonConfig, rows: list[Result], key:
     scored = {r.name: r for r in rows if r.per_user is not None}
     metric = family.metric or key
     reference = family.reference
-    if reference == BEST_BASELINE:
-        baselines = [r for r in scored.values() if r.kind == "baseline"]
+    if reference == BEST_BASELINE and BEST_BASELINE not in scored:  # the folds agree (`best_baseline`)
+        baselines = [r for r in scored.values() if r.name in BASELINES]
         if not baselines:
             return None
-        reference = max(baselines, key=lambda r: float(r.summary[f"val_{key}"])).name  # chosen on validation
+        reference = _best_by_fold(baselines)[min(int(f) for f in baselines[0].summary["validation_by_fold"])]
     if reference not in scored or metric not in metrics:
         return None
     wanted = [r.name for r in rows if r.kind == "vae"] if EVERY_VAE_ROW in family.rows else list(family.rows)

@@ -30,6 +30,7 @@ def beta_spreads(read: Params, split_stats: dict[str, Any]) -> dict[str, tuple[f
 
 
 PAPER_RESULTS = Path("data/ablation_paper_results.yaml")
+CONTROL_FAMILY = "vs_control_blend"  # every blend of the study against RP3β + EASE, one Holm family
 
 
 @user_errors
@@ -63,7 +64,7 @@ def aggregate(
     results/<study>/ gets the tables, the params and the library versions they were made with."""
     from multvae.atomic import published
     from multvae.claims import check_claims, claims_markdown, verdict_counts
-    from multvae.config import BLEND_SUFFIX, EVERY_VAE_ROW
+    from multvae.config import BEST_BASELINE, BLEND_SUFFIX, CONTROL_BLEND, EVERY_VAE_ROW, ComparisonConfig
     from multvae.data import read_stats
     from multvae.environment import versions
     from multvae.figures import (
@@ -82,6 +83,7 @@ def aggregate(
     from multvae.record import params_record
     from multvae.results import Expected
     from multvae.table import (
+        best_baseline,
         build_table,
         extra_files,
         family_titles,
@@ -109,8 +111,9 @@ def aggregate(
     record = params_record(read.text, read.path)  # checked before anything is written
     blends = {row + BLEND_SUFFIX: row for row in read.study.blends}
     cfg, order = read.base, [*read.rows, *blends]
-    labels = {**{name: f"{label(row, read.report.labels)} + EASE (blend)" for name, row in blends.items()},
-              **read.report.labels}
+    labels = {**{name: f"{label(row, read.report.labels)} + EASE (blend)"
+                 for name, row in {**blends, CONTROL_BLEND: "rp3beta"}.items()},
+              BEST_BASELINE: "Best baseline (chosen on each fold)", **read.report.labels}
     metrics = metric_names(cfg.eval.ks)
     split_stats = read_stats(stats)
     expected = Expected.of_study(cfg.data.folds, cfg.train.seeds, split_stats, stats)
@@ -137,10 +140,18 @@ def aggregate(
     present = {*read.rows, *read.row_tuning}
     references = frozenset(c.reference for c in read.comparisons.values()
                            if any(r == EVERY_VAE_ROW or (r in present and r != c.reference) for r in c.rows))
-    grids = {group: varying({m: read.config(m) for m in members})
+    grids = {group: varying({m: read.config(blends.get(m, m)) for m in members})  # a blend: its VAE's
              for group, members in read.row_tuning.items()}
     rows, choices = select_tuned(results, read.row_tuning, metrics, references, grids)
-    frame, families = build_table(rows, metrics, cfg.eval, labels, read.comparisons, expected.test_to_train)
+    rows, best = best_baseline(rows, metrics)
+    if best is not None and len(set(best.by_fold.values())) > 1:
+        choices[BEST_BASELINE] = best
+    # Every blend against the control blend (two shallow models): what the VAE adds beyond blending.
+    blended = [*blends, *(g for g, members in read.row_tuning.items() if set(members) <= set(blends))]
+    comparisons = {**read.comparisons,
+                   **({CONTROL_FAMILY: ComparisonConfig(reference=CONTROL_BLEND, rows=tuple(blended))}
+                      if blended else {})}
+    frame, families = build_table(rows, metrics, cfg.eval, labels, comparisons, expected.test_to_train)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices, notes)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too
     if paper_results is None and PAPER_RESULTS.is_file():

@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
     Tuned = tuple[dict[int, Scorer], dict[int, float], dict[str, Any], dict[int, dict[str, float]]]
 
-BASELINE_SEED = 0  # baselines are deterministic; one "seed" so per-user tables share a schema
-
-
 @dataclass
 class TunedFit:
     """One fold's baseline, tuned on that fold's validation users."""
@@ -62,7 +59,7 @@ def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, S
     import pandas as pd
 
     from multvae.metrics import metric_names, score_heldout
-    from multvae.results import per_user_rows, summarize, write_result
+    from multvae.results import BASELINE_SEED, per_user_rows, summarize, write_result
 
     names = metric_names(ks)
     read.check_unchanged()
@@ -173,13 +170,17 @@ def rp3beta(
     metrics: Annotated[Path, typer.Option(help="Summary JSON.")] = Path("metrics/variants/rp3beta.json"),
     per_user: Annotated[Path, typer.Option(help="Per-user test metrics (Parquet).")] = Path(
         "metrics/per_user/rp3beta.parquet"),
+    choice: Annotated[Path, typer.Option(help="α and β chosen on each fold, for the control blend.")] = Path(
+        "models/rp3beta/choice.json"),
 ) -> None:
     """RP3β (Paudel et al. 2016): α and β from baselines.rp3_alphas × rp3_betas by each fold's
     validation NDCG, then the test users."""
     from multvae.baselines import fit_rp3beta
+    from multvae.handoff import rp3_choice
     from multvae.params import load_params
 
-    distinct_paths({"--params": params, "--data": data}, {"--metrics": metrics, "--per-user": per_user})
+    distinct_paths({"--params": params, "--data": data},
+                   {"--metrics": metrics, "--per-user": per_user, "--choice": choice})
     started = time.perf_counter()
     read = load_params(params)
     cfg = read.base
@@ -193,6 +194,9 @@ def rp3beta(
                         found.validation[(found.alpha, found.beta)])
 
     datasets = _load(data, cfg.eval.ks, cfg.data.folds)
-    scorers, val, chosen, _ = _tune_per_fold("rp3beta", datasets, fit)
+    scorers, val, chosen, by_fold = _tune_per_fold("rp3beta", datasets, fit)
+    handed = rp3_choice({f: c["alpha"] for f, c in by_fold.items()},
+                        {f: c["beta"] for f, c in by_fold.items()},
+                        {k: d.fingerprint for k, d in datasets.items()}, chosen["tuning_budget"])
     _score_and_write(read, "rp3beta", "rp3beta", scorers, datasets, cfg.eval.ks, val, metrics, per_user,
-                     chosen, started)
+                     chosen, started, {choice: handed.to_text()})

@@ -1,5 +1,6 @@
-"""DVC stage `blend@<row>`: a Mult-VAE row's scores blended with EASE's, the weight chosen on
-validation, into metrics/variants/<row>_ease.json (study.blends lists the rows)."""
+"""DVC stages `blend@<row>`: a Mult-VAE row's scores blended with EASE's, the weight chosen on
+validation, into metrics/variants/<row>_ease.json (study.blends lists the rows); and
+`control_blend`: RP3β blended with EASE on the same weights, the row rp3beta_ease."""
 
 from __future__ import annotations
 
@@ -53,4 +54,48 @@ def blend(
                  {k: d.fingerprint for k, d in folds.items()})
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"blend {name}: weight {summary.chosen['weight']} of {row}'s scores; {shown} "
+               f"({summary.test_users:,} users)")
+
+
+@user_errors
+def control_blend(
+    params: ParamsOption = Path("params.yaml"),
+    data: DataOption = Path("data/prepared"),
+    ease: Annotated[Path, typer.Option(help="EASE's λ by fold, as the ease stage hands it over.")] = Path(
+        "models/ease/lambda.json"),
+    rp3beta: Annotated[Path, typer.Option(help="RP3β's α and β by fold, as the rp3beta stage hands them "
+                                               "over.")] = Path("models/rp3beta/choice.json"),
+    metrics: Annotated[Path, typer.Option(help="Folder for rp3beta_ease.json.")] = Path("metrics/variants"),
+    per_user: Annotated[Path, typer.Option(help="Folder for rp3beta_ease.parquet.")] = Path(
+        "metrics/per_user"),
+) -> None:
+    """Blend RP3β with EASE at the settings each chose on each fold; w on validation."""
+    from multvae.blend import evaluate_control
+    from multvae.config import CONTROL_BLEND
+    from multvae.data import load_dataset
+    from multvae.handoff import read_ease_choice, read_rp3_choice
+    from multvae.layout import fold_dir
+    from multvae.metrics import check_cutoffs
+    from multvae.params import load_params
+    from multvae.results import write_result
+
+    distinct_paths({"--params": params, "--data": data, "--ease": ease, "--rp3beta": rp3beta},
+                   {"--metrics": metrics / f"{CONTROL_BLEND}.json",
+                    "--per-user": per_user / f"{CONTROL_BLEND}.parquet"})
+    read = load_params(params)
+    cfg, runtime = read.base, read.runtime
+    folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
+    for k, dataset in folds.items():
+        check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
+    split = {k: d.fingerprint for k, d in folds.items()}
+    lambdas, ease_budget = read_ease_choice(ease, split)
+    settings, rp3_budget = read_rp3_choice(rp3beta, split)
+    summary, users = evaluate_control(CONTROL_BLEND, folds, lambdas, settings, cfg.baselines.blend_weights,
+                                      cfg.eval.ks, runtime.eval_batch_size,
+                                      {"ease": ease_budget, "rp3beta": rp3_budget})
+    read.check_unchanged()
+    write_result(summary, users, metrics / f"{CONTROL_BLEND}.json", per_user / f"{CONTROL_BLEND}.parquet",
+                 split)
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
+    typer.echo(f"control blend {CONTROL_BLEND}: weight {summary.chosen['weight']} of RP3β's scores; {shown} "
                f"({summary.test_users:,} users)")

@@ -12,7 +12,7 @@ import typer
 
 from stages.aggregate import aggregate
 from stages.baselines import ease, popularity, rp3beta
-from stages.blend import blend
+from stages.blend import blend, control_blend
 from stages.download import download
 from stages.evaluate import evaluate
 from stages.prepare import prepare
@@ -43,6 +43,7 @@ SUMMARIES: dict[Callable[..., Any], str] = {
     ease: "EASE baseline, λ tuned on validation users.",
     rp3beta: "RP3β baseline, α and β tuned on validation users.",
     blend: "Blend a variant's scores with EASE's.",
+    control_blend: "Blend RP3β's scores with EASE's (the blends' control).",
     aggregate: "The study's table, claims, figures and results/.",
     recommend: "Recommend movies with a trained variant.",
     synthesize: "Write seeded synthetic ratings.",

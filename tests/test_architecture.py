@@ -75,7 +75,7 @@ def command_modules() -> dict[str, Path]:
     for info in app.registered_commands:
         callback = info.callback
         assert callback is not None
-        name = info.name or callback.__name__
+        name = info.name or callback.__name__.replace("_", "-")  # as Typer names it
         out[name] = ROOT / (callback.__module__.replace(".", "/") + ".py")
     return out
 

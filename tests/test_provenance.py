@@ -17,7 +17,7 @@ import pytest
 
 from multvae.atomic import WriteError, published
 from multvae.data import DataError, load_dataset
-from multvae.handoff import HandoffError, ease_choice, read_ease_choice
+from multvae.handoff import HandoffError, ease_choice, read_ease_choice, read_rp3_choice, rp3_choice
 from multvae.results import Expected, ResultError, summarize, write_result
 from multvae.run_lock import RunLockedError, run_lock
 from multvae.sealed import seal
@@ -109,6 +109,20 @@ def test_eases_lambda_is_handed_over_for_its_own_split_only(tmp_path):
         read_ease_choice(path, {0: "x" * 16})
     with pytest.raises(HandoffError, match="run the ease stage first"):
         read_ease_choice(tmp_path / "none.json", {0: "x" * 16})
+
+
+def test_rp3betas_setting_is_handed_over_for_its_own_split_only(tmp_path):
+    path = tmp_path / "choice.json"
+    path.write_text(rp3_choice({0: 0.75, 1: 1.0}, {0: 0.6, 1: 0.8}, {0: "x" * 16, 1: "y" * 16}, 24).to_text())
+    assert read_rp3_choice(path, {1: "y" * 16}) == ({1: (1.0, 0.8)}, 24)
+    with pytest.raises(HandoffError, match="no α and β chosen on fold 0 of this split"):
+        read_rp3_choice(path, {0: "z" * 16})
+    path.write_text(path.read_text().replace("0.6", "1.5"))  # β is a share of the popularity penalty
+    with pytest.raises(HandoffError, match=r"choice\.json: not RP3β's α and β as the rp3beta stage"):
+        read_rp3_choice(path, {0: "x" * 16})
+    path.write_text(ease_choice({0: 300.0}, {0: "x" * 16}, 13).to_text())  # another baseline's file
+    with pytest.raises(HandoffError, match="not RP3β's α and β"):
+        read_rp3_choice(path, {0: "x" * 16})
 
 
 def _prepared(tmp_path: Path, tiny) -> Path:
