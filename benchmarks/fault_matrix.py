@@ -61,7 +61,7 @@ PIPELINE = [
     ["download", "--no-progress"], ["prepare"],
     ["train", "original", "--seed", "1", "--fold", "0"], ["train", "relu", "--seed", "1", "--fold", "0"],
     ["evaluate", "original"], ["evaluate", "relu"], ["popularity"], ["ease"], ["rp3beta"],
-    ["blend", "original"], ["aggregate"],
+    ["blend", "original"], ["control-blend"], ["aggregate"],
 ]
 MODEL = Path("models/original/fold-0/seed-1.pt")
 
@@ -707,6 +707,11 @@ def cases() -> list[Case]:
         ("EASE's λ infinite", ["blend", "original"],
          edit_json("models/ease/lambda.json", "lambdas", {"0": 1e999})),
         ("EASE's λ missing", ["blend", "original"], remove("models/ease/lambda.json")),
+        ("RP3β's α and β from another split", ["control-blend"],
+         edit_json("models/rp3beta/choice.json", "split", {"0": "0000000000000000"})),
+        ("RP3β's β above 1", ["control-blend"], edit_json("models/rp3beta/choice.json", "betas", {"0": 1.5})),
+        ("EASE's λ where RP3β's choice belongs", ["control-blend", "--rp3beta", "models/ease/lambda.json"],
+         lambda root: None),
         ("a run locked by another process", ["train", "original", "--seed", "1", "--fold", "0"], _locked),
         ("two rows' training logs swapped", aggregate, swap_folders("dvclive/original", "dvclive/relu")),
         ("one validation log swapped between rows", aggregate,

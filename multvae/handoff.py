@@ -77,7 +77,11 @@ def _read(path: Path, model: type[C], stage: str, what: str, split: dict[int, st
     except FileNotFoundError:
         raise HandoffError(f"{path} not found: run the {stage} stage first (`dvc repro {stage}`)") from None
     except (OSError, UnicodeDecodeError, pydantic.ValidationError) as exc:
-        detail = (exc.errors()[0]["msg"] if isinstance(exc, pydantic.ValidationError) else str(exc))
+        if isinstance(exc, pydantic.ValidationError):
+            error = exc.errors()[0]
+            detail = ".".join(str(part) for part in error["loc"]) + ": " + error["msg"]
+        else:
+            detail = str(exc)
         raise HandoffError(f"{path}: not {what} as the {stage} stage writes it ({detail}); "
                            f"rerun `dvc repro -f {stage}`") from None
     setting = what.partition("'s ")[2]  # "λ", "α and β"

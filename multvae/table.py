@@ -617,7 +617,8 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
                       for a, b in f.same_runs))
     legend.append("Tuning budget: settings tried on validation (a tuning group's members, EASE's λ values "
                   "with the grid's extension and refinement, RP3β's α × β, a blend's weights plus what EASE "
-                  "tried; the largest over folds); 1: none.")
+                  "tried, and RP3β's too in RP3β + EASE; a group of blends, each member's weights plus "
+                  "EASE's once; the largest over folds); 1: none.")
     legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}, of the epochs trained "
                   "(the first seed's; train.epochs passes, or more epochs where train.min_updates asks).")
     if (table["late_runs"].fillna(0) > 0).any():
@@ -636,9 +637,12 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
                 "lie beyond it." if choice.edges else "")
         diverged = (" Runs that diverged (their best epoch before it counts): " + ", ".join(
             f"{name} {n}" for name, n in choice.diverged.items()) + "." if choice.diverged else "")
-        legend.append(f"{label(group, labels)}: the member of its grid with the best validation "
-                      f"{metric_title(key)}, chosen on each fold's own validation users ({shown}; {folds}); "
-                      f"the others are not in the table.{edge}{diverged}")
+        best = group == BEST_BASELINE
+        what = "the baseline" if best else "the member of its grid"
+        rest = "; each stays a row of its own" if best else "; the others are not in the table"
+        legend.append(f"{label(group, labels)}: {what} with the best validation "
+                      f"{metric_title(key)}, chosen on each fold's own validation users ({shown}; {folds})"
+                      f"{rest}.{edge}{diverged}")
     if multi_seed:
         legend.append("Across seeds: mean ± sample standard deviation of the test metric over the "
                       "training seeds (their number in Seeds).")

@@ -250,7 +250,7 @@ def test_stage_commands_write_documented_outputs(tmp_path: Path, prepared: Path,
     assert summary["ndcg@100"] > pop["ndcg@100"] and summary["at_edge"] is False
 
     rp3beta(params=params, data=prepared, metrics=out / "variants" / "rp3beta.json",
-            per_user=out / "per_user" / "rp3beta.parquet")
+            per_user=out / "per_user" / "rp3beta.parquet", choice=out / "rp3beta" / "choice.json")
     walk = check_outputs(out, "rp3beta", n_test)
     assert set(walk) == set(pop) | {"alpha", "beta", "grid", "at_edge"}
     assert walk["tuning_budget"] == len(walk["grid"]) >= 4  # the 2 x 2 grid, extended past a winning end

@@ -242,6 +242,8 @@ def test_the_slow_suite_runs_a_larger_budget():
     (lambda p: p["comparisons"]["vs_original"].update(reference="orignal"),
      r"comparisons\.vs_original\.reference"),
     (lambda p: p["tuning"].update(g=["nope"]), r"tuning\.g: members must be variants"),
+    (lambda p: p["tuning"].update(g=["nope_ease"]), r"tuning\.g: members must be .* unknown: nope_ease"),
+    (lambda p: p["tuning"].update(g=["original", "relu_ease"]), r"tuning\.g: members must be all variants"),
     (lambda p: p["model"].update(latent_dim="200"),
      r"model\.latent_dim: expected a valid integer, got '200'"),
     (lambda p: p["optim"].update(decoder_dropout=1), r"optim\.decoder_dropout: expected a valid boolean"),
@@ -255,3 +257,21 @@ def test_each_class_of_silent_input_is_refused_naming_its_key(edit, message):
     edit(raw)
     with pytest.raises(ConfigError, match=message):
         parse(raw)
+
+
+def test_a_tuning_group_of_blends_is_a_row_only_where_the_study_blends_every_member(tmp_path):
+    """A group may choose among blends (each fold picks the blend with the best validation score):
+    it stands as a row where every member is blended, and is named as not run where one is not."""
+    from multvae.params import load_params
+
+    raw = copy.deepcopy(PARAMS)
+    raw["study"].update(rows=["original", "relu"], blends=["original", "relu"])
+    raw["tuning"]["blended"] = ["original_ease", "relu_ease"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_params(path).row_tuning["blended"] == ("original_ease", "relu_ease")
+    raw["study"]["blends"] = ["original"]
+    path.write_text(yaml.safe_dump(raw))
+    params = load_params(path)
+    assert "blended" not in params.row_tuning
+    assert any(line.startswith("tuning group blended: 1 of its 2 members run") for line in params.not_run())

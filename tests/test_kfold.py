@@ -126,6 +126,11 @@ def three_folds(tmp_path_factory, tiny_params) -> Path:
             metrics / "most_popular.json", "--per-user", per_user / "most_popular.parquet")
     _invoke("ease", "-p", params, "--data", data / "prepared", "--metrics", metrics / "ease.json",
             "--per-user", per_user / "ease.parquet", "--choice", root / "models" / "ease" / "lambda.json")
+    _invoke("rp3beta", "-p", params, "--data", data / "prepared", "--metrics", metrics / "rp3beta.json",
+            "--per-user", per_user / "rp3beta.parquet", "--choice", root / "models" / "rp3beta.json")
+    _invoke("control-blend", "-p", params, "--data", data / "prepared", "--ease",
+            root / "models" / "ease" / "lambda.json", "--rp3beta", root / "models" / "rp3beta.json",
+            "--metrics", metrics, "--per-user", per_user)
     return root
 
 
@@ -178,14 +183,17 @@ def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
     assert "fold 2: test_users" in (out / "report.html").read_text()
     # the per-fold differences: the mean of the folds' values is the table's Δ (equal-size folds aside)
     from multvae.figures import fold_differences
-    from multvae.table import load_results
+    from multvae.table import best_baseline, load_results
 
     study = next((out / "results").iterdir())
     assert (study / "fold_differences.png").read_bytes().startswith(b"\x89PNG")
-    results = {r.name: r for r in load_results(
+    rows, choice = best_baseline(load_results(
         root / "metrics" / "variants", root / "metrics" / "per_user", root / "dvclive", METRICS,
-        ["original", "ease"], Expected.of_study((0, 1, 2), (1, 2), stats, root / "data" / "stats.json"))}
-    by_fold = fold_differences(results["original"], results["ease"], "ndcg@100")
+        ["original"], Expected.of_study((0, 1, 2), (1, 2), stats, root / "data" / "stats.json")), METRICS)
+    assert choice is not None
+    results = {r.name: r for r in rows}
+    reference = results.get("best_baseline") or results[choice.by_fold[0]]  # a row where the folds disagree
+    by_fold = fold_differences(results["original"], reference, "ndcg@100")
     assert sorted(by_fold) == [0, 1, 2]
     users = table.loc["original", "test_users"]
     sizes = {k: v["test_users"] for k, v in stats["folds"].items()}
@@ -240,3 +248,73 @@ def test_each_fold_chooses_its_tuning_member_on_its_own_validation_users(three_f
     pd.testing.assert_frame_equal(
         got, expected.sort_values(["fold", "userId", "seed"], ignore_index=True)[got.columns])
     assert set(row.curves["fold"]) == {0, 1, 2}
+
+
+def test_the_control_blend_is_each_baseline_alone_at_its_ends_and_counts_their_budgets(three_folds):
+    """RP3β + EASE: per fold, weight 1 scores RP3β's own validation, weight 0 EASE's; a deterministic
+    (baseline) row whose budget is its weights plus what EASE and RP3β tried."""
+    metrics = three_folds / "metrics" / "variants"
+    control, ease, rp3 = (json.loads((metrics / f"{n}.json").read_text())
+                          for n in ("rp3beta_ease", "ease", "rp3beta"))
+    assert control["kind"] == "baseline" and control["blend_of"] == ["rp3beta", "ease"]
+    for fold in ("0", "1", "2"):
+        grid = control["grid"][fold]
+        assert grid["1"] == pytest.approx(rp3["validation_by_fold"][fold], abs=1e-9)
+        assert grid["0"] == pytest.approx(ease["validation_by_fold"][fold], abs=1e-9)
+        assert control["validation_by_fold"][fold] == max(grid.values())
+        assert control["lambda"][fold] == ease["lambda"][fold]
+        assert (control["alpha"][fold], control["beta"][fold]) == (rp3["alpha"][fold], rp3["beta"][fold])
+    assert control["tuning_budget"] == 11 + ease["tuning_budget"] + rp3["tuning_budget"]
+
+
+def test_the_best_baseline_is_chosen_on_each_folds_validation_users(three_folds, tmp_path):
+    """Most-popular made best on fold 1's validation only: comparisons with best_baseline take fold
+    1's test users from it and the other folds' from the baseline each of them chose."""
+    from multvae.config import ComparisonConfig, EvalConfig
+    from multvae.table import best_baseline, build_table, load_results
+
+    metrics_dir = tmp_path / "variants"
+    shutil.copytree(three_folds / "metrics" / "variants", metrics_dir)
+    summary = json.loads((metrics_dir / "most_popular.json").read_text())
+    summary["validation_by_fold"]["1"] = 0.99
+    summary["val_ndcg@100"] = float(np.mean(list(summary["validation_by_fold"].values())))
+    (metrics_dir / "most_popular.json").write_text(json.dumps(seal(summary)))
+    stats = three_folds / "data" / "stats.json"
+    expected = Expected.of_study((0, 1, 2), (1, 2), json.loads(stats.read_text()), stats)
+    per_user, logs = three_folds / "metrics" / "per_user", three_folds / "dvclive"
+    results = load_results(metrics_dir, per_user, logs, METRICS, ["original"], expected)
+    rows, choice = best_baseline(results, METRICS)
+    assert choice is not None and choice.by_fold[1] == "most_popular"
+    others = {choice.by_fold[0], choice.by_fold[2]}
+    assert others <= {"ease", "rp3beta"}  # the control blend is not a candidate
+    row = next(r for r in rows if r.name == "best_baseline")
+    by_name = {r.name: r for r in results}
+    for fold, name in choice.by_fold.items():
+        got = row.per_user[row.per_user["fold"] == fold].reset_index(drop=True)
+        want = by_name[name].per_user
+        pd.testing.assert_frame_equal(got, want[want["fold"] == fold].reset_index(drop=True))
+    family = {"vs_best_baseline": ComparisonConfig(reference="best_baseline", rows=("*",))}
+    _, families = build_table(rows, METRICS, EvalConfig(ks=(20, 50, 100), confidence=0.95), {}, family)
+    assert families[0].reference == "best_baseline" and families[0].rows == ("original",)
+    for name in ("most_popular", "rp3beta"):  # now EASE wins every fold: its own row is the reference
+        summary = json.loads((three_folds / "metrics" / "variants" / f"{name}.json").read_text())
+        summary["validation_by_fold"] = {f: 0.0 for f in summary["validation_by_fold"]}
+        summary["val_ndcg@100"] = 0.0
+        (metrics_dir / f"{name}.json").write_text(json.dumps(seal(summary)))
+    agreeing, same = best_baseline(load_results(metrics_dir, per_user, logs, METRICS, ["original"], expected),
+                                   METRICS)
+    assert same is not None and set(same.by_fold.values()) == {"ease"}
+    assert all(r.name != "best_baseline" for r in agreeing)
+    _, families = build_table(agreeing, METRICS, EvalConfig(ks=(20, 50, 100), confidence=0.95), {}, family)
+    assert families[0].reference == "ease"
+
+
+def test_a_group_of_blends_counts_each_members_weights_and_eases_choice_once():
+    from multvae.table import Result, group_budget
+
+    def blend(name: str) -> Result:
+        summary = {"tuning_budget": 24, "budget_parts": {"weight": 11, "ease": 13}}
+        return Result(name, "vae", summary, None, None)
+
+    assert group_budget([blend("a_ease"), blend("b_ease"), blend("c_ease")]) == 3 * 11 + 13
+    assert group_budget([Result(n, "vae", {}, None, None) for n in "abc"]) == 3

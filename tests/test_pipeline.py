@@ -77,13 +77,13 @@ def test_a_study_by_name_runs_its_rows_into_its_own_results_folder(repo, run, ra
     trained before is not trained again; each study's results land in results/<name>/ and the other
     studies' committed folders stay as they were."""
     default = (repo / "results" / "default" / "summary.json").read_text()
-    assert set(json.loads(default)) == {"original", "relu", "most_popular", "ease", "rp3beta"}
+    assert set(json.loads(default)) == {"original", "relu", "most_popular", "ease", "rp3beta", "rp3beta_ease"}
     out = run(["dvc", "exp", "run", "-S", "study=relu_only"], repo)
     assert not {s for s in ran(out) if s.startswith(("train@", "evaluate@", "prepare"))}, ran(out)
     study = yaml.safe_load((repo / "params.yaml").read_text())["study"]
     assert study == {"name": "relu_only", "rows": ["relu"], "blends": []}
     assert set(json.loads((repo / "results" / "relu_only" / "summary.json").read_text())) == {
-        "relu", "most_popular", "ease", "rp3beta"}
+        "relu", "most_popular", "ease", "rp3beta", "rp3beta_ease"}
     assert (repo / "results" / "default" / "summary.json").read_text() == default
     run(["dvc", "exp", "run", "-S", "study=default"], repo)
     assert (repo / "results" / "default" / "summary.json").read_text() == default
