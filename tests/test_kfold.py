@@ -290,8 +290,9 @@ def test_the_best_baseline_is_chosen_on_each_folds_validation_users(three_folds,
     row = next(r for r in rows if r.name == "best_baseline")
     by_name = {r.name: r for r in results}
     for fold, name in choice.by_fold.items():
-        got = row.per_user[row.per_user["fold"] == fold].reset_index(drop=True)
-        want = by_name[name].per_user
+        got, want = row.per_user, by_name[name].per_user
+        assert got is not None and want is not None
+        got = got[got["fold"] == fold].reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want[want["fold"] == fold].reset_index(drop=True))
     family = {"vs_best_baseline": ComparisonConfig(reference="best_baseline", rows=("*",))}
     _, families = build_table(rows, METRICS, EvalConfig(ks=(20, 50, 100), confidence=0.95), {}, family)
