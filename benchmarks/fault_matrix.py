@@ -421,11 +421,17 @@ def swap_folders(first: str, second: str) -> Callable[[Path], None]:
     return setup
 
 
-def _run_blend(root: Path) -> None:
-    with inside(root):
-        code, err, exc = run(["blend", "original"])
-    if code != 0 or exc is not None:
-        raise RuntimeError(f"blend in a case's set-up: {err or exc}")
+def _rerun(*command: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        with inside(root):
+            code, err, exc = run(list(command))
+        if code != 0 or exc is not None:
+            raise RuntimeError(f"{command[0]} in a case's set-up: {err or exc}")
+
+    return setup
+
+
+_run_blend = _rerun("blend", "original")
 
 
 def train_rows_removed(root: Path) -> None:
@@ -725,6 +731,8 @@ def cases() -> list[Case]:
          edit_json("data/stats.json", "dataset", "ml-20m", by_hand=True)),
         ("EASE's λ edited and the blend rerun on it", aggregate, both(
             edit_json("models/ease/lambda.json", "lambdas", {"0": 7.5}), _run_blend)),
+        ("RP3β's α edited and the control blend rerun on it", aggregate, both(
+            edit_json("models/rp3beta/choice.json", "alphas", {"0": 2.0}), _rerun("control-blend"))),
     ]:
         refused("provenance of what a stage reads", name, command, setup)
     # Options that point one command's output at what it reads, or at another stage's folder.

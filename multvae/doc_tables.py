@@ -77,6 +77,9 @@ def headline(root: Path) -> str:
         seeds = int(table["seeds"].max())
         design = (f"`{study}`: {dataset}, {int(table['test_users'].max()):,} test users, "
                   f"{seeds} seed{'s' if seeds > 1 else ''}")
+        if DETECTABLE not in table.columns:
+            raise DocTableError(f"{folder / 'table.csv'}: no {DETECTABLE} column (no vs_original family) for "
+                                "the README's headline")
         detectable = table[DETECTABLE].dropna()
         resolves = f"{detectable.min():.3f} to {detectable.max():.3f}"
         paper = [c for c in claims.values() if c["source"].startswith("ablation paper")]

@@ -39,7 +39,7 @@ def _colors(results: list[Result]) -> dict[str, Any]:
     # tab10 without its grey (the baselines'); tab20 without its greys when there are more variants
     palette, greys_at = ("tab10", {7}) if len(vae) <= 9 else ("tab20", {14, 15})
     variants = [c for i, c in enumerate(colormaps[palette](range(int(palette[3:])))) if i not in greys_at]
-    greys = ["black", "dimgrey", "darkgrey"]
+    greys = ["black", "dimgrey", "darkgrey", "silver"]
     baselines = [r.name for r in results if r.kind == "baseline"]
     return {**{n: variants[i % len(variants)] for i, n in enumerate(vae)},
             **{n: greys[i % len(greys)] for i, n in enumerate(baselines)}}

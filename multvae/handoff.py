@@ -68,7 +68,7 @@ def rp3_choice(alphas: dict[int, float], betas: dict[int, float], split: dict[in
 C = TypeVar("C", bound=_Choice)
 
 
-def _read(path: Path, model: type[C], stage: str, what: str, split: dict[int, str],
+def _read(path: Path, model: type[C], stage: str, owner: str, setting: str, split: dict[int, str],
           values: tuple[str, ...]) -> C:
     """The handed-over file, checked to hold a setting for each fold of `split` (fold -> fingerprint
     of the data the reader loaded) chosen on that very fold."""
@@ -82,9 +82,8 @@ def _read(path: Path, model: type[C], stage: str, what: str, split: dict[int, st
             detail = ".".join(str(part) for part in error["loc"]) + ": " + error["msg"]
         else:
             detail = str(exc)
-        raise HandoffError(f"{path}: not {what} as the {stage} stage writes it ({detail}); "
+        raise HandoffError(f"{path}: not {owner}'s {setting} as the {stage} stage writes it ({detail}); "
                            f"rerun `dvc repro -f {stage}`") from None
-    setting = what.partition("'s ")[2]  # "λ", "α and β"
     for fold, fingerprint in split.items():
         if choice.split.get(str(fold)) != fingerprint or \
                 any(str(fold) not in getattr(choice, name) for name in values):
@@ -96,11 +95,11 @@ def _read(path: Path, model: type[C], stage: str, what: str, split: dict[int, st
 
 def read_ease_choice(path: Path, split: dict[int, str]) -> tuple[dict[int, float], int]:
     """λ for each fold of `split`, and the settings EASE tried."""
-    choice = _read(path, EaseChoice, "ease", "EASE's λ", split, ("lambdas",))
+    choice = _read(path, EaseChoice, "ease", "EASE", "λ", split, ("lambdas",))
     return {fold: choice.lambdas[str(fold)] for fold in split}, choice.tuning_budget
 
 
 def read_rp3_choice(path: Path, split: dict[int, str]) -> tuple[dict[int, tuple[float, float]], int]:
     """(α, β) for each fold of `split`, and the settings RP3β tried."""
-    choice = _read(path, Rp3Choice, "rp3beta", "RP3β's α and β", split, ("alphas", "betas"))
+    choice = _read(path, Rp3Choice, "rp3beta", "RP3β", "α and β", split, ("alphas", "betas"))
     return {fold: (choice.alphas[str(fold)], choice.betas[str(fold)]) for fold in split}, choice.tuning_budget

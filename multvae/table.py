@@ -120,15 +120,25 @@ def _check_logs(curves: pd.DataFrame, curves_dir: Path, name: str, summary: dict
                           f"row?); rerun the train stage of {name}")
 
 
+# What a blend takes from each baseline it blends: (display name, {setting: symbol}).
+_BLENDED_SETTINGS = {"ease": ("EASE", {"lambda": "λ"}), "rp3beta": ("RP3β", {"alpha": "α", "beta": "β"})}
+
+
 def _check_blends(results: list[Result], metrics_dir: Path) -> None:
-    """A blend row was computed at the λ EASE chose, as EASE's own results record it."""
-    ease = next((r for r in results if r.name == "ease"), None)
+    """A blend row was computed at the settings its baselines chose (EASE's λ, RP3β's α and β), as
+    their own results record them."""
+    by_name = {r.name: r for r in results}
     for r in results:
-        if ease is not None and "ease" in (r.summary.get("blend_of") or ()) \
-                and r.summary.get("lambda") != ease.summary.get("lambda"):
-            raise ResultError(f"{metrics_dir / (r.name + '.json')}: blended at λ {r.summary.get('lambda')}, "
-                              f"EASE's results chose {ease.summary.get('lambda')}; rerun the blend stage of "
-                              f"{r.name}")
+        for part in r.summary.get("blend_of") or ():
+            source = by_name.get(part)
+            if source is None:
+                continue
+            owner, settings = _BLENDED_SETTINGS.get(part, (part, {}))
+            for setting, symbol in settings.items():
+                if r.summary.get(setting) != source.summary.get(setting):
+                    raise ResultError(f"{metrics_dir / (r.name + '.json')}: blended at {symbol} "
+                                      f"{r.summary.get(setting)}, {owner}'s results chose "
+                                      f"{source.summary.get(setting)}; rerun the blend stage of {r.name}")
 
 
 def _test_users(per_user: pd.DataFrame) -> pd.MultiIndex:
@@ -367,7 +377,12 @@ def resolve_family(name: str, family: ComparisonConfig, rows: list[Result], key:
         baselines = [r for r in scored.values() if r.name in BASELINES]
         if not baselines:
             return None
-        reference = _best_by_fold(baselines)[min(int(f) for f in baselines[0].summary["validation_by_fold"])]
+        chosen = set(_best_by_fold(baselines).values())
+        if len(chosen) > 1:
+            raise ResultError(f"comparisons.{name}: the folds chose different baselines "
+                              f"({', '.join(sorted(chosen))}) and no best_baseline row stands for them "
+                              "(add it with table.best_baseline)")
+        reference = chosen.pop()
     if reference not in scored or metric not in metrics:
         return None
     wanted = [r.name for r in rows if r.kind == "vae"] if EVERY_VAE_ROW in family.rows else list(family.rows)
@@ -382,6 +397,26 @@ def resolve_family(name: str, family: ComparisonConfig, rows: list[Result], key:
         else:  # the same comparison again would count twice in Holm's family
             repeats.append((n, twin))
     return Family(name, reference, metric, tuple(members), tuple(repeats)) if members else None
+
+
+CONTROL_FAMILY = "vs_control_blend"  # every blend of the study against RP3β + EASE, one Holm family
+
+
+def with_control_family(comparisons: dict[str, ComparisonConfig], blends: list[str],
+                        tuning: dict[str, tuple[str, ...]]) -> dict[str, ComparisonConfig]:
+    """The declared families, and each of the study's blends (its blend rows, or the tuning groups
+    of them that stand in their place) against the control blend: what a deep model adds beyond
+    blending two shallow ones."""
+    clash = [g for g in tuning if g in {*blends, CONTROL_BLEND}]
+    if clash:
+        raise ResultError(f"tuning.{clash[0]}: the name of a blend row of this study; choose another")
+    blended = [*blends, *(g for g, members in tuning.items() if set(members) <= set(blends))]
+    if CONTROL_FAMILY in comparisons:
+        raise ResultError(f"comparisons.{CONTROL_FAMILY}: the name of the family every blend is compared in "
+                          "against RP3β + EASE; choose another")
+    if not blended:
+        return dict(comparisons)
+    return {**comparisons, CONTROL_FAMILY: ComparisonConfig(reference=CONTROL_BLEND, rows=tuple(blended))}
 
 
 def compare(a: Result, b: Result, metric: str, confidence: float, test_to_train: float = 0.0) -> Estimate:

@@ -30,7 +30,6 @@ def beta_spreads(read: Params, split_stats: dict[str, Any]) -> dict[str, tuple[f
 
 
 PAPER_RESULTS = Path("data/ablation_paper_results.yaml")
-CONTROL_FAMILY = "vs_control_blend"  # every blend of the study against RP3β + EASE, one Holm family
 
 
 @user_errors
@@ -64,7 +63,7 @@ def aggregate(
     results/<study>/ gets the tables, the params and the library versions they were made with."""
     from multvae.atomic import published
     from multvae.claims import check_claims, claims_markdown, verdict_counts
-    from multvae.config import BEST_BASELINE, BLEND_SUFFIX, CONTROL_BLEND, EVERY_VAE_ROW, ComparisonConfig
+    from multvae.config import BEST_BASELINE, BLEND_SUFFIX, CONTROL_BLEND, EVERY_VAE_ROW
     from multvae.data import read_stats
     from multvae.environment import versions
     from multvae.figures import (
@@ -94,6 +93,7 @@ def aggregate(
         select_tuned,
         summary_metrics,
         table_markdown,
+        with_control_family,
     )
 
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
@@ -121,7 +121,7 @@ def aggregate(
     for path in extra_files(metrics_dir, order):
         typer.echo(f"aggregate: {path} is not a row of study {read.study.name}: left out")
     notes = []  # what the study names but cannot show: said here and in the table's legend
-    for name in order:
+    for name in [*order, *([CONTROL_BLEND] if blends else [])]:  # the control: each blend is compared with it
         if not (metrics_dir / f"{name}.json").is_file():
             notes.append(f"no {metrics_dir / f'{name}.json'}: {label(name, labels)} left out")
     for r in results:
@@ -144,13 +144,9 @@ def aggregate(
              for group, members in read.row_tuning.items()}
     rows, choices = select_tuned(results, read.row_tuning, metrics, references, grids)
     rows, best = best_baseline(rows, metrics)
-    if best is not None and len(set(best.by_fold.values())) > 1:
+    if best is not None and any(r.name == BEST_BASELINE for r in rows):  # folds chose differently: say so
         choices[BEST_BASELINE] = best
-    # Every blend against the control blend (two shallow models): what the VAE adds beyond blending.
-    blended = [*blends, *(g for g, members in read.row_tuning.items() if set(members) <= set(blends))]
-    comparisons = {**read.comparisons,
-                   **({CONTROL_FAMILY: ComparisonConfig(reference=CONTROL_BLEND, rows=tuple(blended))}
-                      if blended else {})}
+    comparisons = with_control_family(read.comparisons, list(blends), read.row_tuning)
     frame, families = build_table(rows, metrics, cfg.eval, labels, comparisons, expected.test_to_train)
     markdown = table_markdown(frame, metrics, cfg.eval, labels, dataset, families, choices, notes)
     named = {**{r.name: r for r in results}, **{r.name: r for r in rows}}  # tuning members too

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     Tuned = tuple[dict[int, Scorer], dict[int, float], dict[str, Any], dict[int, dict[str, float]]]
 
+
 @dataclass
 class TunedFit:
     """One fold's baseline, tuned on that fold's validation users."""

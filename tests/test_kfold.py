@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import dump_params
 from typer.testing import CliRunner
 
@@ -109,7 +110,8 @@ def three_folds(tmp_path_factory, tiny_params) -> Path:
     params.write_text(tiny_params(data={"kfold": 3, "folds": [0, 1, 2], "heldout_users": 20},
                                   train={"epochs": 3, "seeds": [1, 2]},
                                   comparisons={"vs_best_baseline": {"reference": "best_baseline",
-                                                                    "rows": ["*"]}}))
+                                                                    "rows": ["*"]}},
+                                  study={"blends": ["original"]}))
     data = root / "data"
     _invoke("download", "-p", params, "--out", data / "raw", "--no-progress")
     _invoke("prepare", "-p", params, "--raw", data / "raw", "--out", data / "prepared", "--stats",
@@ -128,6 +130,8 @@ def three_folds(tmp_path_factory, tiny_params) -> Path:
             "--per-user", per_user / "ease.parquet", "--choice", root / "models" / "ease" / "lambda.json")
     _invoke("rp3beta", "-p", params, "--data", data / "prepared", "--metrics", metrics / "rp3beta.json",
             "--per-user", per_user / "rp3beta.parquet", "--choice", root / "models" / "rp3beta.json")
+    _invoke("blend", "original", "-p", params, "--data", data / "prepared", "--models", root / "models",
+            "--ease", root / "models" / "ease" / "lambda.json", "--metrics", metrics, "--per-user", per_user)
     _invoke("control-blend", "-p", params, "--data", data / "prepared", "--ease",
             root / "models" / "ease" / "lambda.json", "--rp3beta", root / "models" / "rp3beta.json",
             "--metrics", metrics, "--per-user", per_user)
@@ -174,6 +178,8 @@ def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
     stats = json.loads((root / "data" / "stats.json").read_text())
     assert (table["test_users"] == stats["test_users_all_folds"]).all()
     assert np.isfinite(table.loc["original", "diff_vs_best_baseline"])
+    # the blend against the control blend, its own family; nothing else is in it
+    assert table["diff_vs_control_blend"].notna().tolist() == (table.index == "original_ease").tolist()
     # Three folds: the error is the spread of the three folds' results (2 degrees of freedom).
     assert table["runs_counted"].all()
     assert "under K-fold, the spread of the folds' results" in (out / "table.md").read_text()
@@ -275,6 +281,9 @@ def test_the_best_baseline_is_chosen_on_each_folds_validation_users(three_folds,
 
     metrics_dir = tmp_path / "variants"
     shutil.copytree(three_folds / "metrics" / "variants", metrics_dir)
+    control = json.loads((metrics_dir / "rp3beta_ease.json").read_text())
+    control["validation_by_fold"] = {f: 1.0 for f in control["validation_by_fold"]}  # best, yet no candidate
+    (metrics_dir / "rp3beta_ease.json").write_text(json.dumps(seal(control)))
     summary = json.loads((metrics_dir / "most_popular.json").read_text())
     summary["validation_by_fold"]["1"] = 0.99
     summary["val_ndcg@100"] = float(np.mean(list(summary["validation_by_fold"].values())))
@@ -286,7 +295,7 @@ def test_the_best_baseline_is_chosen_on_each_folds_validation_users(three_folds,
     rows, choice = best_baseline(results, METRICS)
     assert choice is not None and choice.by_fold[1] == "most_popular"
     others = {choice.by_fold[0], choice.by_fold[2]}
-    assert others <= {"ease", "rp3beta"}  # the control blend is not a candidate
+    assert others <= {"ease", "rp3beta"}  # the control blend is not a candidate, though best everywhere
     row = next(r for r in rows if r.name == "best_baseline")
     by_name = {r.name: r for r in results}
     for fold, name in choice.by_fold.items():
@@ -319,3 +328,34 @@ def test_a_group_of_blends_counts_each_members_weights_and_eases_choice_once():
 
     assert group_budget([blend("a_ease"), blend("b_ease"), blend("c_ease")]) == 3 * 11 + 13
     assert group_budget([Result(n, "vae", {}, None, None) for n in "abc"]) == 3
+
+
+def test_a_group_of_blends_stands_in_the_control_family_for_its_members(three_folds, tmp_path):
+    """aggregate with `tuning: {blended: [original_ease]}`: the group's row replaces the blend in
+    the table and in the family against RP3β + EASE; a group named like the control is refused."""
+    from multvae.config import ComparisonConfig
+    from multvae.results import ResultError
+    from multvae.table import CONTROL_FAMILY, with_control_family
+
+    root = three_folds
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["tuning"] = {"blended": ["original_ease"]}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "out"
+    _invoke("aggregate", "-p", path, "--metrics-dir", root / "metrics" / "variants",
+            "--per-user-dir", root / "metrics" / "per_user", "--curves-dir", root / "dvclive",
+            "--table", out / "table.md", "--csv", out / "table.csv", "--summary", out / "summary.json",
+            "--plots-dir", out, "--training", out / "training.csv", "--report", out / "report.html",
+            "--stats", root / "data" / "stats.json", "--results-dir", out / "results",
+            "--claims", out / "claims.json")
+    table = pd.read_csv(out / "table.csv").set_index("variant")
+    assert "original_ease" not in table.index
+    assert table["diff_vs_control_blend"].notna().tolist() == (table.index == "blended").tolist()
+    assert table.loc["blended", "tuning_budget"] == table.loc["rp3beta_ease", "tuning_budget"] - \
+        json.loads((root / "metrics" / "variants" / "rp3beta.json").read_text())["tuning_budget"]
+    with pytest.raises(ResultError, match="tuning.rp3beta_ease: the name of a blend row"):
+        with_control_family({}, ["original_ease"], {"rp3beta_ease": ("original_ease",)})
+    with pytest.raises(ResultError, match=f"comparisons.{CONTROL_FAMILY}: the name of the family"):
+        with_control_family({CONTROL_FAMILY: ComparisonConfig(reference="ease", rows=("*",))}, [], {})
+    assert with_control_family({}, [], {}) == {}

@@ -69,6 +69,7 @@ Grids = dict[str, dict[str, dict[str, Any]]]  # group -> member -> the settings 
 def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path, curves_dir: Path,
                       stats: Path) -> tuple[Params, dict[str, Choice], Grids]:
     """The params, the tuning choices (as the table makes them) at an end of their grid, and the grids."""
+    from multvae.config import ConfigError
     from multvae.data import read_stats
     from multvae.grids import varying
     from multvae.metrics import metric_names
@@ -77,6 +78,10 @@ def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path, curve
     from multvae.table import load_results, select_tuned
 
     read = load_params(params)
+    blended = [g for g, members in read.row_tuning.items() if set(members) <= set(read.blend_rows)]
+    if blended:
+        raise ConfigError(f"{params}: tuning.{blended[0]} chooses among blends, whose grid is their "
+                          "variants': extend that group, then blend the new points (study.blends)")
     missing = [m for members in read.row_tuning.values() for m in members
                if not (metrics_dir / f"{m}.json").is_file()]
     if missing:
