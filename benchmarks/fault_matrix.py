@@ -732,7 +732,7 @@ def cases() -> list[Case]:
         ("EASE's λ edited and the blend rerun on it", aggregate, both(
             edit_json("models/ease/lambda.json", "lambdas", {"0": 7.5}), _run_blend)),
         ("RP3β's α edited and the control blend rerun on it", aggregate, both(
-            edit_json("models/rp3beta/choice.json", "alphas", {"0": 2.0}), _rerun("control-blend"))),
+            edit_json("models/rp3beta/choice.json", "alphas", {"0": 0.3}), _rerun("control-blend"))),
     ]:
         refused("provenance of what a stage reads", name, command, setup)
     # Options that point one command's output at what it reads, or at another stage's folder.

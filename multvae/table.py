@@ -138,7 +138,8 @@ def _check_blends(results: list[Result], metrics_dir: Path) -> None:
                 if r.summary.get(setting) != source.summary.get(setting):
                     raise ResultError(f"{metrics_dir / (r.name + '.json')}: blended at {symbol} "
                                       f"{r.summary.get(setting)}, {owner}'s results chose "
-                                      f"{source.summary.get(setting)}; rerun the blend stage of {r.name}")
+                                      f"{source.summary.get(setting)}; rerun the stage that writes "
+                                      f"{r.name} (`dvc repro`)")
 
 
 def _test_users(per_user: pd.DataFrame) -> pd.MultiIndex:

@@ -359,3 +359,25 @@ def test_a_group_of_blends_stands_in_the_control_family_for_its_members(three_fo
     with pytest.raises(ResultError, match=f"comparisons.{CONTROL_FAMILY}: the name of the family"):
         with_control_family({CONTROL_FAMILY: ComparisonConfig(reference="ease", rows=("*",))}, [], {})
     assert with_control_family({}, [], {}) == {}
+
+
+def test_a_control_blend_made_at_another_rp3beta_setting_is_refused(three_folds, tmp_path):
+    """RP3β's handed-over α edited, the control blend rerun on it: its α is not what RP3β's own
+    results chose, and aggregate stops naming both."""
+    from multvae.results import ResultError
+    from multvae.table import load_results
+
+    root = tmp_path / "project"
+    shutil.copytree(three_folds, root)
+    choice = root / "models" / "rp3beta.json"
+    handed = json.loads(choice.read_text())
+    handed["alphas"] = {f: 2.0 for f in handed["alphas"]}
+    choice.write_text(json.dumps(handed))
+    metrics, per_user = root / "metrics" / "variants", root / "metrics" / "per_user"
+    _invoke("control-blend", "-p", root / "params.yaml", "--data", root / "data" / "prepared", "--ease",
+            root / "models" / "ease" / "lambda.json", "--rp3beta", choice, "--metrics", metrics,
+            "--per-user", per_user)
+    stats = root / "data" / "stats.json"
+    expected = Expected.of_study((0, 1, 2), (1, 2), json.loads(stats.read_text()), stats)
+    with pytest.raises(ResultError, match=r"rp3beta_ease\.json: blended at α .*, RP3β's results chose"):
+        load_results(metrics, per_user, root / "dvclive", METRICS, ["original"], expected)
