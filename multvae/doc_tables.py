@@ -73,10 +73,11 @@ def headline(root: Path) -> str:
         folder = root / "results" / study
         claims = json.loads((folder / "claims.json").read_text())
         table = pd.read_csv(folder / "table.csv")
-        dataset = json.loads((folder / "stats.json").read_text())["dataset"]
-        seeds = int(table["seeds"].max())
-        design = (f"`{study}`: {dataset}, {int(table['test_users'].max()):,} test users, "
-                  f"{seeds} seed{'s' if seeds > 1 else ''}")
+        stats = json.loads((folder / "stats.json").read_text())
+        seeds, folds = int(table["seeds"].max()), int(stats.get("kfold", 1))
+        design = (f"`{study}`: {stats['dataset']}, {int(table['test_users'].max()):,} test users"
+                  + (f" ({folds} folds)" if folds > 1 else "")
+                  + f", {seeds} seed{'s' if seeds > 1 else ''}" + (" a fold" if folds > 1 else ""))
         if DETECTABLE not in table.columns:
             raise DocTableError(f"{folder / 'table.csv'}: no {DETECTABLE} column (no vs_original family) for "
                                 "the README's headline")
