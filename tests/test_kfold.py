@@ -165,15 +165,20 @@ def test_the_folds_results_cover_every_test_user_once_per_seed(three_folds):
     assert list(ease["lambda"]) == list(ease["validation_by_fold"]) == ["0", "1", "2"]
 
 
-def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
-    root = three_folds
-    out = tmp_path / "out"
-    _invoke("aggregate", "-p", root / "params.yaml", "--metrics-dir", root / "metrics" / "variants",
+def _aggregate(root: Path, params: Path, out: Path) -> None:
+    """The aggregate stage on the three-fold project `root`, every output under `out`."""
+    _invoke("aggregate", "-p", params, "--metrics-dir", root / "metrics" / "variants",
             "--per-user-dir", root / "metrics" / "per_user", "--curves-dir", root / "dvclive",
             "--table", out / "table.md", "--csv", out / "table.csv", "--summary", out / "summary.json",
             "--plots-dir", out, "--training", out / "training.csv", "--report", out / "report.html",
             "--stats", root / "data" / "stats.json", "--results-dir", out / "results",
             "--claims", out / "claims.json")
+
+
+def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
+    root = three_folds
+    out = tmp_path / "out"
+    _aggregate(root, root / "params.yaml", out)
     table = pd.read_csv(out / "table.csv").set_index("variant")
     stats = json.loads((root / "data" / "stats.json").read_text())
     assert (table["test_users"] == stats["test_users_all_folds"]).all()
@@ -343,12 +348,7 @@ def test_a_group_of_blends_stands_in_the_control_family_for_its_members(three_fo
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     out = tmp_path / "out"
-    _invoke("aggregate", "-p", path, "--metrics-dir", root / "metrics" / "variants",
-            "--per-user-dir", root / "metrics" / "per_user", "--curves-dir", root / "dvclive",
-            "--table", out / "table.md", "--csv", out / "table.csv", "--summary", out / "summary.json",
-            "--plots-dir", out, "--training", out / "training.csv", "--report", out / "report.html",
-            "--stats", root / "data" / "stats.json", "--results-dir", out / "results",
-            "--claims", out / "claims.json")
+    _aggregate(root, path, out)
     table = pd.read_csv(out / "table.csv").set_index("variant")
     assert "original_ease" not in table.index
     assert table["diff_vs_control_blend"].notna().tolist() == (table.index == "blended").tolist()
