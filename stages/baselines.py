@@ -35,22 +35,6 @@ class TunedFit:
     validation: float  # the chosen setting's validation score
 
 
-def _load(data: Path, ks: tuple[int, ...], folds: tuple[int, ...]) -> dict[int, Dataset]:
-    from multvae.data import DataError, load_dataset
-    from multvae.layout import fold_dir
-    from multvae.metrics import check_cutoffs
-
-    datasets = {}
-    for fold in folds:
-        where = fold_dir(data, fold)
-        dataset = datasets[fold] = load_dataset(where)
-        check_cutoffs(ks, dataset.n_items, str(where))
-        for role, heldout in (("validation", dataset.validation), ("test", dataset.test)):
-            if heldout.users.size == 0:
-                raise DataError(f"{where}: the {role} split has no users; check data.heldout_users")
-    return datasets
-
-
 def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, Scorer],
                      datasets: dict[int, Dataset],
                      ks: tuple[int, ...], validation: dict[int, float], metrics: Path, per_user: Path,
@@ -85,6 +69,7 @@ def popularity(
 ) -> None:
     """Most-popular: rank every item by its number of training users (of each fold)."""
     from multvae.baselines import popularity_scorer
+    from multvae.folds import load_folds
     from multvae.metrics import metric_names, score_heldout
     from multvae.params import load_params
 
@@ -93,7 +78,7 @@ def popularity(
     read = load_params(params)
     cfg = read.base
     ks = cfg.eval.ks
-    datasets = _load(data, ks, cfg.data.folds)
+    datasets = load_folds(data, cfg.data.folds, ks)
     scorers = {fold: popularity_scorer(d.train) for fold, d in datasets.items()}
     val = {f: float(score_heldout(scorers[f], d.validation, ks)[metric_names(ks)[0]].mean())
            for f, d in datasets.items()}
@@ -139,6 +124,7 @@ def ease(
     """EASE (Steck 2019): λ searched on each fold's validation NDCG (baselines.ease_lambdas, extended
     past a winning edge and refined around the peak), then the test users."""
     from multvae.baselines import fit_ease, linear_scorer
+    from multvae.folds import load_folds
     from multvae.handoff import ease_choice
     from multvae.params import load_params
 
@@ -156,7 +142,7 @@ def ease(
                         {f"{lam:.6g}": v for lam, v in sorted(found.validation.items())}, found.at_edge,
                         found.validation[found.lam])
 
-    datasets = _load(data, cfg.eval.ks, cfg.data.folds)
+    datasets = load_folds(data, cfg.data.folds, cfg.eval.ks)
     scorers, val, chosen, by_fold = _tune_per_fold("ease", datasets, fit)
     handed = ease_choice({f: c["lambda"] for f, c in by_fold.items()},
                          {k: d.fingerprint for k, d in datasets.items()}, chosen["tuning_budget"])
@@ -177,6 +163,7 @@ def rp3beta(
     """RP3β (Paudel et al. 2016): α and β from baselines.rp3_alphas × rp3_betas by each fold's
     validation NDCG, then the test users."""
     from multvae.baselines import fit_rp3beta
+    from multvae.folds import load_folds
     from multvae.handoff import rp3_choice
     from multvae.params import load_params
 
@@ -194,7 +181,7 @@ def rp3beta(
                         {f"{a:g},{b:g}": v for (a, b), v in found.validation.items()}, found.at_edge,
                         found.validation[(found.alpha, found.beta)])
 
-    datasets = _load(data, cfg.eval.ks, cfg.data.folds)
+    datasets = load_folds(data, cfg.data.folds, cfg.eval.ks)
     scorers, val, chosen, by_fold = _tune_per_fold("rp3beta", datasets, fit)
     handed = rp3_choice({f: c["alpha"] for f, c in by_fold.items()},
                         {f: c["beta"] for f, c in by_fold.items()},

@@ -26,10 +26,8 @@ def blend(
     """Blend each seed's model of ROW with EASE at the λ EASE chose on each fold; w on validation."""
     from multvae.blend import evaluate_blend
     from multvae.config import BLEND_SUFFIX, ConfigError
-    from multvae.data import load_dataset
+    from multvae.folds import load_folds
     from multvae.handoff import read_ease_choice
-    from multvae.layout import fold_dir
-    from multvae.metrics import check_cutoffs
     from multvae.params import load_params
     from multvae.results import write_result
     from multvae.runtime import setup
@@ -41,9 +39,7 @@ def blend(
     if row not in read.study.blends:
         raise ConfigError(f"{params}: {row} is not in study.blends {list(read.study.blends)}")
     cfg, runtime = read.config(row), read.runtime
-    folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
-    for k, dataset in folds.items():
-        check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
+    folds = load_folds(data, cfg.data.folds, cfg.eval.ks)
     lambdas, ease_budget = read_ease_choice(ease, {k: d.fingerprint for k, d in folds.items()})
     name = row + BLEND_SUFFIX
     summary, users = evaluate_blend(name, row, models, cfg.train.seeds, folds, lambdas,
@@ -72,10 +68,8 @@ def control_blend(
     """Blend RP3β with EASE at the settings each chose on each fold; w on validation."""
     from multvae.blend import evaluate_control
     from multvae.config import CONTROL_BLEND
-    from multvae.data import load_dataset
+    from multvae.folds import load_folds
     from multvae.handoff import read_ease_choice, read_rp3_choice
-    from multvae.layout import fold_dir
-    from multvae.metrics import check_cutoffs
     from multvae.params import load_params
     from multvae.results import write_result
 
@@ -84,9 +78,7 @@ def control_blend(
                     "--per-user": per_user / f"{CONTROL_BLEND}.parquet"})
     read = load_params(params)
     cfg, runtime = read.base, read.runtime
-    folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
-    for k, dataset in folds.items():
-        check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
+    folds = load_folds(data, cfg.data.folds, cfg.eval.ks)
     split = {k: d.fingerprint for k, d in folds.items()}
     lambdas, ease_budget = read_ease_choice(ease, split)
     settings, rp3_budget = read_rp3_choice(rp3beta, split)

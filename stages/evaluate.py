@@ -20,10 +20,8 @@ def evaluate(
     per_user: Annotated[Path, typer.Option(help="Folder for <variant>.parquet.")] = Path("metrics/per_user"),
 ) -> None:
     """Score each fold's test users with the best-epoch model of every seed trained on that fold."""
-    from multvae.data import load_dataset
     from multvae.evaluation import evaluate_variant
-    from multvae.layout import fold_dir
-    from multvae.metrics import check_cutoffs
+    from multvae.folds import load_folds
     from multvae.params import load_params
     from multvae.results import write_result
     from multvae.runtime import setup
@@ -34,9 +32,7 @@ def evaluate(
     read = load_params(params)
     cfg, runtime = read.config(variant), read.runtime
     device = setup(runtime)
-    folds = {k: load_dataset(fold_dir(data, k)) for k in cfg.data.folds}
-    for k, dataset in folds.items():
-        check_cutoffs(cfg.eval.ks, dataset.n_items, str(fold_dir(data, k)))
+    folds = load_folds(data, cfg.data.folds, cfg.eval.ks)
     summary, users = evaluate_variant(name, models, cfg.train.seeds, folds, cfg.eval.ks,
                                       runtime.eval_batch_size, device, expected=cfg)
     read.check_unchanged()

@@ -28,9 +28,10 @@ from multvae.baselines import (
     search_grid,
 )
 from multvae.config import SYNTHETIC_PRESETS
-from multvae.data import Dataset, load_dataset
+from multvae.data import DataError, Dataset, HeldOut, load_dataset
+from multvae.folds import load_folds
 from multvae.layout import fold_dir
-from multvae.metrics import score_heldout, top_k
+from multvae.metrics import CutoffError, score_heldout, top_k
 from multvae.params import defaults
 from multvae.split import split, write_split
 from multvae.synthetic import generate
@@ -68,6 +69,20 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dataset(prepared: Path) -> Dataset:
     return load_dataset(fold_dir(prepared, 0))
+
+
+def test_the_scoring_stages_load_each_fold_checked(prepared: Path, dataset: Dataset,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load_folds(prepared, (0,), (1, dataset.n_items))
+    assert list(loaded) == [0] and loaded[0].fingerprint == dataset.fingerprint
+    with pytest.raises(CutoffError, match=f"cut-off {dataset.n_items + 1} .*fold-0"):
+        load_folds(prepared, (0,), (dataset.n_items + 1,))
+    for role in ("validation", "test"):
+        empty = HeldOut(np.zeros(0, dtype=np.int64), *(sp.csr_matrix((0, dataset.n_items)),) * 2)
+        emptied = replace(dataset, validation=empty) if role == "validation" else replace(dataset, test=empty)
+        monkeypatch.setattr("multvae.folds.load_dataset", lambda where, d=emptied: d)
+        with pytest.raises(DataError, match=f"fold-0: the {role} split has no users"):
+            load_folds(prepared, (0,), (1,))
 
 
 def test_gram_matrix_blocks_match_the_sparse_product() -> None:
