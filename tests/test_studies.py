@@ -164,6 +164,20 @@ def test_the_readme_opens_with_the_headline_from_the_committed_results(tmp_path)
     assert " | ".join(unchecked) in headline(tmp_path)
 
 
+def test_the_headline_sets_each_blend_against_ease_and_against_the_control_blend():
+    """The blend's row carries both differences its table computed, so a reader sees whether the
+    gain over EASE is more than the control blend's."""
+    frame = pd.read_csv(REPO / "results" / HEADLINE_STUDY / "table.csv").set_index("variant")
+    lines = {line.split(" | ")[0][2:]: line for line in headline(REPO).splitlines() if line.startswith("| ")}
+    blend = lines["RecVAE + EASE (blend; γ, w on each fold)"]
+    for family in ("vs_best_baseline", "vs_control_blend"):
+        row = frame.loc["recvae_ease"]
+        shown = (f"{row[f'diff_{family}']:+.4f} [{row[f'diff_{family}_low']:+.4f}, "
+                 f"{row[f'diff_{family}_high']:+.4f}]")
+        assert shown in blend, (family, blend)
+    assert lines["RP3β + EASE (the control blend)"].endswith("| (reference) |")
+
+
 @pytest.mark.parametrize("study", sorted(p.parent.name for p in (REPO / "results").glob("*/table.csv")))
 def test_each_committed_study_has_its_forest_plot_drawn_from_its_table(study, tmp_path):
     """results/<study>/differences.png is what its committed table draws, and docs/studies.md shows it."""
