@@ -26,8 +26,10 @@ from scipy import stats as sps
 
 from multvae.config import ClaimConfig
 from multvae.paper_results import PaperResults
+from multvae.rows import Result
 from multvae.stats import Estimate, holm
-from multvae.table import POWER, UNCOUNTED, Family, Result, compare, label, metric_title, number
+from multvae.table import POWER, Family, compare, label, metric_title
+from multvae.table_markdown import UNCOUNTED, number
 
 EXCLUDED = "paper's effect excluded"
 VERDICTS = {"holds": 1, "contradicted": -1, EXCLUDED: 2, "not resolvable": 0}

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from multvae.atomic import atomic_path
-from multvae.table import Family, Result, label, metric_title
+from multvae.rows import Result
+from multvae.table import Family, label, metric_title
 
 
 def training_log(results: list[Result]) -> pd.DataFrame:

@@ -81,20 +81,17 @@ def aggregate(
     from multvae.params import load_params
     from multvae.record import params_record
     from multvae.results import Expected
+    from multvae.rows import extra_files, load_results
+    from multvae.selection import best_baseline, select_tuned
     from multvae.table import (
-        best_baseline,
         build_table,
-        extra_files,
-        family_titles,
         key_metrics,
         label,
-        load_results,
         metric_title,
-        select_tuned,
         summary_metrics,
-        table_markdown,
         with_control_family,
     )
+    from multvae.table_markdown import family_titles, table_markdown
 
     figures = {"Test metrics with intervals": plots_dir / "comparison.png",
                "Paired differences": plots_dir / "differences.png",

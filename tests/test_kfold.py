@@ -194,7 +194,8 @@ def test_the_table_pairs_every_user_of_every_fold(three_folds, tmp_path):
     assert "fold 2: test_users" in (out / "report.html").read_text()
     # the per-fold differences: the mean of the folds' values is the table's Δ (equal-size folds aside)
     from multvae.figures import fold_differences
-    from multvae.table import best_baseline, load_results
+    from multvae.rows import load_results
+    from multvae.selection import best_baseline
 
     study = next((out / "results").iterdir())
     assert (study / "fold_differences.png").read_bytes().startswith(b"\x89PNG")
@@ -225,7 +226,8 @@ def test_a_user_in_two_folds_results_is_refused(three_folds, tmp_path):
 def test_each_fold_chooses_its_tuning_member_on_its_own_validation_users(three_folds, tmp_path):
     """A grid of two: `b` has the better validation score in fold 1 only, and better test scores
     everywhere. The group's row takes fold 1's test users from `b` and the others from `original`."""
-    from multvae.table import load_results, select_tuned
+    from multvae.rows import load_results
+    from multvae.selection import select_tuned
 
     root = three_folds
     metrics_dir, per_user_dir = tmp_path / "variants", tmp_path / "per_user"
@@ -282,7 +284,9 @@ def test_the_best_baseline_is_chosen_on_each_folds_validation_users(three_folds,
     """Most-popular made best on fold 1's validation only: comparisons with best_baseline take fold
     1's test users from it and the other folds' from the baseline each of them chose."""
     from multvae.config import ComparisonConfig, EvalConfig
-    from multvae.table import best_baseline, build_table, load_results
+    from multvae.rows import load_results
+    from multvae.selection import best_baseline
+    from multvae.table import build_table
 
     metrics_dir = tmp_path / "variants"
     shutil.copytree(three_folds / "metrics" / "variants", metrics_dir)
@@ -325,7 +329,8 @@ def test_the_best_baseline_is_chosen_on_each_folds_validation_users(three_folds,
 
 
 def test_a_group_of_blends_counts_each_members_weights_and_eases_choice_once():
-    from multvae.table import Result, group_budget
+    from multvae.rows import Result
+    from multvae.selection import group_budget
 
     def blend(name: str) -> Result:
         summary = {"tuning_budget": 24, "budget_parts": {"weight": 11, "ease": 13}}
@@ -365,7 +370,7 @@ def test_a_control_blend_made_at_another_rp3beta_setting_is_refused(three_folds,
     """RP3β's handed-over α edited, the control blend rerun on it: its α is not what RP3β's own
     results chose, and aggregate stops naming both."""
     from multvae.results import ResultError
-    from multvae.table import load_results
+    from multvae.rows import load_results
 
     root = tmp_path / "project"
     shutil.copytree(three_folds, root)

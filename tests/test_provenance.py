@@ -19,9 +19,9 @@ from multvae.atomic import WriteError, published
 from multvae.data import DataError, load_dataset
 from multvae.handoff import HandoffError, ease_choice, read_ease_choice, read_rp3_choice, rp3_choice
 from multvae.results import Expected, ResultError, summarize, write_result
+from multvae.rows import load_results
 from multvae.run_lock import RunLockedError, run_lock
 from multvae.sealed import seal
-from multvae.table import load_results
 
 METRICS = ["ndcg@100", "recall@20"]
 SPLIT = {0: "aaaaaaaaaaaaaaaa"}

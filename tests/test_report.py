@@ -25,8 +25,11 @@ from typer.testing import CliRunner
 from multvae.config import ComparisonConfig
 from multvae.params import defaults
 from multvae.results import Expected, content_hash
+from multvae.rows import load_results
 from multvae.sealed import seal
-from multvae.table import build_table, load_results, select_tuned, table_markdown
+from multvae.selection import select_tuned
+from multvae.table import build_table
+from multvae.table_markdown import table_markdown
 from stages.aggregate import aggregate
 from stages.cli import app
 
@@ -568,7 +571,8 @@ def test_a_claim_the_other_way_round_takes_its_familys_adjustment(tmp_path, inpu
 
 
 def test_a_run_that_chose_an_epoch_in_its_last_tenth_is_flagged():
-    from multvae.table import _epochs, _late_runs
+    from multvae.table import _late_runs
+    from multvae.table_markdown import _epochs
 
     def log(fold: int, seed: int, scores: list[float]) -> pd.DataFrame:
         return pd.DataFrame({"fold": fold, "seed": seed, "epoch": range(1, len(scores) + 1),

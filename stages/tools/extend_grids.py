@@ -20,7 +20,7 @@ from stages.result_folders import CurvesDirOption, MetricsDirOption, PerUserDirO
 
 if TYPE_CHECKING:
     from multvae.params import Params
-    from multvae.table import Choice
+    from multvae.selection import Choice
 
 HEADER = ("# @package _global_\n"
           "# Grid points added by `multvae extend-grids` past choices at the end of their\n"
@@ -75,7 +75,8 @@ def _choices_at_edges(params: Path, metrics_dir: Path, per_user_dir: Path, curve
     from multvae.metrics import metric_names
     from multvae.params import load_params
     from multvae.results import Expected, ResultError
-    from multvae.table import load_results, select_tuned
+    from multvae.rows import load_results
+    from multvae.selection import select_tuned
 
     read = load_params(params)
     blended = [g for g, members in read.row_tuning.items() if set(members) <= set(read.blend_rows)]
