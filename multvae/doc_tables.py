@@ -68,7 +68,7 @@ def headline(root: Path) -> str:
         raise DocTableError(f"{source}: no row {', '.join(missing)} for the README's headline")
     users = int(frame["test_users"].max())
     lines = [f"| ML-1M, 10 folds: all {users:,} users tested once | NDCG@100 [95% interval] | "
-             "Δ vs EASE [95% interval] | Δ vs the control blend |", "|---|---|---|---|"]
+             "Δ vs EASE [95% interval] | Δ vs the control blend [95% interval] |", "|---|---|---|---|"]
     for name, label in HEADLINE_ROWS.items():
         row = frame.loc[name]
         ndcg = f"{row['ndcg@100']:.4f} [{row['ndcg@100_low']:.4f}, {row['ndcg@100_high']:.4f}]"

@@ -152,3 +152,20 @@ def test_every_command_has_a_whole_line_in_the_help():
         name = command.__name__.replace("_", "-")
         assert name in lines and lines[name].rstrip().endswith(summary), (name, lines.get(name))
         assert summary.endswith(".") and "..." not in lines[name]
+
+
+def test_every_scoring_command_reads_the_folds_through_the_one_checked_loader():
+    """evaluate, the baselines and the blends load the prepared folds with multvae.folds.load_folds
+    (cut-offs and held-out users checked); none reads a fold by itself."""
+    commands = {"evaluate.py": {"evaluate"}, "baselines.py": {"popularity", "ease", "rp3beta"},
+                "blend.py": {"blend", "control_blend"}}
+    for file, names in commands.items():
+        tree = ast.parse((ROOT / "stages" / file).read_text())
+        found = {}
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                found[node.name] = {n.func.id for n in ast.walk(node)
+                                    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert set(found) == names, (file, sorted(found))
+        for name, called in found.items():
+            assert "load_folds" in called and "load_dataset" not in called, (file, name)
