@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from multvae.config import CONTROL_BLEND
+from multvae.config import CONTROL_BLEND, EvalConfig, validate
 from multvae.errors import MultVAEError
 
 BLOCK = re.compile(r"(<!-- table: (?P<source>[^ ]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
@@ -49,14 +50,21 @@ def _interval(row: pd.Series, prefix: str) -> str:
     return f"{row[prefix]:+.4f} [{row[prefix + '_low']:+.4f}, {row[prefix + '_high']:+.4f}]"
 
 
-def _delta(row: pd.Series, family: str, reference: bool) -> str:
-    """A row's difference in one comparison family, starred at Holm p < 0.05."""
+def _delta(row: pd.Series, family: str, reference: bool, alpha: float) -> str:
+    """A row's difference in one comparison family, starred where its Holm p is below the study's α."""
     if reference:
         return "(reference)"
     if pd.isna(row.get(f"diff_{family}")):
         return ""
-    star = " *" if row[f"p_holm_{family}"] < 0.05 else ""
+    star = " *" if row[f"p_holm_{family}"] < alpha else ""
     return _interval(row, f"diff_{family}") + star
+
+
+def _confidence(folder: Path) -> float:
+    """The confidence the study's intervals and Holm families were computed at, from its params."""
+    source = folder / "params.yaml"
+    values = yaml.safe_load(source.read_text()) or {}
+    return float(validate(EvalConfig, values.get("eval"), f"{source}: eval.").confidence)
 
 
 def headline(root: Path) -> str:
@@ -67,13 +75,15 @@ def headline(root: Path) -> str:
     if missing:
         raise DocTableError(f"{source}: no row {', '.join(missing)} for the README's headline")
     users = int(frame["test_users"].max())
-    lines = [f"| ML-1M, 10 folds: all {users:,} users tested once | NDCG@100 [95% interval] | "
-             "Δ vs EASE [95% interval] | Δ vs the control blend [95% interval] |", "|---|---|---|---|"]
+    confidence = _confidence(source.parent)
+    shown = f"[{confidence:.0%} interval]"
+    lines = [f"| ML-1M, 10 folds: all {users:,} users tested once | NDCG@100 {shown} | "
+             f"Δ vs EASE {shown} | Δ vs the control blend {shown} |", "|---|---|---|---|"]
     for name, label in HEADLINE_ROWS.items():
         row = frame.loc[name]
         ndcg = f"{row['ndcg@100']:.4f} [{row['ndcg@100_low']:.4f}, {row['ndcg@100_high']:.4f}]"
-        deltas = [_delta(row, "vs_best_baseline", name == "ease"),
-                  _delta(row, "vs_control_blend", name == CONTROL_BLEND)]
+        deltas = [_delta(row, "vs_best_baseline", name == "ease", 1 - confidence),
+                  _delta(row, "vs_control_blend", name == CONTROL_BLEND, 1 - confidence)]
         lines.append(f"| {label} | {ndcg} | {' | '.join(deltas)} |")
     lines += ["", "| the ablation paper's claims, checked by | " + " | ".join(VERDICTS)
               + " | Δ NDCG@100 vs the original it detects |", "|" + "---|" * (2 + len(VERDICTS))]

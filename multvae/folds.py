@@ -21,3 +21,8 @@ def load_folds(data: Path, folds: tuple[int, ...], ks: tuple[int, ...]) -> dict[
             if heldout.users.size == 0:
                 raise DataError(f"{where}: the {role} split has no users; check data.heldout_users")
     return datasets
+
+
+def fingerprints(folds: dict[int, Dataset]) -> dict[int, str]:
+    """Each fold's split fingerprint: what a result records and a hand-over is checked against."""
+    return {fold: dataset.fingerprint for fold, dataset in folds.items()}

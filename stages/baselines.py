@@ -43,6 +43,7 @@ def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, S
     the stage's other outputs, published together)."""
     import pandas as pd
 
+    from multvae.folds import fingerprints
     from multvae.metrics import metric_names, score_heldout
     from multvae.results import BASELINE_SEED, per_user_rows, summarize, write_result
 
@@ -52,7 +53,7 @@ def _score_and_write(read: Params, command: str, name: str, scorers: dict[int, S
                                      data.user_ids(data.test.users), fold, BASELINE_SEED)
                        for fold, data in datasets.items()], ignore_index=True)
     summary = summarize(name, "baseline", table, names, validation, chosen=chosen)
-    write_result(summary, table, metrics, per_user, {k: d.fingerprint for k, d in datasets.items()}, extra)
+    write_result(summary, table, metrics, per_user, fingerprints(datasets), extra)
     shown = ", ".join(f"{m} {v:.4f}" for m, v in summary.metrics.items())
     typer.echo(f"{command}: {shown} on {summary.test_users:,} test users "
                f"({time.perf_counter() - started:.1f}s) -> {metrics}")
@@ -124,7 +125,7 @@ def ease(
     """EASE (Steck 2019): λ searched on each fold's validation NDCG (baselines.ease_lambdas, extended
     past a winning edge and refined around the peak), then the test users."""
     from multvae.baselines import fit_ease, linear_scorer
-    from multvae.folds import load_folds
+    from multvae.folds import fingerprints, load_folds
     from multvae.handoff import ease_choice
     from multvae.params import load_params
 
@@ -145,7 +146,7 @@ def ease(
     datasets = load_folds(data, cfg.data.folds, cfg.eval.ks)
     scorers, val, chosen, by_fold = _tune_per_fold("ease", datasets, fit)
     handed = ease_choice({f: c["lambda"] for f, c in by_fold.items()},
-                         {k: d.fingerprint for k, d in datasets.items()}, chosen["tuning_budget"])
+                         fingerprints(datasets), chosen["tuning_budget"])
     _score_and_write(read, "ease", "ease", scorers, datasets, cfg.eval.ks, val, metrics, per_user, chosen,
                      started, {choice: handed.to_text()})
 
@@ -163,7 +164,7 @@ def rp3beta(
     """RP3β (Paudel et al. 2016): α and β from baselines.rp3_alphas × rp3_betas by each fold's
     validation NDCG, then the test users."""
     from multvae.baselines import fit_rp3beta
-    from multvae.folds import load_folds
+    from multvae.folds import fingerprints, load_folds
     from multvae.handoff import rp3_choice
     from multvae.params import load_params
 
@@ -185,6 +186,6 @@ def rp3beta(
     scorers, val, chosen, by_fold = _tune_per_fold("rp3beta", datasets, fit)
     handed = rp3_choice({f: c["alpha"] for f, c in by_fold.items()},
                         {f: c["beta"] for f, c in by_fold.items()},
-                        {k: d.fingerprint for k, d in datasets.items()}, chosen["tuning_budget"])
+                        fingerprints(datasets), chosen["tuning_budget"])
     _score_and_write(read, "rp3beta", "rp3beta", scorers, datasets, cfg.eval.ks, val, metrics, per_user,
                      chosen, started, {choice: handed.to_text()})

@@ -26,7 +26,7 @@ def blend(
     """Blend each seed's model of ROW with EASE at the λ EASE chose on each fold; w on validation."""
     from multvae.blend import evaluate_blend
     from multvae.config import BLEND_SUFFIX, ConfigError
-    from multvae.folds import load_folds
+    from multvae.folds import fingerprints, load_folds
     from multvae.handoff import read_ease_choice
     from multvae.params import load_params
     from multvae.results import write_result
@@ -40,14 +40,14 @@ def blend(
         raise ConfigError(f"{params}: {row} is not in study.blends {list(read.study.blends)}")
     cfg, runtime = read.config(row), read.runtime
     folds = load_folds(data, cfg.data.folds, cfg.eval.ks)
-    lambdas, ease_budget = read_ease_choice(ease, {k: d.fingerprint for k, d in folds.items()})
+    lambdas, ease_budget = read_ease_choice(ease, fingerprints(folds))
     name = row + BLEND_SUFFIX
     summary, users = evaluate_blend(name, row, models, cfg.train.seeds, folds, lambdas,
                                     cfg.baselines.blend_weights, cfg.eval.ks, runtime.eval_batch_size,
                                     setup(runtime), expected=cfg, inherited=ease_budget)
     read.check_unchanged()
     write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet",
-                 {k: d.fingerprint for k, d in folds.items()})
+                 fingerprints(folds))
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"blend {name}: weight {summary.chosen['weight']} of {row}'s scores; {shown} "
                f"({summary.test_users:,} users)")
@@ -68,7 +68,7 @@ def control_blend(
     """Blend RP3β with EASE at the settings each chose on each fold; w on validation."""
     from multvae.blend import evaluate_control
     from multvae.config import CONTROL_BLEND
-    from multvae.folds import load_folds
+    from multvae.folds import fingerprints, load_folds
     from multvae.handoff import read_ease_choice, read_rp3_choice
     from multvae.params import load_params
     from multvae.results import write_result
@@ -79,7 +79,7 @@ def control_blend(
     read = load_params(params)
     cfg, runtime = read.base, read.runtime
     folds = load_folds(data, cfg.data.folds, cfg.eval.ks)
-    split = {k: d.fingerprint for k, d in folds.items()}
+    split = fingerprints(folds)
     lambdas, ease_budget = read_ease_choice(ease, split)
     settings, rp3_budget = read_rp3_choice(rp3beta, split)
     summary, users = evaluate_control(CONTROL_BLEND, folds, lambdas, settings, cfg.baselines.blend_weights,

@@ -21,7 +21,7 @@ def evaluate(
 ) -> None:
     """Score each fold's test users with the best-epoch model of every seed trained on that fold."""
     from multvae.evaluation import evaluate_variant
-    from multvae.folds import load_folds
+    from multvae.folds import fingerprints, load_folds
     from multvae.params import load_params
     from multvae.results import write_result
     from multvae.runtime import setup
@@ -37,6 +37,6 @@ def evaluate(
                                       runtime.eval_batch_size, device, expected=cfg)
     read.check_unchanged()
     write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet",
-                 {k: d.fingerprint for k, d in folds.items()})
+                 fingerprints(folds))
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"evaluate {name}: {shown}  (best epoch {summary.best_epoch}, {summary.test_users:,} users)")

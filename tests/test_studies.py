@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from multvae.config import ConfigError
 from multvae.doc_tables import HEADLINE, HEADLINE_STUDY, headline, refresh, sources, stale, table_lines
 from multvae.params import load_params
 
@@ -181,6 +182,25 @@ def test_the_headline_sets_each_blend_against_ease_and_against_the_control_blend
     label = "RecVAE + EASE (blend; γ, w on each fold)"
     assert lines[label] == f"| {label} | {ndcg} | {cell('vs_best_baseline')} | {cell('vs_control_blend')} |"
     assert lines["RP3β + EASE (the control blend)"].endswith("| (reference) |")
+
+
+def test_the_headline_stars_and_intervals_at_the_studys_own_confidence(tmp_path):
+    """The stars and the interval label come from the study's eval.confidence, not a fixed 5%: at
+    a confidence no Holm p in the table reaches, no row is starred; a wrong value is named."""
+    shutil.copytree(REPO / "results", tmp_path / "results")
+    assert " * |" in headline(tmp_path) and "[95% interval]" in headline(tmp_path)
+    frame = pd.read_csv(REPO / "results" / HEADLINE_STUDY / "table.csv")
+    smallest = frame.filter(like="p_holm_").min().min()
+    params = tmp_path / "results" / HEADLINE_STUDY / "params.yaml"
+    values = yaml.safe_load(params.read_text())
+    values["eval"]["confidence"] = float(1 - smallest / 2)
+    params.write_text(yaml.safe_dump(values))
+    changed = headline(tmp_path).split("\n\n")[0]
+    assert " *" not in changed and "[95% interval]" not in changed
+    values["eval"]["confidence"] = 1.5
+    params.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match=r"params.yaml: eval.confidence: .*less than 1"):
+        headline(tmp_path)
 
 
 def test_what_studies_md_says_of_the_10_fold_studys_gamma_choices():
