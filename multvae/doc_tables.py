@@ -85,6 +85,7 @@ def headline(root: Path) -> str:
         deltas = [_delta(row, "vs_best_baseline", name == "ease", 1 - confidence),
                   _delta(row, "vs_control_blend", name == CONTROL_BLEND, 1 - confidence)]
         lines.append(f"| {label} | {ndcg} | {' | '.join(deltas)} |")
+    lines += ["", f"\\* : Holm-adjusted p < {1 - confidence:.2g} in its comparison family."]
     lines += ["", "| the ablation paper's claims, checked by | " + " | ".join(VERDICTS)
               + " | Δ NDCG@100 vs the original it detects |", "|" + "---|" * (2 + len(VERDICTS))]
     for study in CLAIM_STUDIES:

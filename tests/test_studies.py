@@ -197,6 +197,10 @@ def test_the_headline_stars_and_intervals_at_the_studys_own_confidence(tmp_path)
     params.write_text(yaml.safe_dump(values))
     changed = headline(tmp_path).split("\n\n")[0]
     assert " *" not in changed and "[95% interval]" not in changed
+    values["eval"]["confidence"] = 0.9
+    params.write_text(yaml.safe_dump(values))
+    assert "| NDCG@100 [90% interval] |" in headline(tmp_path)
+    assert "\\* : Holm-adjusted p < 0.1 in its comparison family." in headline(tmp_path)
     values["eval"]["confidence"] = 1.5
     params.write_text(yaml.safe_dump(values))
     with pytest.raises(ConfigError, match=r"params.yaml: eval.confidence: .*less than 1"):
