@@ -28,7 +28,7 @@ from multvae.config import ClaimConfig
 from multvae.paper_results import PaperResults
 from multvae.rows import Result
 from multvae.stats import Estimate, holm
-from multvae.table import POWER, Family, compare, label, metric_title
+from multvae.table import POWER, Family, compare, label, metric_title, percent
 from multvae.table_markdown import UNCOUNTED, number
 
 EXCLUDED = "paper's effect excluded"
@@ -147,9 +147,9 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
         f"- {UNCOUNTED}: a row trained once on one fold, so its run-to-run spread is unknown and left out "
         "of the test: the verdict is optimistic (run several train.seeds)."]
     lines += ["", f"- Δ: the row minus the reference, mean over the same test users, with its "
-              f"{confidence:.0%} interval (users and training runs counted, not adjusted). Holm p: adjusted "
-              "over the family named beside it: the table's family that holds the same comparison (so its "
-              f"star and the verdict agree), or `{CLAIMS_FAMILY}`, the claims no family holds. "
+              f"{percent(confidence)} interval (users and training runs counted, not adjusted). Holm p: "
+              "adjusted over the family named beside it: the table's family that holds the same comparison "
+              f"(so its star and the verdict agree), or `{CLAIMS_FAMILY}`, the claims no family holds. "
               "Paper's Δ: the difference the source prints, and the Holm-adjusted p of the test that "
               "this data's difference equals it (over the claims that state one). "
               f"A claim holds when Holm p < {alpha:.2g} "

@@ -18,6 +18,7 @@ import yaml
 
 from multvae.config import CONTROL_BLEND, EvalConfig, validate
 from multvae.errors import MultVAEError
+from multvae.table import percent
 
 BLOCK = re.compile(r"(<!-- table: (?P<source>[^ ]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
@@ -76,7 +77,7 @@ def headline(root: Path) -> str:
         raise DocTableError(f"{source}: no row {', '.join(missing)} for the README's headline")
     users = int(frame["test_users"].max())
     confidence = _confidence(source.parent)
-    shown = f"[{confidence:.0%} interval]"
+    shown = f"[{percent(confidence)} interval]"
     lines = [f"| ML-1M, 10 folds: all {users:,} users tested once | NDCG@100 {shown} | "
              f"Δ vs EASE {shown} | Δ vs the control blend {shown} |", "|---|---|---|---|"]
     for name, label in HEADLINE_ROWS.items():

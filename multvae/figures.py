@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from multvae.atomic import atomic_path
 from multvae.rows import Result
-from multvae.table import Family, label, metric_title
+from multvae.table import Family, label, metric_title, percent
 
 
 def training_log(results: list[Result]) -> pd.DataFrame:
@@ -79,7 +79,7 @@ def plot_comparison(table: pd.DataFrame, metrics: list[str], path: Path, confide
     ax.set_xticks(x, [textwrap.fill(str(text), 22) for text in table["label"]], rotation=30, ha="right")
     ax.set_xlim(-0.6, len(table) - 0.4)
     ax.set_ylabel("Mean over test users")
-    ax.set_title(f"{dataset}: test metrics per experiment (error bars: {confidence:.0%} interval over "
+    ax.set_title(f"{dataset}: test metrics per experiment (error bars: {percent(confidence)} interval over "
                  "users and training runs)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
@@ -123,7 +123,7 @@ def plot_differences(table: pd.DataFrame, titles: dict[str, str], path: Path, co
         ax.barh(y, 2 * detectable, left=-detectable, height=0.7, color="0.88",
                 label="detectable with 80% power (± around 0)")
         ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="o", color="C0", ecolor="C0",
-                    capsize=3, label=f"Δ with its {confidence:.0%} interval")
+                    capsize=3, label=f"Δ with its {percent(confidence)} interval")
         for yi, hi, p in zip(y, high, rows[f"p_holm_{f}"].to_numpy(float), strict=True):
             if p < 1 - confidence:  # the table's star
                 ax.annotate("*", (hi, yi), xytext=(4, -4), textcoords="offset points", fontsize=14)

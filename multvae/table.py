@@ -36,6 +36,11 @@ def label(name: str, labels: dict[str, str]) -> str:
     return labels.get(name, name)
 
 
+def percent(share: float) -> str:
+    """A share as a percentage with the digits it has (0.975 is 97.5%, not 98%)."""
+    return f"{share * 100:.4g}%"
+
+
 def metric_title(metric: str) -> str:
     kind, _, k = metric.partition("@")
     return f"{_METRIC_TITLES.get(kind, kind)}@{k}"

@@ -11,7 +11,7 @@ import pandas as pd
 from multvae.config import BEST_BASELINE, EvalConfig
 from multvae.selection import Choice
 from multvae.stats import DOF_BOUND
-from multvae.table import LATE, Family, label, metric_title
+from multvae.table import LATE, Family, label, metric_title, percent
 
 SIGNIFICANT = "*"
 UNCOUNTED = "†"  # a stochastic row trained once on one fold: its run-to-run noise is unknown
@@ -105,8 +105,8 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
                       else f"{row[f'{m}_seeds_mean']:.4f} ± {row[f'{m}_seeds_std']:.4f}" for m in metrics]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
 
-    level = f"{eval_cfg.confidence:.0%}"
-    bound = f" that take the runs' variance at its {DOF_BOUND:.0%} upper bound" if DOF_BOUND else ""
+    level = percent(eval_cfg.confidence)
+    bound = f" that take the runs' variance at its {percent(DOF_BOUND)} upper bound" if DOF_BOUND else ""
     users = table["test_users"].dropna()
     over = f"the {int(users.max()):,} test users" if len(users) else "the test users"
     legend = [
@@ -140,8 +140,8 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
     legend.append(f"Best epoch: the epoch selected by validation {metric_title(key)}, of the epochs trained "
                   "(the first seed's; train.epochs passes, or more epochs where train.min_updates asks).")
     if (table["late_runs"].fillna(0) > 0).any():
-        legend.append(f"{LATE_MARK} late: runs whose selected epoch lies in the last {1 - LATE:.0%} of their "
-                      "epochs (any fold, any seed), so they may still have been improving: more epochs "
+        legend.append(f"{LATE_MARK} late: runs whose selected epoch lies in the last {percent(1 - LATE)} of "
+                      "their epochs (any fold, any seed), so they may still have been improving: more epochs "
                       "could change the row.")
     if table["diverged_runs"].any():
         legend.append("diverged: runs whose loss went non-finite; training stopped there and the best "

@@ -629,3 +629,20 @@ def test_printed_results_named_but_missing_stop_aggregate_with_one_line(tmp_path
     inputs["printed"].unlink()
     result = run_stage(tmp_path, inputs)
     assert result.exit_code != 0 and "printed.yaml not found: the paper's printed results" in result.output
+
+
+def test_the_table_states_its_confidence_as_set_and_stars_at_that_level(inputs):
+    """At confidence 0.975 the legend says 97.5% (not a rounded 98%) and a star needs Holm p < 0.025."""
+    results = load_results(inputs["metrics"], inputs["per_user"], inputs["curves"], METRICS, VARIANTS,
+                           EXPECTED)
+    strict = replace(EVAL, confidence=0.975)
+    table, families = build_table(results, METRICS, strict, REPORT["labels"], _comparisons())
+    text = table_markdown(table, METRICS, strict, REPORT["labels"], "ml-latest-small", families)
+    assert "Intervals: 97.5% t intervals" in text and "* marks Holm p < 0.025" in text
+    rows = [line.removeprefix("| ").removesuffix(" |").split(" | ") for line in text.splitlines()
+            if line.startswith("| ")]
+    column = next(i for i, title in enumerate(rows[0]) if title.startswith("Δ NDCG@100 vs"))
+    starred = [row[column].endswith(" *") for row in rows[1:]]
+    holm = table["p_holm_vs_original"].tolist()
+    assert len(starred) == len(holm) and any(starred)
+    assert starred == [bool(p < 0.025) for p in holm]
