@@ -155,7 +155,7 @@ def claims_markdown(verdicts: dict[str, dict[str, Any]], labels: dict[str, str],
               f"A claim holds when Holm p < {alpha:.2g} "
               "and Δ has the claimed sign, is contradicted when Holm p < {a} and Δ has the other sign; "
               f"otherwise the {EXCLUDED} when the paper's Δ has Holm p < {{a}}, and it is not resolvable. "
-              "Detectable: the smallest true Δ found with 80% power at the strictest Holm step."
+              f"Detectable: the smallest true Δ found with {percent(POWER)} power at the strictest Holm step."
               .replace("{a}", f"{alpha:.2g}"), *uncounted, *([f"- {skipped}"] if skipped else [])]
     return "\n".join(lines) + "\n"
 

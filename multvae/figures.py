@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from multvae.atomic import atomic_path
 from multvae.rows import Result
-from multvae.table import Family, label, metric_title, percent
+from multvae.table import POWER, Family, label, metric_title, percent
 
 
 def training_log(results: list[Result]) -> pd.DataFrame:
@@ -121,7 +121,7 @@ def plot_differences(table: pd.DataFrame, titles: dict[str, str], path: Path, co
         low, high = rows[f"diff_{f}_low"].to_numpy(float), rows[f"diff_{f}_high"].to_numpy(float)
         detectable = rows[f"detectable_{f}"].to_numpy(float)
         ax.barh(y, 2 * detectable, left=-detectable, height=0.7, color="0.88",
-                label="detectable with 80% power (± around 0)")
+                label=f"detectable with {percent(POWER)} power (± around 0)")
         ax.errorbar(diff, y, xerr=[diff - low, high - diff], fmt="o", color="C0", ecolor="C0",
                     capsize=3, label=f"Δ with its {percent(confidence)} interval")
         for yi, hi, p in zip(y, high, rows[f"p_holm_{f}"].to_numpy(float), strict=True):

@@ -11,7 +11,7 @@ import pandas as pd
 from multvae.config import BEST_BASELINE, EvalConfig
 from multvae.selection import Choice
 from multvae.stats import DOF_BOUND
-from multvae.table import LATE, Family, label, metric_title, percent
+from multvae.table import LATE, POWER, Family, label, metric_title, percent
 
 SIGNIFICANT = "*"
 UNCOUNTED = "†"  # a stochastic row trained once on one fold: its run-to-run noise is unknown
@@ -130,7 +130,8 @@ def table_markdown(table: pd.DataFrame, metrics: list[str], eval_cfg: EvalConfig
             f"mean paired difference in {metric_title(f.metric)} over the same test users with its {level} "
             f"interval (not adjusted); p is its two-sided test; Holm p is adjusted over the family (Holm's "
             f"step-down method), and {SIGNIFICANT} marks Holm p < {alpha:.2g}, so an interval may exclude 0 "
-            f"without a {SIGNIFICANT}. Detectable with 80% power at the family's strictest step: {shown}."
+            f"without a {SIGNIFICANT}. Detectable with {percent(POWER)} power at the family's strictest "
+            f"step: {shown}."
             + "".join(f" {label(a, labels)}: the same runs as {label(b, labels)}, counted once."
                       for a, b in f.same_runs))
     legend.append("Tuning budget: settings tried on validation (a tuning group's members, EASE's λ values "

@@ -40,14 +40,14 @@ def blend(
         raise ConfigError(f"{params}: {row} is not in study.blends {list(read.study.blends)}")
     cfg, runtime = read.config(row), read.runtime
     folds = load_folds(data, cfg.data.folds, cfg.eval.ks)
-    lambdas, ease_budget = read_ease_choice(ease, fingerprints(folds))
+    split = fingerprints(folds)
+    lambdas, ease_budget = read_ease_choice(ease, split)
     name = row + BLEND_SUFFIX
     summary, users = evaluate_blend(name, row, models, cfg.train.seeds, folds, lambdas,
                                     cfg.baselines.blend_weights, cfg.eval.ks, runtime.eval_batch_size,
                                     setup(runtime), expected=cfg, inherited=ease_budget)
     read.check_unchanged()
-    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet",
-                 fingerprints(folds))
+    write_result(summary, users, metrics / f"{name}.json", per_user / f"{name}.parquet", split)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
     typer.echo(f"blend {name}: weight {summary.chosen['weight']} of {row}'s scores; {shown} "
                f"({summary.test_users:,} users)")
